@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Both create .venv and install.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install demo test test-all bench clean
+
+$(BIN)/normlab: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# Take a CPU torch first so the open range in pyproject never pulls a CUDA build;
+	# a venv that already has torch (e.g. a CUDA build the user installed) keeps it.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev,hf]"
+	touch $(BIN)/normlab
+
+install: $(BIN)/normlab
+
+demo: install
+	$(BIN)/normlab run prepost
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q -m "" 
+
+bench: install
+	$(BIN)/python benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,203 @@
+"""Command line: each subcommand parses its arguments and calls one function of the layers below.
+
+    normlab run prepost [overrides] [--seeds 3] [--jobs 2]   train an experiment, write its report
+    normlab train <config|yaml> [overrides] [--resume]        one run
+    normlab sample <run-dir> [--n 5] [--prompt ma]
+    normlab report <experiment-dir>
+    normlab list [experiments|norms|placements|sources|fields]
+    normlab show <config|experiment> [overrides]             the resolved config as YAML
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+import typing
+from pathlib import Path
+
+import click
+
+from .config import ConfigError, RunConfig, dump_yaml, from_dict, load_config, read_yaml
+
+
+class _Group(click.Group):
+    """Turn ConfigError (bad user input) into one clear line and exit code 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as err:
+            click.secho(f"error: {err}", fg="red", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="normlab")
+def main():
+    """normlab: how should a transformer normalize, and what breaks when it does not?"""
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("experiment")
+@click.argument("overrides", nargs=-1)
+@click.option("--seeds", type=click.IntRange(1), help="number of seeds (0..N-1); default: the experiment's")
+@click.option("--jobs", type=click.IntRange(1), help="runs in parallel processes; default: the experiment's")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="parent of the experiment folder [runs]")
+def run(experiment, overrides, seeds, jobs, out_dir):
+    """Train every variant x seed of EXPERIMENT (resuming unfinished runs) and write its report."""
+    from .experiments import expand, load_experiment, run_all
+    from .report import build_report, markdown_table_only
+    from .train.rundir import write_json
+
+    spec = load_experiment(experiment)
+    seed_list = list(range(seeds)) if seeds else list(spec.seeds)
+    planned = expand(spec, list(overrides), seed_list, out_dir)
+    exp_dir = planned[0].run_dir.parent
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    info = {k: getattr(spec, k) for k in ("name", "title", "description", "seed_ref")}
+    info.update(variants=list(spec.variants), seeds=seed_list, overrides=list(overrides),
+                runs=[{"variant": p.variant, "seed": p.seed, "dir": p.run_dir.name} for p in planned])
+    write_json(exp_dir / "experiment.json", info)
+    click.echo(f"{spec.name}: {len(spec.variants)} variants x {len(seed_list)} seeds -> {exp_dir}")
+    t0 = time.perf_counter()
+    results = run_all(planned, jobs or spec.jobs)
+    wall = time.perf_counter() - t0
+    bad = {n: s for n, s in results.items() if s.get("status") not in ("complete",)}
+    for name, s in bad.items():
+        click.secho(f"  {name}: {s.get('status')} {s.get('diverged_reason') or s.get('error') or ''}", fg="yellow")
+    paths = build_report(exp_dir)
+    click.echo(markdown_table_only(exp_dir))
+    click.echo(f"trained in {wall:.1f} s; report: {paths['report.html']} (and report.md, results.json, PNGs)")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("config")
+@click.argument("overrides", nargs=-1)
+@click.option("--resume", is_flag=True, help="continue the run in <out_dir>/<name> from its last checkpoint")
+def train(config, overrides, resume):
+    """Train one run from CONFIG (a shipped name like `debug`, or a YAML path) with dotted overrides."""
+    from rich.progress import Progress
+
+    from .train import train as train_run
+
+    cfg = load_config(config, list(overrides))
+    run_dir = Path(cfg.out_dir) / cfg.name
+    with Progress(transient=True) as bar:
+        task = bar.add_task(cfg.name, total=cfg.train.steps)
+        summary = train_run(cfg, run_dir, resume=resume, progress=lambda s, n: bar.update(task, completed=s))
+    click.echo(json.dumps(summary, indent=2))
+    click.echo(f"run directory: {run_dir}")
+    if summary.get("status") == "diverged":
+        sys.exit(3)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--n", "n", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--prompt", default="", help="text the samples start with")
+@click.option("--temperature", type=click.FloatRange(0), help="default: the run's sample.temperature")
+@click.option("--seed", type=int, default=0, show_default=True)
+def sample(run_dir, n, prompt, temperature, seed):
+    """Generate N samples from the last checkpoint of RUN_DIR."""
+    from .data import CharTokenizer
+    from .model import build_model
+    from .train import generate_samples, latest_checkpoint, load_weights
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
+    cfg = from_dict(RunConfig, read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise ConfigError(f"{run_dir} has no checkpoint yet; train it first (normlab train ... --resume)")
+    if temperature is not None:
+        cfg.sample.temperature = temperature
+    tok = CharTokenizer.load(run_dir / "tokenizer.json")
+    try:
+        tok.encode(prompt)
+    except ValueError as err:
+        raise ConfigError(f"--prompt: {err}") from None
+    model = build_model(cfg.model)
+    load_weights(model, ckpt)
+    for text in generate_samples(model, tok, cfg, "cpu", prompt=prompt, n=n, seed=seed):
+        click.echo(prompt + text if not text.startswith(prompt) else text)
+
+
+@main.command()
+@click.argument("exp_dir", type=click.Path(exists=True, file_okay=False))
+def report(exp_dir):
+    """Rebuild the report of EXP_DIR from its finished run directories."""
+    from .report import build_report
+
+    try:
+        paths = build_report(exp_dir)
+    except FileNotFoundError as err:
+        raise ConfigError(str(err)) from None
+    for path in paths.values():
+        click.echo(path)
+
+
+@main.command(name="list")
+@click.argument("what", default="all",
+                type=click.Choice(["all", "experiments", "norms", "placements", "sources", "fields"]))
+def list_(what):
+    """List experiments, norm kinds, placements, data sources or config fields."""
+    from .data import SOURCES
+    from .experiments import list_experiments, load_experiment
+    from .model import PLACEMENTS
+    from .norms import NORMS, describe
+
+    if what in ("all", "experiments"):
+        click.secho("experiments", bold=True)
+        for name in list_experiments():
+            spec = load_experiment(name)
+            click.echo(f"  {name:<12} seed {spec.seed_ref or '-':<4} {spec.title}")
+    if what in ("all", "norms"):
+        click.secho("norm kinds (model.norm.kind)", bold=True)
+        for name, cls in sorted(NORMS.items()):
+            click.echo(f"  {name:<18} {describe(cls)}")
+    if what in ("all", "placements"):
+        click.secho("placements (model.norm.placement)", bold=True)
+        for name, p in sorted(PLACEMENTS.items()):
+            click.echo(f"  {name:<10} {p.formula:<40} {p.reference}")
+    if what in ("all", "sources"):
+        click.secho("data sources (data.source)", bold=True)
+        for name, text in SOURCES.items():
+            click.echo(f"  {name:<14} {text}")
+    if what == "fields":
+        for path, tp, doc, default in _fields(RunConfig):
+            click.echo(f"  {path:<28} {tp:<32} {default!r:<14} {doc}")
+
+
+def _fields(cls, prefix=""):
+    """(dotted path, type, docstring, default) for every leaf field, docstrings read from the source."""
+    import ast
+    import inspect
+
+    docs = {}
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = nxt.value.value
+    hints = typing.get_type_hints(cls)
+    instance = cls()
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            yield from _fields(tp, prefix + f.name + ".")
+        else:
+            name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+            yield prefix + f.name, name, docs.get(f.name, ""), getattr(instance, f.name)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("config")
+@click.argument("overrides", nargs=-1)
+def show(config, overrides):
+    """Print the resolved config (defaults + YAML + overrides) that a run would use."""
+    click.echo(dump_yaml(load_config(config, list(overrides))), nl=False)
+
+
+if __name__ == "__main__":
+    main()

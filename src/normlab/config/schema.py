@@ -1,0 +1,164 @@
+"""Typed configuration: RunConfig -> ModelConfig (NormConfig, AttentionConfig), DataConfig, TrainConfig.
+
+Every field has a default and a one-line docstring (the string literal under it), which
+`normlab train --help-config` prints. Choices among registries (norm kinds, placements) are
+checked in `validate()` against the live registries, so a new variant needs no schema edit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported with the dotted key, its source and what is allowed."""
+
+
+@dataclass
+class NormConfig:
+    kind: str = "rmsnorm"
+    """norm kind (registry `normlab list norms`): what the normalization computes"""
+    placement: str = "pre"
+    """placement (registry `normlab list placements`): where the norms sit in the block"""
+    final: Literal["auto", "always", "never"] = "auto"
+    """norm before the output head: auto = the placement's rule (pre: yes, post/none: no)"""
+    eps: float = 1e-5
+    """epsilon inside the square root (LayerNorm / RMSNorm)"""
+    affine: bool = True
+    """learnable per-channel gain"""
+    bias: bool = False
+    """learnable per-channel bias (LayerNorm only)"""
+    options: dict = field(default_factory=dict)
+    """kind-specific knobs, checked by the norm kind itself (e.g. dyt: {alpha_attn: 0.8})"""
+
+
+@dataclass
+class AttentionConfig:
+    qk_norm: bool = False
+    """normalize q and k per head (RMSNorm over the head dim) before the dot product"""
+    logit_clamp: float = 0.0
+    """hard clamp of attention logits to [-c, c]; 0 = off (seed 001 uses 30)"""
+    logit_softcap: float = 0.0
+    """soft cap c*tanh(s/c) on attention logits; 0 = off (Gemma 2 uses 50)"""
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 0
+    """vocabulary size; 0 = take it from the tokenizer"""
+    d_model: int = 64
+    """residual stream width"""
+    n_head: int = 4
+    """attention heads"""
+    n_layer: int = 4
+    """transformer blocks"""
+    block_size: int = 64
+    """context length in tokens"""
+    mlp: Literal["relu", "gelu", "swiglu", "relu2"] = "gelu"
+    """MLP activation"""
+    mlp_ratio: float = 4.0
+    """MLP hidden width / d_model (swiglu uses 2/3 of it per branch, rounded)"""
+    pos: Literal["learned", "rope", "none"] = "learned"
+    """position encoding"""
+    rope_base: float = 10000.0
+    """RoPE theta"""
+    bias: bool = False
+    """biases in linear layers"""
+    tie_embeddings: bool = False
+    """share the token embedding with the output head"""
+    init_std: float = 0.02
+    """std of the normal init of every linear and embedding weight"""
+    resid_init_scale: float = 1.0
+    """extra factor on the init std of residual output projections (seed 001 uses 0.01)"""
+    depth_scaled_init: bool = False
+    """divide the residual-projection init std by sqrt(2 * n_layer) (GPT-2)"""
+    out_logit_softcap: float = 0.0
+    """soft cap c*tanh(z/c) on output logits; 0 = off (Gemma 2 uses 30)"""
+    norm: NormConfig = field(default_factory=NormConfig)
+    """normalization: kind x placement"""
+    attn: AttentionConfig = field(default_factory=AttentionConfig)
+    """attention options and stabilizers"""
+
+
+@dataclass
+class DataConfig:
+    source: str = "names"
+    """corpus: `names` (embedded) or `text:<path>` (a local file, one document per line)"""
+    tokenizer: Literal["char"] = "char"
+    """tokenizer"""
+    batching: Literal["doc", "packed"] = "packed"
+    """`doc`: each row is one document with boundary tokens; `packed`: random windows of the stream"""
+    val_frac: float = 0.1
+    """fraction of documents held out for validation (fixed split, independent of train.seed)"""
+    split_seed: int = 1234
+    """seed of the train/val split"""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 200
+    """optimizer steps"""
+    batch_size: int = 16
+    """sequences per step"""
+    lr: float = 1e-3
+    """peak learning rate"""
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    """optimizer"""
+    betas: list = field(default_factory=lambda: [0.9, 0.95])
+    """Adam betas [beta1, beta2]"""
+    adam_eps: float = 1e-8
+    """Adam epsilon"""
+    weight_decay: float = 0.0
+    """decoupled weight decay (AdamW); never applied to gains, biases or embeddings"""
+    schedule: Literal["constant", "linear", "cosine"] = "cosine"
+    """LR schedule after warmup: constant, linear decay to 0, cosine to min_lr_frac * lr"""
+    warmup_steps: int = 0
+    """linear warmup steps"""
+    min_lr_frac: float = 0.0
+    """final LR as a fraction of lr (cosine)"""
+    grad_clip: float = 1.0
+    """clip the global gradient norm; 0 = off"""
+    z_loss: float = 0.0
+    """weight of the z-loss mean(logsumexp(z)^2) (PaLM uses 1e-4); 0 = off"""
+    seed: int = 0
+    """seed of init, data order and sampling: one seed, one bit-identical CPU run"""
+    log_every: int = 1
+    """write metrics every N steps"""
+    eval_every: int = 100
+    """validation every N steps (and at the end)"""
+    eval_batches: int = 8
+    """validation batches (fixed)"""
+    ckpt_every: int = 0
+    """checkpoint every N steps; 0 = only at the end"""
+    loss_bound: float = 0.0
+    """stop as diverged when the training loss exceeds this; 0 = only on NaN/inf"""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """device"""
+    threads: int = 0
+    """torch CPU threads; 0 = leave torch's default"""
+
+
+@dataclass
+class SampleConfig:
+    n: int = 5
+    """samples written to samples.txt at the end"""
+    temperature: float = 0.5
+    """softmax temperature"""
+    max_new_tokens: int = 0
+    """tokens per sample; 0 = block_size"""
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    """run name (directory name under out_dir)"""
+    out_dir: str = "runs"
+    """parent directory of run directories"""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """model architecture"""
+    data: DataConfig = field(default_factory=DataConfig)
+    """corpus, tokenizer and batching"""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """optimization"""
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    """generation at the end of the run"""

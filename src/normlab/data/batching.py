@@ -1,0 +1,87 @@
+"""Fixed train/val split and the two batching modes, each batch a pure function of (seed, step).
+
+`doc`: each row is one document [BOS] d [BOS] (seed 003 trains on one name per step); rows are
+padded with target -1 (ignored by the loss). Causal attention means padding never leaks backwards.
+`packed`: one stream [BOS] d1 [BOS] d2 ...; rows are random windows of block_size + 1 tokens.
+Because batch k depends only on (seed, k), resume and replay need no data-loader state.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from ..config import DataConfig
+from .corpora import load_documents
+from .tokenizer import CharTokenizer
+
+IGNORE = -1
+
+
+def split_documents(docs: list[str], val_frac: float, split_seed: int) -> tuple[list[str], list[str]]:
+    order = list(range(len(docs)))
+    random.Random(split_seed).shuffle(order)
+    n_val = max(1, int(round(len(docs) * val_frac)))
+    val = [docs[i] for i in order[:n_val]]
+    train = [docs[i] for i in order[n_val:]]
+    return train, val
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor       # B, T input ids
+    y: torch.Tensor       # B, T targets (IGNORE where padded)
+    index: torch.Tensor   # B document indices (doc) or window starts (packed), for replay
+
+
+class TokenData:
+    """Tokenized split with deterministic batch sampling."""
+
+    def __init__(self, docs: list[str], tok: CharTokenizer, mode: str, block_size: int):
+        self.tok, self.mode, self.block_size = tok, mode, block_size
+        self.docs = [torch.tensor([tok.bos] + tok.encode(d) + [tok.bos]) for d in docs]
+        self.stream = torch.cat([d[:-1] for d in self.docs] + [torch.tensor([tok.bos])])
+        if mode == "packed" and len(self.stream) <= block_size + 1:
+            raise ValueError(f"the corpus has {len(self.stream)} tokens, fewer than block_size + 1")
+
+    def batch(self, batch_size: int, seed: int, step: int) -> Batch:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        if self.mode == "doc":
+            index = torch.randint(len(self.docs), (batch_size,), generator=g)
+            return self.rows_from_docs(index)
+        index = torch.randint(len(self.stream) - self.block_size - 1, (batch_size,), generator=g)
+        return self.rows_from_stream(index)
+
+    def rows_from_docs(self, index: torch.Tensor) -> Batch:
+        T = self.block_size
+        x = torch.full((len(index), T), self.tok.bos, dtype=torch.long)
+        y = torch.full((len(index), T), IGNORE, dtype=torch.long)
+        for row, i in enumerate(index.tolist()):
+            toks = self.docs[i][: T + 1]
+            x[row, : len(toks) - 1] = toks[:-1]
+            y[row, : len(toks) - 1] = toks[1:]
+        return Batch(x, y, index)
+
+    def rows_from_stream(self, index: torch.Tensor) -> Batch:
+        offsets = torch.arange(self.block_size + 1)
+        rows = self.stream[index[:, None] + offsets]
+        return Batch(rows[:, :-1].contiguous(), rows[:, 1:].contiguous(), index)
+
+    def replay(self, index: torch.Tensor) -> Batch:
+        return self.rows_from_docs(index) if self.mode == "doc" else self.rows_from_stream(index)
+
+
+@dataclass
+class Corpus:
+    tokenizer: CharTokenizer
+    train: TokenData
+    val: TokenData
+
+
+def build_corpus(cfg: DataConfig, block_size: int) -> Corpus:
+    docs = load_documents(cfg.source)
+    tok = CharTokenizer.fit(docs)
+    train_docs, val_docs = split_documents(docs, cfg.val_frac, cfg.split_seed)
+    return Corpus(tok, TokenData(train_docs, tok, cfg.batching, block_size),
+                  TokenData(val_docs, tok, cfg.batching, block_size))

@@ -1,0 +1,39 @@
+"""Character tokenizer with one boundary token (id = number of characters), as in microgpt."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BOUNDARY = "<|bos|>"
+
+
+class CharTokenizer:
+    def __init__(self, chars: list[str]):
+        self.chars = list(chars)
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+        self.bos = len(self.chars)
+
+    @classmethod
+    def fit(cls, documents: list[str]) -> "CharTokenizer":
+        return cls(sorted(set("".join(documents))))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars) + 1
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self.stoi[c] for c in text]
+        except KeyError as err:
+            allowed = "".join(self.chars)
+            raise ValueError(f"character {err.args[0]!r} is not in the vocabulary {allowed!r}") from None
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[i] for i in ids if i != self.bos)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps({"kind": "char", "chars": self.chars}, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: Path) -> "CharTokenizer":
+        return cls(json.loads(Path(path).read_text())["chars"])

@@ -1,0 +1,97 @@
+"""Figures: data in, matplotlib Figure out (no file I/O). Curves are mean over seeds ± std band."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+# Seed 003's colours for its three variants; others cycle through tab10.
+_FIXED = {"pre": "tab:green", "post": "tab:orange", "none": "tab:red"}
+
+
+def color_of(variant: str, order: list[str]) -> str:
+    return _FIXED.get(variant) or f"C{order.index(variant) % 10}"
+
+
+def ema(x: np.ndarray, beta: float) -> np.ndarray:
+    """Bias-corrected exponential moving average along the last axis; NaN steps are carried over."""
+    out = np.full_like(x, np.nan, dtype=float)
+    acc = np.zeros(x.shape[:-1])
+    weight = np.zeros(x.shape[:-1])
+    for t in range(x.shape[-1]):
+        ok = np.isfinite(x[..., t])
+        acc = np.where(ok, beta * acc + (1 - beta) * np.nan_to_num(x[..., t]), acc)
+        weight = np.where(ok, beta * weight + (1 - beta), weight)
+        out[..., t] = np.where(weight > 0, acc / np.maximum(weight, 1e-12), np.nan)
+    return out
+
+
+def cumulative_mean(x: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(x)
+    return np.cumsum(np.where(finite, x, 0.0), axis=-1) / np.maximum(np.cumsum(finite, axis=-1), 1)
+
+
+def _band(ax, steps, curves, label, color):
+    mean = np.nanmean(curves, axis=0)
+    ax.plot(steps, mean, color=color, label=label, lw=1.6)
+    if curves.shape[0] > 1:
+        std = np.nanstd(curves, axis=0)
+        ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+
+
+def loss_panels(curves: dict[str, np.ndarray], beta: float = 0.95, first: int = 100, last: int = 200):
+    """Three panels as in seed 003: smoothed full run, first `first` steps, last `last` steps."""
+    order = list(curves)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    n = max(c.shape[1] for c in curves.values())
+    views = [(axes[0], slice(0, n), beta, "Smoothed loss (EMA %.2f), whole run" % beta),
+             (axes[1], slice(0, min(first, n)), 0.6, f"First {first} steps (EMA 0.6)"),
+             (axes[2], slice(max(0, n - last), n), beta, f"Last {last} steps (EMA {beta:.2f})")]
+    for ax, window, b, title in views:
+        for v, c in curves.items():
+            smooth = ema(c, b)[:, window]
+            _band(ax, np.arange(n)[window], smooth, v, color_of(v, order))
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("training loss (nats/token)")
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def cumulative_average(curves: dict[str, np.ndarray]):
+    order = list(curves)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for v, c in curves.items():
+        _band(ax, np.arange(c.shape[1]), cumulative_mean(c), v, color_of(v, order))
+    ax.set_title("Cumulative average training loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean loss over steps 0..t")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def val_curves(val: dict[str, list[list[tuple[int, float]]]]):
+    """Validation loss at eval steps, one line per seed (thin) and the mean (thick)."""
+    order = list(val)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for v, per_seed in val.items():
+        color = color_of(v, order)
+        for points in per_seed:
+            if points:
+                ax.plot(*zip(*points), color=color, alpha=0.3, lw=0.8)
+        steps = sorted({s for pts in per_seed for s, _ in pts})
+        means = [np.mean([l for pts in per_seed for s2, l in pts if s2 == s]) for s in steps]
+        ax.plot(steps, means, color=color, lw=2, marker="o", label=v)
+    ax.set_title("Validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
