@@ -6,6 +6,7 @@ and a close match), then the cross-field rules registered in `config.rules`.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import typing
@@ -28,6 +29,13 @@ def _suggest(word: str, options, prefix: str = "") -> str:
 
 def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+def _float_or_none(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _convert(value: Any, tp: Any, path: str, source: str) -> Any:
@@ -53,6 +61,8 @@ def _convert(value: Any, tp: Any, path: str, source: str) -> Any:
             raise ConfigError(f"{path}={value!r} ({source}) must be an integer")
         return value
     if tp is float:
+        if isinstance(value, str):
+            value = _float_or_none(value)  # YAML 1.1 reads "3e-3" (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}={value!r} ({source}) must be a number")
         return float(value)
@@ -164,7 +174,7 @@ def build_config(layers: list[tuple[dict, str]], overrides: list[str] = ()) -> R
     tree: dict = {}
     sources: dict[str, str] = {}
     for data, source in layers:
-        tree = _deep_merge(tree, data)
+        tree = _deep_merge(tree, copy.deepcopy(data))  # overrides below must never edit the caller's dicts
         _tag_sources(data, source, "", sources)
     for text in overrides:
         path, value = parse_override(text)

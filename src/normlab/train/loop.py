@@ -213,14 +213,14 @@ class _Loop:
         from .rundir import read_metrics  # the log holds every step, including those before a resume
 
         metrics = read_metrics(run_dir / "metrics.jsonl")
-        losses = [m["loss"] for m in metrics if "loss" in m]
+        losses = [m["loss"] for m in metrics if "loss" in m and _finite(m["loss"])]
         summary = {
             "name": cfg.name, "params": self.model.num_params(), "steps": cfg.train.steps,
             "steps_done": (self.diverged_step + 1) if self.diverged_step is not None else cfg.train.steps,
             "status": "diverged" if self.diverged_step is not None else "complete",
             "diverged_step": self.diverged_step, "diverged_reason": self.diverged_reason or None,
             "final_train_loss": _mean(losses[-max(1, len(losses) // 10):]),
-            "min_train_loss": min((l for l in losses if _finite(l)), default=None),
+            "min_train_loss": min(losses, default=None),
             "train_time_s": round(self.train_time, 3),
             "tokens_per_s": round(self.tokens_seen / self.train_time, 1) if self.train_time else None,
         }

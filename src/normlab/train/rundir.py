@@ -105,8 +105,16 @@ class MetricsWriter:
             f.flush()
 
 
+_NON_FINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+
+
+def _restore(record: dict) -> dict:
+    return {k: _NON_FINITE.get(v, v) if isinstance(v, str) else v for k, v in record.items()}
+
+
 def read_metrics(path: Path) -> list[dict]:
+    """Records of metrics.jsonl, with the 'nan'/'inf' strings turned back into floats."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [_restore(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]

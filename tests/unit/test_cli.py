@@ -1,0 +1,64 @@
+"""The CLI end to end on tiny settings (each command a few seconds)."""
+import json
+
+from click.testing import CliRunner
+
+from normlab.cli import main
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def test_run_prepost_tiny_end_to_end(tmp_path):
+    r = invoke("run", "prepost", "train.steps=30", "train.eval_every=15", "--seeds", 1, "--jobs", 2, "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    exp = tmp_path / "prepost"
+    for f in ("report.md", "report.html", "results.json", "loss_curves.png", "avg_loss.png"):
+        assert (exp / f).exists(), f
+    results = json.loads((exp / "results.json").read_text())
+    assert results["table"]["Parameters"]["pre"]["mean"] == 25_968
+    assert {r["status"] for r in results["runs"]} == {"complete"}
+    assert "report:" in r.output and "| Avg loss (first 50 steps) |" in r.output
+    again = invoke("run", "prepost", "train.steps=30", "train.eval_every=15", "--seeds", 1, "--out", tmp_path)
+    assert again.exit_code == 0 and "pre-seed0" not in again.output   # finished runs are reused, not retrained
+
+
+def test_train_sample_and_report_commands(tmp_path):
+    r = invoke("train", "debug", f"out_dir={tmp_path}", "name=one")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output[: r.output.rindex("}") + 1])["status"] == "complete"
+    s = invoke("sample", tmp_path / "one", "--n", 4, "--prompt", "ma")
+    lines = s.output.strip().splitlines()
+    assert s.exit_code == 0 and len(lines) == 4 and all(line.startswith("ma") for line in lines)
+    rep = invoke("report", tmp_path)
+    assert rep.exit_code == 0 and "report.html" in rep.output
+
+
+def test_config_errors_exit_2_with_one_clear_line(tmp_path):
+    r = CliRunner().invoke(main, ["train", "debug", "model.norm.placment=post"])
+    assert r.exit_code == 2
+    assert "error: unknown key model.norm.placment" in r.output and "did you mean model.norm.placement?" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_sample_refuses_a_non_run_directory(tmp_path):
+    r = CliRunner().invoke(main, ["sample", str(tmp_path)])
+    assert r.exit_code == 2 and "not a run directory" in r.output
+
+
+def test_bad_prompt_character(tmp_path):
+    invoke("train", "debug", f"out_dir={tmp_path}", "name=p", "train.steps=2")
+    r = CliRunner().invoke(main, ["sample", str(tmp_path / "p"), "--prompt", "Zq!"])
+    assert r.exit_code == 2 and "not in the vocabulary" in r.output
+
+
+def test_list_and_show():
+    out = invoke("list").output
+    for word in ("prepost", "rmsnorm", "layernorm", "identity", "pre", "post", "none", "names"):
+        assert word in out
+    fields = invoke("list", "fields").output
+    assert "model.norm.placement" in fields and "where the norms sit" in fields
+    shown = invoke("show", "prepost", "model.norm.placement=post").output
+    assert "placement: post" in shown and "n_layer: 8" in shown

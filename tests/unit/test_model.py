@@ -1,0 +1,105 @@
+import itertools
+
+import pytest
+import torch
+
+from normlab.config import load_config
+from normlab.model import PLACEMENTS, build_model
+from normlab.norms import NORMS
+
+
+def _model_cfg(*overrides):
+    cfg = load_config("debug", ["model.vocab_size=11", *overrides])
+    return cfg.model
+
+
+@pytest.mark.parametrize("placement,expected", [("pre", 25_968), ("post", 25_952), ("none", 25_696)])
+def test_seed_003_parameter_counts(placement, expected):
+    cfg = load_config("prepost", [f"model.norm.placement={placement}", "model.vocab_size=27"]).model
+    assert build_model(cfg).num_params() == expected
+
+
+CASES = list(itertools.product(sorted(PLACEMENTS), sorted(NORMS), ["learned", "rope"]))
+
+
+@pytest.mark.parametrize("placement,kind,pos", CASES)
+def test_causality(placement, kind, pos):
+    """Changing token t+1 never changes the logits at positions <= t."""
+    model = build_model(_model_cfg(f"model.norm.placement={placement}", f"model.norm.kind={kind}",
+                                   f"model.pos={pos}")).eval()
+    idx = torch.randint(0, 11, (2, 12))
+    base = model(idx)
+    for t in (0, 5, 10):
+        changed = idx.clone()
+        changed[:, t + 1:] = (changed[:, t + 1:] + 1) % 11
+        out = model(changed)
+        torch.testing.assert_close(out[:, : t + 1], base[:, : t + 1], rtol=0, atol=1e-6)
+        assert not torch.allclose(out[:, t + 1:], base[:, t + 1:])
+
+
+@pytest.mark.parametrize("option", ["model.attn.logit_clamp=30", "model.attn.logit_softcap=50",
+                                    "model.attn.qk_norm=true", "model.out_logit_softcap=30"])
+def test_causality_with_attention_options(option):
+    model = build_model(_model_cfg(option)).eval()
+    idx = torch.randint(0, 11, (1, 10))
+    changed = idx.clone()
+    changed[:, 6:] = (changed[:, 6:] + 3) % 11
+    torch.testing.assert_close(model(changed)[:, :6], model(idx)[:, :6], rtol=0, atol=1e-6)
+
+
+def test_explicit_attention_matches_fused_when_clamp_is_inactive():
+    torch.manual_seed(1)
+    fused = build_model(_model_cfg())
+    torch.manual_seed(1)
+    clamped = build_model(_model_cfg("model.attn.logit_clamp=1e6"))
+    idx = torch.randint(0, 11, (2, 16))
+    torch.testing.assert_close(clamped(idx), fused(idx), rtol=1e-5, atol=1e-5)
+
+
+def test_clamp_bounds_the_logits():
+    from normlab.model.attention import attention_logits_transform
+
+    s = torch.tensor([-100.0, -5.0, 0.0, 5.0, 100.0])
+    assert attention_logits_transform(s, 30, 0).tolist() == [-30.0, -5.0, 0.0, 5.0, 30.0]
+    capped = attention_logits_transform(s, 0, 50)
+    torch.testing.assert_close(capped, 50 * torch.tanh(s / 50))
+
+
+def test_build_is_deterministic_under_a_seed():
+    torch.manual_seed(3)
+    a = build_model(_model_cfg())
+    torch.manual_seed(3)
+    b = build_model(_model_cfg())
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.equal(p, q), n
+
+
+def test_init_scales_residual_projections():
+    cfg = _model_cfg("model.init_std=0.1", "model.resid_init_scale=0.01", "model.d_model=64", "model.n_layer=1")
+    model = build_model(cfg)
+    assert abs(model.blocks[0].mlp.proj.weight.std().item() - 0.001) < 3e-4
+    assert abs(model.blocks[0].mlp.fc.weight.std().item() - 0.1) < 0.01
+
+
+def test_tied_embeddings_share_storage_and_count_once():
+    tied = build_model(_model_cfg("model.tie_embeddings=true"))
+    untied = build_model(_model_cfg())
+    assert tied.lm_head.weight is tied.wte.weight
+    assert untied.num_params() - tied.num_params() == 11 * 16
+
+
+def test_final_norm_override():
+    assert build_model(_model_cfg("model.norm.placement=none", "model.norm.final=always")).norm_final is not None
+    assert build_model(_model_cfg("model.norm.placement=pre", "model.norm.final=never")).norm_final is None
+
+
+def test_too_long_input_is_a_clear_error():
+    model = build_model(_model_cfg())
+    with pytest.raises(ValueError, match="exceeds model.block_size=16"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+
+
+@pytest.mark.parametrize("mlp", ["relu", "gelu", "swiglu", "relu2"])
+def test_mlp_kinds_run(mlp):
+    model = build_model(_model_cfg(f"model.mlp={mlp}"))
+    assert model(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, 11)
