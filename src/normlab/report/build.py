@@ -124,7 +124,7 @@ def build_report(exp_dir: str | Path) -> dict[str, Path]:
     info, runs = load_experiment_runs(exp_dir)
     groups = by_variant(runs, info.get("variants", []))
     analysis = analyze(info, groups)
-    images = {name: _png(fig) for name, fig in _figures(groups).items()}
+    images = {name: _png(fig) for name, fig in {**_figures(groups), **analysis.figures}.items()}
     for name, data in images.items():
         atomic_write_bytes(exp_dir / name, data)
     md = render_markdown(info, analysis, groups, runs, list(images))

@@ -179,6 +179,8 @@ class _Loop:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip or float("inf"))
         self.optimizer.step()
+        if hasattr(self.model, "post_step"):  # e.g. nGPT renormalizes its matrices after every step
+            self.model.post_step()
         self.buffer.append((step, loss.detach(), grad_norm.detach(), lr))
         self.tokens_since_log += x.numel()
 
