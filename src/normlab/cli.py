@@ -88,6 +88,9 @@ def train(config, overrides, resume):
         summary = train_run(cfg, run_dir, resume=resume, progress=lambda s, n: bar.update(task, completed=s))
     click.echo(json.dumps(summary, indent=2))
     click.echo(f"run directory: {run_dir}")
+    if summary.get("status") == "interrupted":
+        click.echo(f"stopped at step {summary['step']}; continue with: normlab train {config} "
+                   f"{' '.join(overrides)} --resume".replace("  ", " "))
     if summary.get("status") == "diverged":
         sys.exit(3)
 

@@ -101,3 +101,20 @@ def test_no_weight_decay_on_gains_biases_or_embeddings():
     for name, p in model.named_parameters():
         should = p.dim() >= 2 and not name.startswith(("wte", "wpe"))
         assert (id(p) in decayed) == should, name
+
+
+def test_ctrl_c_stops_between_steps_and_resume_matches(tiny, tmp_path):
+    import os
+    import signal
+
+    nl.train(tiny("name=full"))
+
+    def interrupt_at_step_9(step, total):
+        if step == 9:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    summary = nl.train(tiny("name=ctrl_c"), progress=interrupt_at_step_9)
+    assert summary == {"status": "interrupted", "step": 9}   # 9 steps were complete when Ctrl-C came
+    assert json.loads((tmp_path / "ctrl_c" / "meta.json").read_text())["status"] == "interrupted"
+    nl.train(tiny("name=ctrl_c"), resume=True)
+    assert _losses(tmp_path / "ctrl_c") == _losses(tmp_path / "full")

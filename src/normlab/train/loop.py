@@ -8,6 +8,8 @@ on their schedules; at the end sample and write summary.json.
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -125,7 +127,8 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
 
     state = _Loop(cfg, model, optimizer, corpus, device, writer, run_dir, progress)
     end_step = cfg.train.steps if until_step is None else min(until_step, cfg.train.steps)
-    state.run(start_step, end_step)
+    with _StopOnInterrupt() as stop:
+        end_step = state.run(start_step, end_step, stop)
     if state.diverged_step is None and end_step < cfg.train.steps:
         save_checkpoint(run_dir, model, optimizer, end_step)
         info.update(status="interrupted", end=now())
@@ -135,6 +138,30 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
     info.update(status=summary["status"], end=now())
     write_json(run_dir / "meta.json", info)
     return summary
+
+
+class _StopOnInterrupt:
+    """Turn Ctrl-C into a request the loop honours between steps, so the checkpoint written on the way
+    out is consistent (an interrupt inside optimizer.step() would leave half-updated weights)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C aborts at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 class _Loop:
@@ -150,10 +177,15 @@ class _Loop:
         self.last_log_time, self.tokens_since_log = time.perf_counter(), 0
         self.train_time, self.tokens_seen = 0.0, 0
 
-    def run(self, start: int, end: int) -> None:
+    def run(self, start: int, end: int, stop: "_StopOnInterrupt | None" = None) -> int:
+        """Train steps [start, end); return the step reached (earlier on Ctrl-C, after a whole step)."""
         t = self.cfg.train
         t0 = time.perf_counter()
         for step in range(start, end):
+            if stop is not None and stop.requested:
+                self._flush()
+                end = step
+                break
             self._step(step)
             last = step == end - 1
             if (step + 1) % t.log_every == 0 or last:
@@ -167,6 +199,7 @@ class _Loop:
             if self.progress:
                 self.progress(step + 1, t.steps)
         self.train_time += time.perf_counter() - t0
+        return end
 
     def _step(self, step: int) -> None:
         t = self.cfg.train
@@ -186,6 +219,8 @@ class _Loop:
 
     def _flush(self) -> None:
         """Read buffered values (one host sync per log interval), write them, detect divergence."""
+        if not self.buffer:
+            return
         steps = [s for s, *_ in self.buffer]
         losses = torch.stack([l for _, l, _, _ in self.buffer]).float().tolist()
         norms = torch.stack([g for _, _, g, _ in self.buffer]).float().tolist()
