@@ -33,10 +33,20 @@ def _png(fig) -> bytes:
 
 
 def _markdown_table(analysis: Analysis, variants: list[str]) -> str:
+    if len(variants) > 6:  # many variants (the zoo): one row per variant reads better than 30 columns
+        return _markdown_table_by_variant(analysis, variants)
     lines = ["| Metric | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
     for row in analysis.rows:
         cells = [row.cells[v].fmt(row.digits) if v in row.cells else "" for v in variants]
         lines.append(f"| {row.metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _markdown_table_by_variant(analysis: Analysis, variants: list[str]) -> str:
+    lines = ["| Variant | " + " | ".join(r.metric for r in analysis.rows) + " |", "|---|" + "---|" * len(analysis.rows)]
+    for v in variants:
+        cells = [row.cells[v].fmt(row.digits) if v in row.cells else "" for row in analysis.rows]
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -67,6 +77,8 @@ def render_markdown(info, analysis, groups, runs, figure_names) -> str:
     if info.get("description"):
         parts += ["", info["description"].strip()]
     parts += ["", "## Results", "", _markdown_table(analysis, variants), ""]
+    for heading, body in analysis.sections.items():
+        parts += [f"## {heading}", "", body.strip(), ""]
     if analysis.claims:
         parts += ["## The seed's claims, checked", "", "| claim | seed | ours | verdict |", "|---|---|---|---|"]
         parts += [f"| {c.text} | {c.seed_value} | {c.ours} | {VERDICT_MARK[c.verdict]} |" for c in analysis.claims]
@@ -135,6 +147,7 @@ def build_report(exp_dir: str | Path) -> dict[str, Path]:
         "table": {row.metric: {v: {"mean": s.mean, "std": s.std, "values": s.values} for v, s in row.cells.items()}
                   for row in analysis.rows},
         "claims": [c.as_dict() for c in analysis.claims],
+        **analysis.data,
         "runs": [{"name": r.run_dir.name, "variant": r.variant, "seed": r.seed, **{k: v for k, v in r.summary.items()
                   if k != "traceback"}} for r in runs],
         "samples": {v: [r.samples for r in rs] for v, rs in groups.items()},
