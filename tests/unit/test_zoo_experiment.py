@@ -39,7 +39,7 @@ def test_t_interval_by_hand():
 def _fake_run(folder, variant, seed, kind, placement, val, status="complete"):
     run = folder / f"{variant}-seed{seed}"
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text(f"model:\n  norm: {{kind: {kind}, placement: {placement}}}\n")
+    (run / "config.yaml").write_text(f"model:\n  norm: {{kind: {kind}, placement: {placement}, final: auto}}\n")
     (run / "summary.json").write_text(json.dumps({"status": status, "steps": 3, "val_loss": val, "params": 10,
                                                   "train_time_s": 1.0}))
     (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 3.0 - s}) + "\n" for s in range(3)))
@@ -67,6 +67,7 @@ def test_zoo_report_ranks_with_intervals_and_lists_refused_pairs(tmp_path):
     md = (exp / "report.md").read_text()
     assert "## Ranking by final validation loss" in md and "## Refused pairs (validity matrix)" in md
     assert "| 1 | dyt-pre | dyt | pre | 2.025 |" in md
+    assert "| 4 | none | - | none | n/a |" in md                 # diverged: ranked last, kind unused
     claims = {c["text"].split(" (")[0]: c["verdict"] for c in results["claims"]}
     assert claims == {"Pre-Norm ends lower than Post-Norm": "reproduced"}   # gap 0.5 > seed std 0.14; others absent
     assert (exp / "ranking.png").stat().st_size > 0

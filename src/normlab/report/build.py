@@ -85,9 +85,14 @@ def render_markdown(info, analysis, groups, runs, figure_names) -> str:
         parts += ["", "A verdict is *inconclusive* when the gap between the means is within one seed std.", ""]
     parts += ["## Figures", ""] + [f"![{n}]({n})" for n in figure_names] + [""]
     names, rows = _samples(groups)
-    parts += ["## Samples (seed 0 of each variant)", "", "| # | " + " | ".join(names) + " |",
+    if len(names) > 6:  # one row per variant, as for the results table
+        rows, names = [list(col) for col in zip(*rows)] if rows else [], [f"{i + 1}" for i in range(len(rows))]
+        header, labels = "| variant | ", list(groups)
+    else:
+        header, labels = "| # | ", [str(i + 1) for i in range(len(rows))]
+    parts += ["## Samples (seed 0 of each variant)", "", header + " | ".join(names) + " |",
               "|---|" + "---|" * len(names)]
-    parts += [f"| {i + 1} | " + " | ".join(f"`{s}`" if s else "" for s in row) + " |" for i, row in enumerate(rows)]
+    parts += [f"| {label} | " + " | ".join(f"`{s}`" if s else "" for s in row) + " |" for label, row in zip(labels, rows)]
     parts += ["", "## Runs", "", _runs_table(runs), ""]
     parts += [f"- {n}" for n in analysis.notes]
     return "\n".join(parts) + "\n"
