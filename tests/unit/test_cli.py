@@ -62,3 +62,25 @@ def test_list_and_show():
     assert "model.norm.placement" in fields and "where the norms sit" in fields
     shown = invoke("show", "prepost", "model.norm.placement=post").output
     assert "placement: post" in shown and "n_layer: 8" in shown
+
+
+def test_list_pairs_prints_the_grid_and_reasons():
+    out = invoke("list", "pairs").output
+    dyt_row = next(line for line in out.splitlines() if line.strip().startswith("dyt "))
+    header = next(line for line in out.splitlines() if "deepnorm" in line and "rezero" in line)
+    cells = dict(zip(header.split(), dyt_row.split()[1:]))
+    assert cells == {"deepnorm": "refused", "mixln": "refused", "none": "ok*", "peri": "ok", "post": "refused",
+                     "pre": "ok", "rezero": "ok*"}
+    assert "dyt x post: norm kind dyt does not normalize" in out
+    assert "identity x pre: norm kind identity in the 'in' slots" in out
+    norms = invoke("list", "norms").output
+    assert "dyt" in norms and "tanh(a * x)" in norms and "Zhu et al. 2025" in norms
+    places = invoke("list", "placements").output
+    assert "deepnorm" in places and "(2L)^¼" in places and "arXiv 2203.00555" in places
+
+
+def test_refused_pair_is_one_clear_line(tmp_path):
+    r = CliRunner().invoke(main, ["train", "debug", "model.norm.kind=dyt", "model.norm.placement=post",
+                                  f"out_dir={tmp_path}"])
+    assert r.exit_code == 2 and "is refused: norm kind dyt does not normalize" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "debug").exists()

@@ -26,6 +26,8 @@ class Analysis:
     claims: list[Claim] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figures: dict = field(default_factory=dict)   # extra "name.png" -> matplotlib Figure
+    sections: dict = field(default_factory=dict)  # extra "heading" -> Markdown body, after the results table
+    data: dict = field(default_factory=dict)      # extra JSON-able results, written to results.json
 
 
 def window(fn, runs: list[RunData], sl: slice) -> Stat:
@@ -73,6 +75,6 @@ def register_analysis(experiment: str):
 
 
 def analyze(info: dict, groups: dict[str, list[RunData]]) -> Analysis:
-    from . import prepost  # noqa: F401  (registers; one import per experiment module)
+    from . import prepost, zoo  # noqa: F401  (registers; one import per experiment module)
 
     return ANALYSES.get(info.get("name", ""), generic)(info, groups)

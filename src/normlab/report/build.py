@@ -33,10 +33,20 @@ def _png(fig) -> bytes:
 
 
 def _markdown_table(analysis: Analysis, variants: list[str]) -> str:
+    if len(variants) > 6:  # many variants (the zoo): one row per variant reads better than 30 columns
+        return _markdown_table_by_variant(analysis, variants)
     lines = ["| Metric | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
     for row in analysis.rows:
         cells = [row.cells[v].fmt(row.digits) if v in row.cells else "" for v in variants]
         lines.append(f"| {row.metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _markdown_table_by_variant(analysis: Analysis, variants: list[str]) -> str:
+    lines = ["| Variant | " + " | ".join(r.metric for r in analysis.rows) + " |", "|---|" + "---|" * len(analysis.rows)]
+    for v in variants:
+        cells = [row.cells[v].fmt(row.digits) if v in row.cells else "" for row in analysis.rows]
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -67,15 +77,22 @@ def render_markdown(info, analysis, groups, runs, figure_names) -> str:
     if info.get("description"):
         parts += ["", info["description"].strip()]
     parts += ["", "## Results", "", _markdown_table(analysis, variants), ""]
+    for heading, body in analysis.sections.items():
+        parts += [f"## {heading}", "", body.strip(), ""]
     if analysis.claims:
         parts += ["## The seed's claims, checked", "", "| claim | seed | ours | verdict |", "|---|---|---|---|"]
         parts += [f"| {c.text} | {c.seed_value} | {c.ours} | {VERDICT_MARK[c.verdict]} |" for c in analysis.claims]
         parts += ["", "A verdict is *inconclusive* when the gap between the means is within one seed std.", ""]
     parts += ["## Figures", ""] + [f"![{n}]({n})" for n in figure_names] + [""]
     names, rows = _samples(groups)
-    parts += ["## Samples (seed 0 of each variant)", "", "| # | " + " | ".join(names) + " |",
+    if len(names) > 6:  # one row per variant, as for the results table
+        rows, names = [list(col) for col in zip(*rows)] if rows else [], [f"{i + 1}" for i in range(len(rows))]
+        header, labels = "| variant | ", list(groups)
+    else:
+        header, labels = "| # | ", [str(i + 1) for i in range(len(rows))]
+    parts += ["## Samples (seed 0 of each variant)", "", header + " | ".join(names) + " |",
               "|---|" + "---|" * len(names)]
-    parts += [f"| {i + 1} | " + " | ".join(f"`{s}`" if s else "" for s in row) + " |" for i, row in enumerate(rows)]
+    parts += [f"| {label} | " + " | ".join(f"`{s}`" if s else "" for s in row) + " |" for label, row in zip(labels, rows)]
     parts += ["", "## Runs", "", _runs_table(runs), ""]
     parts += [f"- {n}" for n in analysis.notes]
     return "\n".join(parts) + "\n"
@@ -135,6 +152,7 @@ def build_report(exp_dir: str | Path) -> dict[str, Path]:
         "table": {row.metric: {v: {"mean": s.mean, "std": s.std, "values": s.values} for v, s in row.cells.items()}
                   for row in analysis.rows},
         "claims": [c.as_dict() for c in analysis.claims],
+        **analysis.data,
         "runs": [{"name": r.run_dir.name, "variant": r.variant, "seed": r.seed, **{k: v for k, v in r.summary.items()
                   if k != "traceback"}} for r in runs],
         "samples": {v: [r.samples for r in rs] for v, rs in groups.items()},
