@@ -20,7 +20,8 @@ def test_row_norms():
 
 
 def test_run_ngpt_tiny_end_to_end(tmp_path):
-    args = ["run", "ngpt", "train.steps=20", "train.eval_every=10", "model.d_model=16", "model.n_layer=1",
+    args = ["run", "ngpt", "train.steps=40", "train.eval_every=20",   # > the baseline's 30 warmup steps
+            "model.d_model=16", "model.n_layer=1",
             "--seeds", "1", "--jobs", "2", "--out", str(tmp_path)]
     r = CliRunner().invoke(main, args, catch_exceptions=False)
     assert r.exit_code == 0, r.output
