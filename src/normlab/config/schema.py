@@ -105,7 +105,7 @@ class DataConfig:
     source: str = "names"
     """corpus: `names` (embedded) or `text:<path>` (a local file, one document per line)"""
     task: Literal["lm", "reverse", "sort"] = "lm"
-    """lm: next-token prediction; reverse / sort: seq2seq, map each document to it reversed / letters sorted"""
+    """lm: next-token prediction; reverse / sort: seq2seq, map each document to its reversal / its sorted letters"""
     tokenizer: Literal["char"] = "char"
     """tokenizer"""
     batching: Literal["doc", "packed"] = "packed"

@@ -174,4 +174,5 @@ def _ngpt_is_its_own_normalization(cfg: RunConfig) -> str | None:
         (min(m.ngpt.alpha_init, m.ngpt.s_qk_init, m.ngpt.s_uv_init, m.ngpt.s_z_init) <= 0
          or m.ngpt.base_scale < 0, "model.ngpt.*_init must be > 0 and model.ngpt.base_scale >= 0 (0 = 1/sqrt(d))"),
     ]
-    return next((reason for bad, reason in checks if bad), None)
+    reasons = [reason for bad, reason in checks if bad]  # all at once: one round trip to fix them
+    return "; and ".join(reasons) or None
