@@ -2,7 +2,7 @@
 
     normlab run prepost [overrides] [--seeds 3] [--jobs 2]   train an experiment, write its report
     normlab train <config|yaml> [overrides] [--resume]        one run
-    normlab sample <run-dir> [--n 5] [--prompt ma]
+    normlab sample <run-dir> [--n 5] [--prompt ma]          (seq2seq runs: the output for --prompt)
     normlab report <experiment-dir>
     normlab list [experiments|norms|placements|pairs|sources|fields]
     normlab show <config|experiment> [overrides]             the resolved config as YAML
@@ -98,7 +98,7 @@ def train(config, overrides, resume):
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--n", "n", type=click.IntRange(1), default=5, show_default=True)
-@click.option("--prompt", default="", help="text the samples start with")
+@click.option("--prompt", default="", help="text the samples start with (seq2seq runs: the input to map)")
 @click.option("--temperature", type=click.FloatRange(0), help="default: the run's sample.temperature")
 @click.option("--seed", type=int, default=0, show_default=True)
 def sample(run_dir, n, prompt, temperature, seed):
@@ -123,8 +123,25 @@ def sample(run_dir, n, prompt, temperature, seed):
         raise ConfigError(f"--prompt: {err}") from None
     model = build_model(cfg.model)
     load_weights(model, ckpt)
+    if cfg.data.task != "lm":
+        _sample_seq2seq(model, tok, cfg, prompt, n)
+        return
     for text in generate_samples(model, tok, cfg, "cpu", prompt=prompt, n=n, seed=seed):
         click.echo(prompt + text if not text.startswith(prompt) else text)
+
+
+def _sample_seq2seq(model, tok, cfg, prompt: str, n: int) -> None:
+    """Greedy output for --prompt, else for the first N held-out inputs (`input -> output`)."""
+    from .data import build_corpus
+    from .model import inference
+
+    inputs = [prompt] if prompt else build_corpus(cfg.data, cfg.model.block_size).val.sources[:n]
+    for text in inputs:
+        try:
+            out = inference(model, tok, text, max_length=cfg.model.block_size)
+        except ValueError as err:
+            raise ConfigError(f"--prompt: {err}") from None
+        click.echo(out if prompt else f"{text} -> {out}")
 
 
 @main.command()

@@ -45,7 +45,25 @@ class AttentionConfig:
 
 
 @dataclass
+class NGPTConfig:
+    alpha_init: float = 0.05
+    """initial eigen learning rate alpha_A = alpha_M (= alpha_C for cross-attention) of the hypersphere step"""
+    s_qk_init: float = 1.0
+    """initial per-channel scale of the normalized q and k"""
+    s_uv_init: float = 1.0
+    """initial per-channel scale of the MLP pre-activations (times sqrt(d_model), as in NVIDIA/ngpt)"""
+    s_z_init: float = 1.0
+    """initial per-token scale of the output logits"""
+    base_scale: float = 0.0
+    """storage scale of alpha, s_qk, s_z (the eigen-LR trick); 0 = 1/sqrt(d_model) as in NVIDIA/ngpt"""
+
+
+@dataclass
 class ModelConfig:
+    arch: Literal["gpt", "ngpt"] = "gpt"
+    """block family: gpt = norm kind x placement blocks; ngpt = hypersphere blocks (Loshchilov et al. 2024)"""
+    encoder_layers: int = 0
+    """encoder blocks; > 0 makes an encoder-decoder (n_layer decoder blocks with cross-attention)"""
     vocab_size: int = 0
     """vocabulary size; 0 = take it from the tokenizer"""
     d_model: int = 64
@@ -80,12 +98,16 @@ class ModelConfig:
     """normalization: kind x placement"""
     attn: AttentionConfig = field(default_factory=AttentionConfig)
     """attention options and stabilizers"""
+    ngpt: NGPTConfig = field(default_factory=NGPTConfig)
+    """nGPT knobs (used when arch=ngpt)"""
 
 
 @dataclass
 class DataConfig:
     source: str = "names"
     """corpus: `names` (embedded) or `text:<path>` (a local file, one document per line)"""
+    task: Literal["lm", "reverse", "sort"] = "lm"
+    """lm: next-token prediction; reverse / sort: seq2seq, map each document to its reversal / its sorted letters"""
     tokenizer: Literal["char"] = "char"
     """tokenizer"""
     batching: Literal["doc", "packed"] = "packed"

@@ -33,6 +33,7 @@ class Batch:
     x: torch.Tensor       # B, T input ids
     y: torch.Tensor       # B, T targets (IGNORE where padded)
     index: torch.Tensor   # B document indices (doc) or window starts (packed), for replay
+    src: torch.Tensor | None = None   # B, S source ids for seq2seq tasks (IGNORE where padded), else None
 
 
 class TokenData:
@@ -75,7 +76,7 @@ class TokenData:
 @dataclass
 class Corpus:
     tokenizer: CharTokenizer
-    train: TokenData
+    train: TokenData       # or Seq2SeqData when data.task is a seq2seq task
     val: TokenData
 
 
@@ -83,5 +84,10 @@ def build_corpus(cfg: DataConfig, block_size: int) -> Corpus:
     docs = load_documents(cfg.source)
     tok = CharTokenizer.fit(docs)
     train_docs, val_docs = split_documents(docs, cfg.val_frac, cfg.split_seed)
+    if cfg.task != "lm":
+        from .seq2seq import Seq2SeqData  # imports this module (Batch, IGNORE)
+
+        return Corpus(tok, Seq2SeqData(train_docs, tok, cfg.task, block_size),
+                      Seq2SeqData(val_docs, tok, cfg.task, block_size))
     return Corpus(tok, TokenData(train_docs, tok, cfg.batching, block_size),
                   TokenData(val_docs, tok, cfg.batching, block_size))

@@ -94,6 +94,11 @@ class GPT(nn.Module):
         return idx
 
 
-def build_model(cfg: ModelConfig) -> GPT:
-    """A plain nn.Module from a ModelConfig (vocab_size must be known)."""
-    return GPT(cfg)
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """A plain nn.Module from a ModelConfig (vocab_size must be known): GPT, NGPT or EncoderDecoder."""
+    from .encdec import EncoderDecoder  # both import GPT from here: imported late to avoid a cycle
+    from .ngpt import NGPT
+
+    if cfg.encoder_layers:
+        return EncoderDecoder(cfg)
+    return NGPT(cfg) if cfg.arch == "ngpt" else GPT(cfg)

@@ -46,13 +46,14 @@ def loss_panels(curves: dict[str, np.ndarray], beta: float = 0.95, first: int = 
     order = list(curves)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     n = max(c.shape[1] for c in curves.values())
-    views = [(axes[0], slice(0, n), beta, "Smoothed loss (EMA %.2f), whole run" % beta),
-             (axes[1], slice(0, min(first, n)), 0.6, f"First {first} steps (EMA 0.6)"),
-             (axes[2], slice(max(0, n - last), n), beta, f"Last {last} steps (EMA {beta:.2f})")]
+    # windows are per curve: variants may train for different numbers of steps (ngpt's enc-dec runs)
+    views = [(axes[0], lambda m: slice(0, m), beta, "Smoothed loss (EMA %.2f), whole run" % beta),
+             (axes[1], lambda m: slice(0, min(first, m)), 0.6, f"First {first} steps (EMA 0.6)"),
+             (axes[2], lambda m: slice(max(0, m - last), m), beta, f"Last {last} steps (EMA {beta:.2f})")]
     for ax, window, b, title in views:
         for v, c in curves.items():
-            smooth = ema(c, b)[:, window]
-            _band(ax, np.arange(n)[window], smooth, v, color_of(v, order))
+            w = window(c.shape[1])
+            _band(ax, np.arange(c.shape[1])[w], ema(c, b)[:, w], v, color_of(v, order))
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -23,6 +23,7 @@ from ..model import build_model
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .optim import build_optimizer, lr_at, set_lr
 from .rundir import MetricsWriter, atomic_write_text, meta, now, read_json, write_json
+from .seq2seq import seq2seq_report
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,6 +44,13 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 0.0) ->
     return loss
 
 
+def model_logits(model, batch, device) -> torch.Tensor:
+    """Logits for a batch; a seq2seq batch also hands the model its source sequence."""
+    if batch.src is None:
+        return model(batch.x.to(device))
+    return model(batch.x.to(device), src=batch.src.to(device))
+
+
 @torch.no_grad()
 def evaluate(model, data: TokenData, cfg: RunConfig, device) -> float:
     """Mean loss over a fixed set of validation batches (same batches every call and every run)."""
@@ -52,7 +60,7 @@ def evaluate(model, data: TokenData, cfg: RunConfig, device) -> float:
         b = data.batch(cfg.train.batch_size, seed=cfg.data.split_seed + 7919, step=i)
         y = b.y.to(device)
         n = int((y != IGNORE).sum())
-        total += lm_loss(model(b.x.to(device)), y).item() * n
+        total += lm_loss(model_logits(model, b, device), y).item() * n
         count += n
     model.train()
     return total / max(count, 1)
@@ -207,7 +215,7 @@ class _Loop:
         set_lr(self.optimizer, lr)
         batch = self.corpus.train.batch(t.batch_size, t.seed, step)
         x, y = batch.x.to(self.device), batch.y.to(self.device)
-        loss = lm_loss(self.model(x), y, t.z_loss)
+        loss = lm_loss(model_logits(self.model, batch, self.device), y, t.z_loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip or float("inf"))
@@ -264,7 +272,11 @@ class _Loop:
         if self.diverged_step is None:
             summary["val_loss"] = self._eval(cfg.train.steps)
             save_checkpoint(run_dir, self.model, self.optimizer, cfg.train.steps)
-            samples = generate_samples(self.model, self.corpus.tokenizer, cfg, self.device)
+            if cfg.data.task == "lm":
+                samples = generate_samples(self.model, self.corpus.tokenizer, cfg, self.device)
+            else:
+                accuracy, samples = seq2seq_report(self.model, self.corpus.val, self.device, cfg.sample.n)
+                summary.update(accuracy)
             atomic_write_text(run_dir / "samples.txt", "".join(s + "\n" for s in samples))
         else:
             summary["val_loss"] = None
