@@ -37,6 +37,13 @@ def overload_by_layer(r: RunData) -> dict[int, float]:
     return out
 
 
+def normalized_entropy_by_layer(r: RunData) -> dict[int, float]:
+    """{layer index: mean over heads of entropy / log(t+1)} at the last probe step (graded, unlike overload)."""
+    probes = load_probes(r.run_dir)
+    grid = probes.array("attn_entropy/per_head_norm") if probes else None
+    return {} if grid is None else {i: float(np.nanmean(row)) for i, row in enumerate(grid)}
+
+
 def _early(overload: dict[int, float]) -> float | None:
     if not overload:
         return None
@@ -57,7 +64,12 @@ def normfree(info: dict, groups: dict[str, list[RunData]]) -> Analysis:
     rows += [Row(f"Entropic overload, layer {i}", {v: stat(o.get(i) for o in runs) for v, runs in over.items()})
              for i in range(n_layers)]
     early = {v: stat(_early(o) for o in runs) for v, runs in over.items()}
-    rows += [Row("Entropic overload, early layers (first half)", early)] + common_rows(g)[2:]
+    rows += [Row("Entropic overload, early layers (first half)", early)]
+    norm_ent = {v: [normalized_entropy_by_layer(r) for r in rs] for v, rs in g.items()}
+    rows += [Row(f"Entropy / max entropy, layer {i}", {v: stat(o.get(i) for o in runs) for v, runs in norm_ent.items()},
+                 3) for i in range(n_layers)]
+    early_norm = {v: stat(_early(o) for o in runs) for v, runs in norm_ent.items()}
+    rows += common_rows(g)[2:]
     figures = {}
     if n_layers:
         means = {v: np.array([np.nanmean([o.get(i, np.nan) for o in runs] or [np.nan]) for i in range(n_layers)])
@@ -66,9 +78,13 @@ def normfree(info: dict, groups: dict[str, list[RunData]]) -> Analysis:
             means, [f"layer {i}" for i in range(n_layers)],
             "Entropic overload: share of heads above 3/4 of max entropy (last probe step, mean over seeds)",
             "fraction of heads")
-    claims = _claims(ppl, early) if set(SEED_PPL) <= set(g) else []
+    claims = _claims(ppl, early, early_norm) if set(SEED_PPL) <= set(g) else []
     notes = ["Perplexity is exp(validation loss in nats per character) here, per token in the seed (BPE): "
              "compare the ordering and relative gaps, not the absolute values."]
+    uniform = [v for v, runs in norm_ent.items() if runs and all(o and min(o.values()) >= 0.99 for o in runs)]
+    if uniform:
+        notes.append(f"Attention stayed near-uniform in {', '.join(uniform)} (entropy >= 0.99 of its maximum in "
+                     "every layer and seed): overload is saturated there and cannot separate GELU from ReLU.")
     return Analysis(rows, claims, notes, figures)
 
 
@@ -76,7 +92,7 @@ def _fmt(stats: dict[str, Stat], digits: int = 3) -> str:
     return ", ".join(f"{v} {stats[v].fmt(digits)}" for v in SEED_PPL if v in stats)
 
 
-def _claims(ppl: dict[str, Stat], early: dict[str, Stat]) -> list[Claim]:
+def _claims(ppl: dict[str, Stat], early: dict[str, Stat], early_norm: dict[str, Stat]) -> list[Claim]:
     s = SEED_PPL
     gap = 100 * (1 - ppl["normfree-relu"].mean / ppl["normfree-gelu"].mean) if ppl["normfree-gelu"].values and \
         ppl["normfree-relu"].values else float("nan")
@@ -89,7 +105,8 @@ def _claims(ppl: dict[str, Stat], early: dict[str, Stat]) -> list[Claim]:
               compare_lower(ppl["normfree-relu"], ppl["normfree-gelu"])),
         Claim("Early layers of norm-free GELU are in entropic overload (more heads near maximal entropy "
               "than norm-free ReLU and than Pre-LN GELU)", "shown in the seed's heatmaps (no number)",
-              "early-layer overload: " + _fmt(early, 2), both),
+              "early-layer overload: " + _fmt(early, 2) + "; early-layer entropy / max: " + _fmt(early_norm, 4),
+              both),
         Claim("Removing LayerNorm costs perplexity (GELU and ReLU)",
               f"LN GELU {s['preln-gelu']} -> {s['normfree-gelu']}; LN ReLU {s['preln-relu']} -> {s['normfree-relu']}",
               _fmt(ppl), _both(compare_lower(ppl["preln-gelu"], ppl["normfree-gelu"]),

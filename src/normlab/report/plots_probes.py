@@ -26,7 +26,8 @@ def grid_heatmaps(grids: dict[str, dict], title: str, cmap: str):
     """grids: {variant: {step or label: array (layers x heads)}}; one row per variant, shared colour scale."""
     variants = list(grids)
     n_cols = max(len(g) for g in grids.values())
-    fig, axes = plt.subplots(len(variants), n_cols, figsize=(3.4 * n_cols + 1, 2.9 * len(variants)), squeeze=False)
+    fig, axes = plt.subplots(len(variants), n_cols, figsize=(3.4 * n_cols + 1, 3.1 * len(variants)), squeeze=False,
+                             layout="constrained")
     finite = [a[np.isfinite(a)] for g in grids.values() for a in g.values() if a is not None]
     finite = np.concatenate(finite) if finite else np.zeros(1)
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -61,6 +62,8 @@ def layer_curves(series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], ti
             ax.plot(steps, values, color=color, lw=1.1, label=layer)
         if log and any(np.nanmax(np.where(v > 0, v, np.nan), initial=0) > 0 for _, v in layers.values()):
             ax.set_yscale("log")
+        else:
+            ax.ticklabel_format(axis="y", useOffset=False)  # near-uniform attention differs in the 4th digit
         ax.set_title(variant)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
