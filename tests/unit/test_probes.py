@@ -174,7 +174,7 @@ def test_embedding_norms_and_missing_ngpt_alphas():
     model, _ = _model()
     out = probe_model(model, _idx(), ["embedding_norms", "ngpt_eigen_lrs"])
     np.testing.assert_allclose(out["embedding_norms"]["rows/wte"], model.wte.weight.norm(dim=-1).detach().numpy())
-    assert out["embedding_norms"]["lm_head/max"] == pytest.approx(float(model.lm_head.weight.norm(dim=-1).max()))
+    assert out["embedding_norms"]["lm_head/max"] == pytest.approx(float(model.lm_head.weight.detach().norm(dim=-1).max()))
     assert out["ngpt_eigen_lrs"] == {}   # a model without eigen learning rates is skipped, not an error
     model.eigen_lrs = lambda: {"blocks.0.alpha_a": torch.full((4,), 0.05)}
     s = probe_model(model, _idx(), ["ngpt_eigen_lrs"])["ngpt_eigen_lrs"]
