@@ -3,8 +3,8 @@
     python benchmarks/probe_overhead.py [--config base] [--steps 300] [--repeats 2] [overrides ...]
 
 "off" = probes.every=0, probes.grad_every=0, probes.forensics=false; "default" = ProbeConfig's
-defaults (forward probes every 100 steps, grad norms every step, a last-good state every 50 steps).
-Runs alternate off/default so a shared machine's load affects both alike; tokens/s is the loop's
+defaults (forward probes every 100 steps, grad norms every step, a last-good state every 100 steps).
+Runs alternate off/default (order flipped every repeat) so a shared machine's load affects both alike; tokens/s is the loop's
 own measure (train_time_s includes the probe passes). Target: overhead <= 10 %.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     results = {"off": [], "default": []}
     with tempfile.TemporaryDirectory() as out:
         for r in range(args.repeats):
-            for mode in results:
+            for mode in (["off", "default"] if r % 2 == 0 else ["default", "off"]):  # alternate the order
                 extra = args.overrides + (OFF if mode == "off" else [])
                 results[mode].append(one(args.config, args.steps, extra, out, f"{mode}{r}"))
                 print(f"  repeat {r} {mode:<8} {results[mode][-1]:>10.0f} tokens/s", flush=True)

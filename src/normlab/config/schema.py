@@ -153,7 +153,7 @@ class ProbeConfig:
     """grad_norms every N steps, read from .grad before clipping (buffered: no extra host sync); 0 = off"""
     forensics: bool = True
     """on divergence, replay from the last good state, find the first bad layer, write forensics.json"""
-    snapshot_every: int = 50
+    snapshot_every: int = 100
     """keep an in-memory last-good state every N steps (at least train.log_every) for forensics"""
     act_bound: float = 0.0
     """forensics: an |activation| above this counts as bad; 0 = only non-finite values"""
