@@ -4,7 +4,8 @@
     normlab train <config|yaml> [overrides] [--resume]        one run
     normlab sample <run-dir> [--n 5] [--prompt ma]          (seq2seq runs: the output for --prompt)
     normlab report <experiment-dir>
-    normlab list [experiments|norms|placements|pairs|sources|fields]
+    normlab replay <run-dir>                                  re-run a diverged run's failing steps
+    normlab list [experiments|norms|placements|pairs|probes|sources|fields]
     normlab show <config|experiment> [overrides]             the resolved config as YAML
 """
 from __future__ import annotations
@@ -158,11 +159,36 @@ def report(exp_dir):
         click.echo(path)
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def replay(run_dir):
+    """Replay a diverged RUN_DIR from its last good state to the failing batch; exit 0 if it reproduces."""
+    from .train.forensics import replay_run
+
+    result = replay_run(run_dir)
+    rec, rep = result["recorded"], result["replayed"]
+    where = lambda r: (r["first_bad"] or {}).get("module", "no bad activation")  # noqa: E731
+    click.echo(f"last good state: step {result['last_good_step']}; batches "
+               f"{'identical to' if result['same_batches'] else 'DIFFERENT from'} the (seed, step) batches")
+    click.echo(f"recorded: step {rec['step']}, {rec['reason']}, first bad module {where(rec)}")
+    click.echo(f"replayed: step {rep['step']}, {rep['reason'] or 'no divergence'}, first bad module {where(rep)}")
+    if rep["first_nonfinite_grad"]:
+        g = rep["first_nonfinite_grad"]
+        click.echo(f"  first non-finite gradient: step {g['step']} in {', '.join(g['layers'])}")
+    for layer, value in rep["max_abs_per_layer"].items():
+        click.echo(f"  max |activation| {layer:<12} {value:.4g}")
+    verdict = "reproduced" if result["reproduced"] else "NOT reproduced"
+    click.secho(f"{verdict} (same step: {result['same_step']}, same first bad module: {result['same_first_bad']})",
+                fg="green" if result["reproduced"] else "red")
+    sys.exit(0 if result["reproduced"] else 1)
+
+
 @main.command(name="list")
 @click.argument("what", default="all",
-                type=click.Choice(["all", "experiments", "norms", "placements", "pairs", "sources", "fields"]))
+                type=click.Choice(["all", "experiments", "norms", "placements", "pairs", "probes", "sources",
+                                   "fields"]))
 def list_(what):
-    """List experiments, norm kinds, placements, the norm x placement matrix, data sources or config fields."""
+    """List experiments, norm kinds, placements, the norm x placement matrix, probes, data sources or config fields."""
     from .data import SOURCES
     from .experiments import list_experiments, load_experiment
     from .model import PLACEMENTS
@@ -183,6 +209,12 @@ def list_(what):
             click.echo(f"  {name:<10} {p.formula:<52} {p.reference}")
     if what == "pairs":
         _print_pairs()
+    if what in ("all", "probes"):
+        from .probes import PROBES, describe as describe_probe
+
+        click.secho("probes (probes.names)", bold=True)
+        for name, cls in PROBES.items():
+            click.echo(f"  {name:<20} {describe_probe(cls)}")
     if what in ("all", "sources"):
         click.secho("data sources (data.source)", bold=True)
         for name, text in SOURCES.items():

@@ -1,4 +1,5 @@
-"""Typed configuration: RunConfig -> ModelConfig (NormConfig, AttentionConfig), DataConfig, TrainConfig.
+"""Typed configuration: RunConfig -> ModelConfig (NormConfig, AttentionConfig), DataConfig, TrainConfig,
+ProbeConfig.
 
 Every field has a default and a one-line docstring (the string literal under it), which
 `normlab train --help-config` prints. Choices among registries (norm kinds, placements) are
@@ -163,6 +164,26 @@ class TrainConfig:
 
 
 @dataclass
+class ProbeConfig:
+    every: int = 100
+    """run the forward probes every N steps (and at step 0) on a fixed validation batch; 0 = off"""
+    names: list = field(default_factory=lambda: ["all"])
+    """probes to run (registry `normlab list probes`); [all] = every registered probe"""
+    batch_size: int = 8
+    """sequences in the fixed probe batch (drawn once from the validation split)"""
+    overload_threshold: float = 0.75
+    """a head is in entropic overload when its entropy is above this fraction of the maximum"""
+    grad_every: int = 1
+    """grad_norms every N steps, read from .grad before clipping (buffered: no extra host sync); 0 = off"""
+    forensics: bool = True
+    """on divergence, replay from the last good state, find the first bad layer, write forensics.json"""
+    snapshot_every: int = 100
+    """keep an in-memory last-good state every N steps (at least train.log_every) for forensics"""
+    act_bound: float = 0.0
+    """forensics: an |activation| above this counts as bad; 0 = only non-finite values"""
+
+
+@dataclass
 class SampleConfig:
     n: int = 5
     """samples written to samples.txt at the end"""
@@ -186,3 +207,5 @@ class RunConfig:
     """optimization"""
     sample: SampleConfig = field(default_factory=SampleConfig)
     """generation at the end of the run"""
+    probes: ProbeConfig = field(default_factory=ProbeConfig)
+    """what is recorded inside the model during training, and divergence forensics"""

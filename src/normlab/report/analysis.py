@@ -75,6 +75,6 @@ def register_analysis(experiment: str):
 
 
 def analyze(info: dict, groups: dict[str, list[RunData]]) -> Analysis:
-    from . import ngpt, prepost, zoo  # noqa: F401  (registers; one import per experiment module)
+    from . import ngpt, normfree, prepost, zoo  # noqa: F401  (registers; one import per experiment module)
 
     return ANALYSES.get(info.get("name", ""), generic)(info, groups)

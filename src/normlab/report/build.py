@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 from ..train.rundir import atomic_write_bytes, atomic_write_text, now, write_json
 from . import plots
 from .analysis import Analysis, analyze
+from .probe_data import probe_figures
 from .runs import RunData, by_variant, load_experiment_runs, stack_losses
 
 VERDICT_MARK = {"reproduced": "✅ reproduced", "not reproduced": "❌ not reproduced", "inconclusive": "➖ inconclusive"}
@@ -22,6 +23,7 @@ def _figures(groups: dict[str, list[RunData]]) -> dict[str, object]:
     figs = {"loss_curves.png": plots.loss_panels(curves), "avg_loss.png": plots.cumulative_average(curves)}
     if any(r.val for rs in groups.values() for r in rs):
         figs["val_loss.png"] = plots.val_curves({v: [r.val for r in rs] for v, rs in groups.items()})
+    figs.update(probe_figures(groups))  # only when runs recorded probes (probes.every > 0)
     return figs
 
 

@@ -16,18 +16,24 @@ from safetensors.torch import load_model, save_model
 from .rundir import atomic_write_text
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, step: int, keep: int = 2) -> Path:
-    root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:06d}"
-    tmp = root / f".tmp_step_{step:06d}"
+def save_state(folder: Path, model, optimizer, step: int) -> Path:
+    """model.safetensors + state.pt written into a temporary folder that is then renamed to `folder`."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".tmp_{folder.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_model(model, str(tmp / "model.safetensors"))
     torch.save({"step": step, "optimizer": optimizer.state_dict(),
                 "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, step: int, keep: int = 2) -> Path:
+    root = Path(run_dir) / "checkpoints"
+    final = save_state(root / f"step_{step:06d}", model, optimizer, step)
     atomic_write_text(root / "latest", final.name + "\n")
     for old in sorted(root.glob("step_*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

@@ -17,11 +17,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..config import ConfigError, RunConfig, dump_yaml, from_dict, read_yaml
+from ..config import ConfigError, RunConfig, TrainConfig, dump_yaml, from_dict, read_yaml
 from ..data import IGNORE, Corpus, TokenData, build_corpus
 from ..model import build_model
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .optim import build_optimizer, lr_at, set_lr
+from .probing import TrainingProbes
 from .rundir import MetricsWriter, atomic_write_text, meta, now, read_json, write_json
 from .seq2seq import seq2seq_report
 
@@ -49,6 +50,35 @@ def model_logits(model, batch, device) -> torch.Tensor:
     if batch.src is None:
         return model(batch.x.to(device))
     return model(batch.x.to(device), src=batch.src.to(device))
+
+
+def train_step(model, optimizer, batch, device, step: int, t: TrainConfig,
+               after_backward: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One optimizer step on a batch; returns (loss, grad norm before clipping, lr) without a host sync.
+
+    The loop and divergence replay (train/forensics.py) both call this, so a replay is the same math.
+    """
+    lr = lr_at(step, t)
+    set_lr(optimizer, lr)
+    loss = lm_loss(model_logits(model, batch, device), batch.y.to(device), t.z_loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if after_backward is not None:  # probes read .grad here, before clipping rescales it
+        after_backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or float("inf"))
+    optimizer.step()
+    if hasattr(model, "post_step"):  # e.g. nGPT renormalizes its matrices after every step
+        model.post_step()
+    return loss.detach(), grad_norm.detach(), lr
+
+
+def divergence_reason(loss: float, bound: float) -> str:
+    """Why a training loss counts as diverged ("" when it does not)."""
+    if not _finite(loss):
+        return f"non-finite loss {loss}"
+    if bound and loss > bound:
+        return f"loss {loss:.3g} > train.loss_bound={bound}"
+    return ""
 
 
 @torch.no_grad()
@@ -184,6 +214,7 @@ class _Loop:
         self.val_losses: list[tuple[int, float]] = []
         self.last_log_time, self.tokens_since_log = time.perf_counter(), 0
         self.train_time, self.tokens_seen = 0.0, 0
+        self.probes = TrainingProbes(cfg, model, optimizer, corpus, device, writer, run_dir)
 
     def run(self, start: int, end: int, stop: "_StopOnInterrupt | None" = None) -> int:
         """Train steps [start, end); return the step reached (earlier on Ctrl-C, after a whole step)."""
@@ -194,11 +225,14 @@ class _Loop:
                 self._flush()
                 end = step
                 break
+            self.probes.before_step(step)
             self._step(step)
+            self.probes.after_step(step)
             last = step == end - 1
             if (step + 1) % t.log_every == 0 or last:
                 self._flush()
                 if self.diverged_step is not None:
+                    self.probes.on_divergence(self.diverged_step, self.diverged_reason)
                     break
             if (step + 1) % t.eval_every == 0 and step + 1 < t.steps:
                 self._eval(step + 1)
@@ -211,18 +245,11 @@ class _Loop:
 
     def _step(self, step: int) -> None:
         t = self.cfg.train
-        lr = lr_at(step, t)
-        set_lr(self.optimizer, lr)
         batch = self.corpus.train.batch(t.batch_size, t.seed, step)
-        x, y = batch.x.to(self.device), batch.y.to(self.device)
-        loss = lm_loss(model_logits(self.model, batch, self.device), y, t.z_loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip or float("inf"))
-        self.optimizer.step()
-        if hasattr(self.model, "post_step"):  # e.g. nGPT renormalizes its matrices after every step
-            self.model.post_step()
-        self.buffer.append((step, loss.detach(), grad_norm.detach(), lr))
+        x = batch.x
+        loss, grad_norm, lr = train_step(self.model, self.optimizer, batch, self.device, step, t,
+                                         lambda: self.probes.after_backward(step))
+        self.buffer.append((step, loss, grad_norm, lr))
         self.tokens_since_log += x.numel()
 
     def _flush(self) -> None:
@@ -234,14 +261,14 @@ class _Loop:
         norms = torch.stack([g for _, _, g, _ in self.buffer]).float().tolist()
         elapsed = time.perf_counter() - self.last_log_time
         tps = self.tokens_since_log / max(elapsed, 1e-9)
+        grads = self.probes.drain_grad_norms()  # per-step probe scalars, read in the same sync
         records = []
         for step, loss, gnorm, (_, _, _, lr) in zip(steps, losses, norms, self.buffer):
-            records.append({"step": step, "loss": loss, "lr": lr, "grad_norm": gnorm, "tokens_per_s": tps})
-            if self.diverged_step is None and not _finite(loss):
-                self.diverged_step, self.diverged_reason = step, f"non-finite loss {loss}"
-            bound = self.cfg.train.loss_bound
-            if self.diverged_step is None and bound and loss > bound:
-                self.diverged_step, self.diverged_reason = step, f"loss {loss:.3g} > train.loss_bound={bound}"
+            records.append({"step": step, "loss": loss, "lr": lr, "grad_norm": gnorm, "tokens_per_s": tps,
+                            **grads.get(step, {})})
+            reason = divergence_reason(loss, self.cfg.train.loss_bound)
+            if self.diverged_step is None and reason:
+                self.diverged_step, self.diverged_reason = step, reason
         self.writer.write(records)
         self.tokens_seen += self.tokens_since_log
         self.buffer.clear()
@@ -268,6 +295,7 @@ class _Loop:
             "min_train_loss": min(losses, default=None),
             "train_time_s": round(self.train_time, 3),
             "tokens_per_s": round(self.tokens_seen / self.train_time, 1) if self.train_time else None,
+            **self.probes.summary_fields(),
         }
         if self.diverged_step is None:
             summary["val_loss"] = self._eval(cfg.train.steps)

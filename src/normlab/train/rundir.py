@@ -1,6 +1,7 @@
 """The run directory contract: atomic file writes, metrics.jsonl, meta.json, summary.json.
 
     <run>/config.yaml  meta.json  tokenizer.json  metrics.jsonl  summary.json  samples.txt  checkpoints/
+          probes/step_N.npz  forensics.json  forensics.npz  forensics/last_good/   (probes, divergence)
 Every whole-file write goes through a temporary file and os.replace, so a crash never leaves a
 half-written JSON/YAML behind. metrics.jsonl is append-only and is truncated back to the resume
 step on resume, so a resumed run's log equals an uninterrupted one.
@@ -41,6 +42,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_npz(path: Path, arrays: dict) -> None:
+    """numpy arrays by key into one .npz, written atomically (probes/step_N.npz, forensics.npz)."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _clean(value):

@@ -1,0 +1,37 @@
+"""logit_stats: the largest attention logit per layer and the scale of the output logits.
+
+Attention logits q.k/sqrt(D) are taken before any clamp/soft-cap (what those stabilizers hide);
+output logits are the model's return value (after out_logit_softcap, what the loss sees). Seed 001
+(CS336 no-norm ablation) watches both grow before a divergence.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import Probe, register_probe
+from .recorder import ATTENTION_PATTERNS
+
+
+def finite_max(t: torch.Tensor) -> float:
+    """max over the finite entries (masked -inf excluded); NaN if a NaN or +inf is present."""
+    if torch.isnan(t).any() or torch.isposinf(t).any():
+        return math.nan
+    finite = t[torch.isfinite(t)]
+    return float(finite.max()) if finite.numel() else math.nan
+
+
+@register_probe("logit_stats")
+class LogitStats(Probe):
+    """max attention logit q.k/sqrt(D) per layer (before clamp/cap); output logits max |z| and std."""
+
+    patterns = ATTENTION_PATTERNS + ("",)
+
+    def reduce(self, view):
+        out = {f"attn_max/{a.label}": finite_max(a.scores) for a in view.attention}
+        z = view.logits
+        if z is not None:
+            z = z.detach().double()
+            out["out_max_abs"], out["out_std"] = float(z.abs().max()), float(z.std())
+        return out

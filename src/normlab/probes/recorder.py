@@ -1,0 +1,213 @@
+"""Recorder: forward hooks attached by module-name glob, always removed; probes reduce what they saw.
+
+    with Recorder(model, ["attn_entropy", "massive_activations"]) as rec:
+        model(x)
+    summary = rec.summary()        # {"attn_entropy": {"layer0": 2.1, ..., "per_head": array}, ...}
+
+Globs match dotted module names segment by segment: `*` is one segment, `**` any number of them
+(`**.blocks.*` = every block, also inside `encoder.`), "" the model itself. The model knows nothing
+about probes (STYLE.md section 5; the hook pattern follows litgpt generate/tp.py). Fused SDPA never
+shows attention probabilities, so `View.attention` recomputes them from the `tap_q`/`tap_k` outputs.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import ProbeConfig
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The eager module under DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+@functools.lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern:
+    # Matched against name + "." so that every segment, the last included, ends with a dot.
+    parts = []
+    for seg in pattern.split("."):
+        if seg == "**":
+            parts.append(r"(?:[^.]+\.)*")
+        elif seg == "*":
+            parts.append(r"[^.]+\.")
+        else:
+            parts.append(re.escape(seg).replace(r"\*", "[^.]*") + r"\.")
+    return re.compile("".join(parts) + "$")
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """`blocks.*` matches blocks.3 but not blocks.3.attn; `**.tap_q` matches any tap_q; "" the root."""
+    if pattern == "" or name == "":
+        return pattern == name
+    return _glob_regex(pattern).match(name + ".") is not None
+
+
+def short_name(name: str) -> str:
+    """blocks.3.norm_attn_in.weight -> layer3.norm_attn_in.weight (the key style of metrics.jsonl)."""
+    return re.sub(r"(^|\.)blocks\.(\d+)", r"\1layer\2", name)
+
+
+def layer_of(name: str) -> str:
+    """The layer a module belongs to: layer3 (or encoder.layer3), else its first segment (wte, lm_head)."""
+    m = re.match(r"^(.*?)blocks\.(\d+)(\.|$)", name)
+    return f"{m.group(1)}layer{m.group(2)}" if m else (name.split(".")[0] or "model")
+
+
+@dataclass
+class AttentionMap:
+    label: str              # layer3, or layer3.xattn for a second attention module in the block
+    probs: torch.Tensor     # B,H,T,S post-softmax (float32 or float64), masked entries exactly 0
+    scores: torch.Tensor    # B,H,T,S raw q.k/sqrt(D) before clamp/softcap, masked entries -inf
+    causal: bool
+
+
+def attention_from_taps(q: torch.Tensor, k: torch.Tensor, clamp: float = 0.0, softcap: float = 0.0,
+                        causal: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(transform(q k^T / sqrt(D)) + causal mask), as model/attention.py computes it."""
+    from ..model.attention import attention_logits_transform
+
+    dtype = torch.promote_types(q.dtype, torch.float32)
+    q, k = q.to(dtype), k.to(dtype)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # B,H,T,S
+    logits = attention_logits_transform(scores, clamp, softcap)
+    if causal:
+        T, S = scores.shape[-2:]
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+        logits = logits.masked_fill(~mask, float("-inf"))
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(logits, dim=-1), scores
+
+
+class View:
+    """What one forward showed the Recorder, with derived quantities computed once and shared."""
+
+    def __init__(self, model: nn.Module, outputs: dict[str, torch.Tensor]):
+        self.model, self.outputs = model, outputs
+
+    def matching(self, pattern: str) -> list[tuple[str, torch.Tensor]]:
+        """Captured outputs whose module name matches, in the order the forward produced them."""
+        return [(n, t) for n, t in self.outputs.items() if glob_match(pattern, n)]
+
+    @functools.cached_property
+    def attention(self) -> list[AttentionMap]:
+        maps = []
+        for name, q in self.matching("**.tap_q"):
+            parent = name.rsplit(".", 1)[0] if "." in name else ""
+            k = self.outputs.get(f"{parent}.tap_k" if parent else "tap_k")
+            if k is None:
+                continue
+            module = self.model.get_submodule(parent)
+            causal = getattr(module, "is_causal", True)
+            probs, scores = attention_from_taps(q, k, getattr(module, "clamp", 0.0), getattr(module, "softcap", 0.0),
+                                                causal)
+            label = layer_of(parent)
+            if not parent.endswith(".attn") and parent != "attn" and label != parent:
+                label += "." + parent.rsplit(".", 1)[-1]
+            maps.append(AttentionMap(label, probs, scores, causal))
+        return maps
+
+    @functools.cached_property
+    def residual(self) -> list[tuple[str, torch.Tensor]]:
+        """The residual stream after each block (block outputs), labelled by layer."""
+        return [(layer_of(n), t) for n, t in self.matching("**.blocks.*")]
+
+    @property
+    def logits(self) -> torch.Tensor | None:
+        return self.outputs.get("")
+
+
+ATTENTION_PATTERNS = ("**.tap_q", "**.tap_k")
+
+
+class Recorder:
+    """Context manager: registers forward hooks on entry and removes every handle on exit (also on errors)."""
+
+    def __init__(self, model: nn.Module, probes=("all",), cfg: ProbeConfig | None = None):
+        from . import PROBES, Probe, resolve_names
+
+        self.model = unwrap(model)
+        self.cfg = cfg or ProbeConfig()
+        self.probes: list[Probe] = []
+        for p in probes:
+            if isinstance(p, Probe):
+                self.probes.append(p)
+                continue
+            for name in resolve_names([p]):
+                if name not in PROBES:
+                    raise ValueError(f"unknown probe {name!r}; registered: {', '.join(PROBES)}")
+                self.probes.append(PROBES[name](self.cfg))
+        patterns = {pat for p in self.probes for pat in p.patterns}
+        self.targets = [(n, m) for n, m in self.model.named_modules() if any(glob_match(p, n) for p in patterns)]
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> "Recorder":
+        self.outputs.clear()
+        try:
+            for name, module in self.targets:
+                self._handles.append(module.register_forward_hook(functools.partial(self._keep, name)))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.remove()
+        return False
+
+    def remove(self) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+
+    def _keep(self, name, module, args, output) -> None:
+        if isinstance(output, (tuple, list)):
+            output = next((o for o in output if isinstance(o, torch.Tensor)), None)
+        if isinstance(output, torch.Tensor):
+            self.outputs.pop(name, None)  # re-insert: dict order = the order outputs were produced
+            self.outputs[name] = output.detach()
+
+    def summary(self) -> dict[str, dict]:
+        """{probe name: {key: float | ndarray}} from the last forward seen (and the model's parameters)."""
+        view = View(self.model, self.outputs)
+        with torch.no_grad():
+            return {p.name: p.reduce(view) for p in self.probes}
+
+
+def flatten(summary: dict[str, dict]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Split a summary into metrics scalars (probe/<name>/<key>) and npz arrays (<name>/<key>)."""
+    scalars, arrays = {}, {}
+    for probe, values in summary.items():
+        for key, value in values.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"{probe}/{key}"] = value
+            else:
+                scalars[f"probe/{probe}/{key}"] = float(value)
+    return scalars, arrays
+
+
+def probe_model(model: nn.Module, x: torch.Tensor, probes=("all",), cfg: ProbeConfig | None = None) -> dict:
+    """One probe pass: eval mode, no_grad, hooks attached for exactly this forward; train mode restored."""
+    inner = unwrap(model)
+    was_training = inner.training
+    inner.eval()
+    try:
+        with torch.no_grad(), Recorder(inner, probes, cfg) as rec:
+            inner(x)
+        return rec.summary()
+    finally:
+        inner.train(was_training)
+
+
+def labels_array(labels: list[str]) -> np.ndarray:
+    return np.array(labels, dtype=np.str_)

@@ -1,0 +1,87 @@
+"""The training loop's probe helper: forward probes on a fixed batch, per-step grad norms, last-good states.
+
+The loop calls four hooks: before_step (step-0 probe, rolling snapshot), after_backward (grad norms
+into a device buffer), after_step (forward probes every probes.every steps), on_divergence
+(forensics). Probes run under no_grad in eval mode on their own batch (the first validation batch
+of a fixed seed), so the training step itself is untouched and keeps the fused SDPA kernel.
+"""
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig
+from ..probes import flatten, probe_model, resolve_names
+from ..probes.grad_norms import GradNormTracker
+from .forensics import record_divergence, take_snapshot
+from .rundir import write_npz
+
+_PROBE_BATCH_SEED = 104_729  # any fixed number: the probe batch is the same in every run of a corpus
+
+
+class TrainingProbes:
+    def __init__(self, cfg: RunConfig, model, optimizer, corpus, device, writer, run_dir: Path):
+        self.cfg, self.p = cfg, cfg.probes
+        self.model, self.optimizer, self.corpus, self.device = model, optimizer, corpus, device
+        self.writer, self.run_dir = writer, Path(run_dir)
+        names = resolve_names(self.p.names)
+        self.forward_names = [n for n in names if n != "grad_norms"]
+        self.batch = None
+        if self.p.every and self.forward_names:
+            seed = cfg.data.split_seed + _PROBE_BATCH_SEED
+            self.batch = corpus.val.batch(self.p.batch_size, seed=seed, step=0).x.to(device)
+        self.grads = GradNormTracker(model) if "grad_norms" in names and self.p.grad_every else None
+        self.grad_buffer: list[tuple[int, torch.Tensor]] = []
+        self.snapshot_every = max(self.p.snapshot_every, cfg.train.log_every)
+        # three states: at divergence detection (up to log_every steps late) one is strictly earlier
+        self.snapshots: deque = deque(maxlen=3)
+        self.note: dict = {}
+
+    def before_step(self, step: int) -> None:
+        if self.batch is not None and step == 0:
+            self._probe(0)
+        if self.p.forensics and self.p.snapshot_every and (step % self.snapshot_every == 0 or not self.snapshots):
+            self.snapshots.append(take_snapshot(self.model, self.optimizer, step))
+
+    def after_backward(self, step: int) -> None:
+        if self.grads is not None and step % self.p.grad_every == 0:
+            values = self.grads.measure()
+            if values is not None:
+                self.grad_buffer.append((step, values))
+
+    def after_step(self, step: int) -> None:
+        if self.batch is not None and (step + 1) % self.p.every == 0:
+            self._probe(step + 1)
+
+    def drain_grad_norms(self) -> dict[int, dict[str, float]]:
+        """{step: {probe/grad_norms/<key>: value}} for the buffered steps (one host sync), buffer emptied."""
+        if not self.grad_buffer:
+            return {}
+        rows = torch.stack([v for _, v in self.grad_buffer]).tolist()
+        keys = [f"probe/grad_norms/{k}" for k in self.grads.keys]
+        out = {step: dict(zip(keys, row)) for (step, _), row in zip(self.grad_buffer, rows)}
+        self.grad_buffer.clear()
+        return out
+
+    def _probe(self, step: int) -> None:
+        """Probe outputs after `step` optimizer steps: scalars to metrics.jsonl, arrays to probes/step_N.npz."""
+        scalars, arrays = flatten(probe_model(self.model, self.batch, self.forward_names, self.p))
+        self.writer.write([{"step": step, **scalars}])
+        if arrays:
+            write_npz(self.run_dir / "probes" / f"step_{step:06d}.npz", arrays)
+
+    def on_divergence(self, step: int, reason: str) -> None:
+        """Write forensics.json; a failure here is recorded, never allowed to crash the (already lost) run."""
+        if not (self.p.forensics and self.snapshots):
+            return
+        try:
+            record = record_divergence(self.cfg, self.model, self.optimizer, self.corpus.train, self.device,
+                                       self.run_dir, list(self.snapshots), step, reason)
+            self.note = {"forensics": "forensics.json", "first_bad": record["first_bad"]}
+        except Exception as err:  # noqa: BLE001  (the run already diverged; keep its summary)
+            self.note = {"forensics_error": f"{type(err).__name__}: {err}"}
+
+    def summary_fields(self) -> dict:
+        return dict(self.note)

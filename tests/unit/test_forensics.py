@@ -1,0 +1,90 @@
+"""Probes during training, divergence forensics and `normlab replay`, and the probe figures of a report."""
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+import normlab as nl
+from normlab.cli import main
+from normlab.report import build_report
+from normlab.train import read_metrics
+
+# No norm, ReLU, constant LR 0.3, no clipping: finite for a dozen steps, then NaN (about step 16).
+UNSTABLE = ["model.norm.placement=none", "model.mlp=relu", "train.lr=0.3", "train.grad_clip=0",
+            "train.schedule=constant", "train.steps=60", "probes.every=10", "probes.snapshot_every=5",
+            "train.eval_batches=1", "sample.n=1"]
+
+
+def _losses(run):
+    return [m["loss"] for m in read_metrics(run / "metrics.jsonl") if "loss" in m]
+
+
+def test_probes_record_without_changing_training(tiny, tmp_path):
+    short = ["train.steps=20", "train.eval_batches=1", "sample.n=1", "sample.max_new_tokens=4"]
+    nl.train(tiny("name=withp", "probes.every=10", *short))
+    nl.train(tiny("name=nop", "probes.every=0", "probes.grad_every=0", "probes.forensics=false", *short))
+    assert _losses(tmp_path / "withp") == _losses(tmp_path / "nop")   # probes never touch the training step
+    records = read_metrics(tmp_path / "withp" / "metrics.jsonl")
+    probe_steps = [m["step"] for m in records if "probe/attn_entropy/layer0" in m]
+    assert probe_steps == [0, 10, 20]
+    for m in records:
+        if "probe/attn_entropy/layer0" in m:
+            assert 0 <= m["probe/attn_entropy/layer0"] <= np.log(16)
+    assert all("probe/grad_norms/layer1" in m for m in records if "loss" in m)
+    assert sorted(p.name for p in (tmp_path / "withp" / "probes").iterdir()) == [
+        f"step_{s:06d}.npz" for s in (0, 10, 20)]
+    with np.load(tmp_path / "withp" / "probes" / "step_000020.npz") as z:
+        assert z["attn_entropy/per_head"].shape == (2, 2)
+    assert not (tmp_path / "nop" / "probes").exists()
+
+
+def test_forensics_record_and_replay_reproduce(tiny, tmp_path):
+    summary = nl.train(tiny("name=boom", *UNSTABLE))
+    assert summary["status"] == "diverged" and summary["forensics"] == "forensics.json"
+    run = tmp_path / "boom"
+    record = json.loads((run / "forensics.json").read_text())
+    step = summary["diverged_step"]
+    assert record["step"] == step and record["last_good_step"] < step and record["replayed_in_process"]["same_step"]
+    assert record["first_bad"]["module"] and set(record["max_abs_per_layer"]) >= {"wte", "layer0", "layer1"}
+    assert (run / "forensics" / "last_good" / "model.safetensors").exists()
+    with np.load(run / "forensics.npz") as z:
+        assert np.array_equal(z[f"batch_index/step_{step:06d}"], record["batch_index"])
+    r = CliRunner().invoke(main, ["replay", str(run)])
+    assert r.exit_code == 0 and "reproduced (same step: True, same first bad module: True)" in r.output, r.output
+    # a record that names another module is not "reproduced": the comparison can fail
+    record["first_bad"]["module"] = "blocks.0.mlp.fc"
+    (run / "forensics.json").write_text(json.dumps(record))
+    r = CliRunner().invoke(main, ["replay", str(run)])
+    assert r.exit_code == 1 and "NOT reproduced" in r.output
+
+
+def test_replay_refuses_a_run_without_forensics(tiny, tmp_path):
+    nl.train(tiny("name=fine", "train.steps=3", "probes.every=0", "train.eval_batches=1", "sample.n=1"))
+    r = CliRunner().invoke(main, ["replay", str(tmp_path / "fine")])
+    assert r.exit_code == 2 and "no forensics.json" in r.output
+
+
+def test_normfree_report_has_probe_figures_and_claims(tmp_path):
+    exp = tmp_path / "normfree"
+    from normlab.experiments import expand, load_experiment
+
+    spec = load_experiment("normfree")
+    tiny = ["model.n_layer=2", "model.d_model=16", "model.n_head=2", "model.block_size=16", "train.steps=10",
+            "train.batch_size=4", "train.warmup_steps=2", "train.eval_every=5", "train.eval_batches=1",
+            "probes.every=5", "sample.n=1", "sample.max_new_tokens=4"]
+    planned = expand(spec, tiny, seeds=[0], out_dir=str(tmp_path))
+    for p in planned:
+        nl.train(p.cfg, p.run_dir)
+    (exp / "experiment.json").write_text(json.dumps({
+        "name": "normfree", "title": spec.title, "seed_ref": "004", "variants": list(spec.variants), "seeds": [0],
+        "runs": [{"variant": p.variant, "seed": p.seed, "dir": p.run_dir.name} for p in planned]}))
+    paths = build_report(exp)
+    for name in ("probe_entropy_heads.png", "probe_entropy_layers.png", "probe_nan_attention.png",
+                 "probe_nan_activations.png", "probe_norm_weights.png", "probe_massive_activations.png",
+                 "probe_sinks.png", "probe_grad_norms.png", "probe_embedding_norms.png", "entropic_overload.png"):
+        assert paths[name].stat().st_size > 0, name
+    results = json.loads(paths["results.json"].read_text())
+    assert len(results["claims"]) == 4 and "Entropic overload, layer 1" in results["table"]
+    ppl = results["table"]["Perplexity exp(val loss)"]["preln-gelu"]["mean"]
+    val = results["table"]["Final val loss"]["preln-gelu"]["mean"]
+    assert abs(ppl - np.exp(val)) < 1e-9
