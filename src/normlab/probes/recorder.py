@@ -196,14 +196,16 @@ def flatten(summary: dict[str, dict]) -> tuple[dict[str, float], dict[str, np.nd
     return scalars, arrays
 
 
-def probe_model(model: nn.Module, x: torch.Tensor, probes=("all",), cfg: ProbeConfig | None = None) -> dict:
-    """One probe pass: eval mode, no_grad, hooks attached for exactly this forward; train mode restored."""
+def probe_model(model: nn.Module, x: torch.Tensor, probes=("all",), cfg: ProbeConfig | None = None,
+                src: torch.Tensor | None = None) -> dict:
+    """One probe pass: eval mode, no_grad, hooks attached for exactly this forward; train mode restored.
+    `src` is the source sequence of an encoder-decoder batch."""
     inner = unwrap(model)
     was_training = inner.training
     inner.eval()
     try:
         with torch.no_grad(), Recorder(inner, probes, cfg) as rec:
-            inner(x)
+            inner(x) if src is None else inner(x, src=src)
         return rec.summary()
     finally:
         inner.train(was_training)

@@ -28,10 +28,12 @@ class TrainingProbes:
         self.writer, self.run_dir = writer, Path(run_dir)
         names = resolve_names(self.p.names)
         self.forward_names = [n for n in names if n != "grad_norms"]
-        self.batch = None
+        self.batch = self.src = None
         if self.p.every and self.forward_names:
             seed = cfg.data.split_seed + _PROBE_BATCH_SEED
-            self.batch = corpus.val.batch(self.p.batch_size, seed=seed, step=0).x.to(device)
+            batch = corpus.val.batch(self.p.batch_size, seed=seed, step=0)
+            self.batch = batch.x.to(device)
+            self.src = batch.src.to(device) if getattr(batch, "src", None) is not None else None
         self.grads = GradNormTracker(model) if "grad_norms" in names and self.p.grad_every else None
         self.grad_buffer: list[tuple[int, torch.Tensor]] = []
         self.snapshot_every = max(self.p.snapshot_every, cfg.train.log_every)
@@ -67,7 +69,7 @@ class TrainingProbes:
 
     def _probe(self, step: int) -> None:
         """Probe outputs after `step` optimizer steps: scalars to metrics.jsonl, arrays to probes/step_N.npz."""
-        scalars, arrays = flatten(probe_model(self.model, self.batch, self.forward_names, self.p))
+        scalars, arrays = flatten(probe_model(self.model, self.batch, self.forward_names, self.p, self.src))
         self.writer.write([{"step": step, **scalars}])
         if arrays:
             write_npz(self.run_dir / "probes" / f"step_{step:06d}.npz", arrays)
