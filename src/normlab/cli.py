@@ -100,7 +100,7 @@ def train(config, overrides, resume):
 @click.option("--seed", type=int, default=0, show_default=True)
 def sample(run_dir, n, prompt, temperature, seed):
     """Generate N samples from the last checkpoint of RUN_DIR."""
-    from .data import CharTokenizer
+    from .data import load_tokenizer
     from .model import build_model
     from .train import generate_samples, latest_checkpoint, load_weights
 
@@ -113,7 +113,7 @@ def sample(run_dir, n, prompt, temperature, seed):
         raise ConfigError(f"{run_dir} has no checkpoint yet; train it first (normlab train ... --resume)")
     if temperature is not None:
         cfg.sample.temperature = temperature
-    tok = CharTokenizer.load(run_dir / "tokenizer.json")
+    tok = load_tokenizer(run_dir / "tokenizer.json")
     try:
         tok.encode(prompt)
     except ValueError as err:

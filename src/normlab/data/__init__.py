@@ -1,7 +1,10 @@
-"""Data layer: corpora, tokenizers, deterministic batching."""
+"""Data layer: corpora (embedded, local files, HF), tokenizers (char, byte-level BPE), batching."""
 from .batching import IGNORE, Batch, Corpus, TokenData, build_corpus, split_documents
-from .corpora import SOURCES, load_documents
+from .bpe import BPETokenizer, load_tokenizer
+from .corpora import SOURCES, Source, load_documents, open_source
 from .tokenizer import CharTokenizer
+from .tokens import MemmapTokens, bits_per_byte, prepare_bpe
 
-__all__ = ["IGNORE", "SOURCES", "Batch", "CharTokenizer", "Corpus", "TokenData", "build_corpus",
-           "load_documents", "split_documents"]
+__all__ = ["IGNORE", "SOURCES", "BPETokenizer", "Batch", "CharTokenizer", "Corpus", "MemmapTokens", "Source",
+           "TokenData", "bits_per_byte", "build_corpus", "load_documents", "load_tokenizer", "open_source",
+           "prepare_bpe", "split_documents"]
