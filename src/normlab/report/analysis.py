@@ -44,6 +44,7 @@ def common_rows(groups: dict[str, list[RunData]]) -> list[Row]:
     rows = [
         Row("Parameters", {v: stat(r.summary.get("params") for r in rs) for v, rs in groups.items()}, 0),
         Row("Final val loss", {v: stat(r.summary.get("val_loss") for r in rs) for v, rs in groups.items()}, 3),
+        Row("Final val bits/byte", {v: stat(r.summary.get("val_bpb") for r in rs) for v, rs in groups.items()}, 3),
         Row("Diverged runs", {v: stat([sum(r.status == "diverged" for r in rs)]) for v, rs in groups.items()}, 0),
     ]
     return rows
