@@ -4,7 +4,7 @@
     normlab train <config|yaml> [overrides] [--resume]        one run
     normlab sample <run-dir> [--n 5] [--prompt ma]
     normlab report <experiment-dir>
-    normlab list [experiments|norms|placements|sources|fields]
+    normlab list [experiments|norms|placements|pairs|sources|fields]
     normlab show <config|experiment> [overrides]             the resolved config as YAML
 """
 from __future__ import annotations
@@ -140,9 +140,9 @@ def report(exp_dir):
 
 @main.command(name="list")
 @click.argument("what", default="all",
-                type=click.Choice(["all", "experiments", "norms", "placements", "sources", "fields"]))
+                type=click.Choice(["all", "experiments", "norms", "placements", "pairs", "sources", "fields"]))
 def list_(what):
-    """List experiments, norm kinds, placements, data sources or config fields."""
+    """List experiments, norm kinds, placements, the norm x placement matrix, data sources or config fields."""
     from .data import SOURCES
     from .experiments import list_experiments, load_experiment
     from .model import PLACEMENTS
@@ -160,7 +160,9 @@ def list_(what):
     if what in ("all", "placements"):
         click.secho("placements (model.norm.placement)", bold=True)
         for name, p in sorted(PLACEMENTS.items()):
-            click.echo(f"  {name:<10} {p.formula:<40} {p.reference}")
+            click.echo(f"  {name:<10} {p.formula:<52} {p.reference}")
+    if what == "pairs":
+        _print_pairs()
     if what in ("all", "sources"):
         click.secho("data sources (data.source)", bold=True)
         for name, text in SOURCES.items():
@@ -168,6 +170,29 @@ def list_(what):
     if what == "fields":
         for path, tp, doc, default in _fields(RunConfig):
             click.echo(f"  {path:<28} {tp:<32} {default!r:<14} {doc}")
+
+
+def _print_pairs():
+    """The norm kind x placement grid: ok / refused, then each refusal's reason."""
+    from .model import PLACEMENTS, kind_is_used, pair_reason
+    from .norms import NORMS
+
+    kinds, places = sorted(NORMS), sorted(PLACEMENTS)
+    click.secho("norm kind x placement (rows x columns)", bold=True)
+    click.echo(" " * 20 + "".join(f"{p:<10}" for p in places))
+    for kind in kinds:
+        cells = ["refused" if pair_reason(kind, p) else ("ok" if kind_is_used(p) else "ok*") for p in places]
+        click.echo(f"  {kind:<18}" + "".join(f"{c:<10}" for c in cells))
+    unused = [p for p in places if not kind_is_used(p)]
+    click.echo(f"  * {', '.join(unused)}: no norm slots and no final norm, so the kind is unused "
+               "(it only builds the final norm when model.norm.final=always)")
+    click.secho("refused, and why", bold=True)
+    for kind in kinds:
+        for p in places:
+            reason = pair_reason(kind, p)
+            if reason:
+                click.echo(f"  {kind} x {p}: {reason}")
+    click.echo("  also refused: placement=rezero with model.norm.final=always (ReZero is norm-free by design)")
 
 
 def _fields(cls, prefix=""):

@@ -1,11 +1,8 @@
-import itertools
-
 import pytest
 import torch
 
 from normlab.config import load_config
-from normlab.model import PLACEMENTS, build_model
-from normlab.norms import NORMS
+from normlab.model import build_model
 
 
 def _model_cfg(*overrides):
@@ -17,24 +14,6 @@ def _model_cfg(*overrides):
 def test_seed_003_parameter_counts(placement, expected):
     cfg = load_config("prepost", [f"model.norm.placement={placement}", "model.vocab_size=27"]).model
     assert build_model(cfg).num_params() == expected
-
-
-CASES = list(itertools.product(sorted(PLACEMENTS), sorted(NORMS), ["learned", "rope"]))
-
-
-@pytest.mark.parametrize("placement,kind,pos", CASES)
-def test_causality(placement, kind, pos):
-    """Changing token t+1 never changes the logits at positions <= t."""
-    model = build_model(_model_cfg(f"model.norm.placement={placement}", f"model.norm.kind={kind}",
-                                   f"model.pos={pos}")).eval()
-    idx = torch.randint(0, 11, (2, 12))
-    base = model(idx)
-    for t in (0, 5, 10):
-        changed = idx.clone()
-        changed[:, t + 1:] = (changed[:, t + 1:] + 1) % 11
-        out = model(changed)
-        torch.testing.assert_close(out[:, : t + 1], base[:, : t + 1], rtol=0, atol=1e-6)
-        assert not torch.allclose(out[:, t + 1:], base[:, t + 1:])
 
 
 @pytest.mark.parametrize("option", ["model.attn.logit_clamp=30", "model.attn.logit_softcap=50",

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from normlab.config import NormConfig
+from normlab.config import ConfigError, NormConfig, load_config
 from normlab.model import PLACEMENTS
 from normlab.norms import NORMS, build_norm
 
@@ -36,6 +36,68 @@ def test_rmsnorm_without_gain_has_no_parameters():
     assert sum(p.numel() for p in norm.parameters()) == 0
     y = norm(X.float())
     torch.testing.assert_close(y.pow(2).mean(-1), torch.ones(2, 3), atol=1e-4, rtol=0)
+
+
+def test_scalenorm_formula():
+    norm = _with_params("scalenorm", eps=1e-5)
+    expected = norm.scale * X / torch.sqrt((X ** 2).sum(-1, keepdim=True)).clamp(min=1e-5)
+    torch.testing.assert_close(norm(X), expected)
+    fresh = build_norm(NormConfig(kind="scalenorm"), 8)
+    assert fresh.scale.item() == pytest.approx(8 ** 0.5)   # g init sqrt(d)
+
+
+def test_preaffine_rmsnorm_formula():
+    norm = _with_params("preaffine_rmsnorm", eps=1e-6)
+    z = norm.pre_scale * X
+    expected = norm.weight * z / torch.sqrt((z ** 2).mean(-1, keepdim=True) + 1e-6)
+    torch.testing.assert_close(norm(X), expected)
+    fresh = build_norm(NormConfig(kind="preaffine_rmsnorm"), 8)
+    assert torch.equal(fresh.pre_scale, torch.ones(8))       # starts as a plain RMSNorm
+
+
+def test_gated_rmsnorm_formula():
+    norm = _with_params("gated_rmsnorm", eps=1e-6, options={"rank": 3})
+    y = norm.weight * X / torch.sqrt((X ** 2).mean(-1, keepdim=True) + 1e-6)
+    hidden = y @ norm.gate_down.weight.T                      # d -> r
+    gate = 1 / (1 + torch.exp(-((hidden * torch.sigmoid(hidden)) @ norm.gate_up.weight.T)))
+    torch.testing.assert_close(norm(X), gate * y)
+    assert norm.gate_down.weight.shape == (3, 8) and norm.gate_down.bias is None and norm.gate_up.bias is None
+
+
+def test_gated_rmsnorm_rank_default_and_init_choice():
+    from normlab.model import build_model
+
+    default = build_norm(NormConfig(kind="gated_rmsnorm"), 64)
+    assert default.gate_down.weight.shape == (16, 64)
+    cfg = load_config("debug", ["model.vocab_size=11", "model.d_model=64", "model.norm.kind=gated_rmsnorm"]).model
+    torch_init = build_model(cfg).blocks[0].norm_attn_in.gate_down.weight
+    assert torch_init.abs().max() <= 1 / 64 ** 0.5 and torch_init.std() > 0.05   # U(+-1/sqrt(64)), kept
+    cfg.norm.options = {"init": "model"}
+    model_init = build_model(cfg).blocks[0].norm_attn_in.gate_down.weight
+    assert abs(model_init.std().item() - 0.02) < 0.005                             # N(0, init_std)
+
+
+def test_dyt_formula_and_alpha_per_position():
+    norm = _with_params("dyt", bias=True)
+    torch.testing.assert_close(norm(X), norm.weight * torch.tanh(norm.alpha * X) + norm.bias)
+    opts = {"alpha_attn": 0.8, "alpha_mlp": 0.2, "alpha_final": 0.1}
+    alphas = {role: build_norm(NormConfig(kind="dyt", options=opts), 8, role).alpha.item()
+              for role in ("attn_in", "attn_out", "mlp_in", "mlp_post", "final")}
+    assert alphas == pytest.approx({"attn_in": 0.8, "attn_out": 0.8, "mlp_in": 0.2, "mlp_post": 0.2, "final": 0.1})
+    assert build_norm(NormConfig(kind="dyt"), 8, "mlp_in").alpha.item() == 0.5   # jiachenzhu/DyT default
+    assert build_norm(NormConfig(kind="dyt"), 8).bias is None                   # LLaMA variant: no bias
+
+
+@pytest.mark.parametrize("kind,options,message", [
+    ("dyt", "{alpha_atn: 0.3}", "unknown key model.norm.options.alpha_atn .*did you mean model.norm.options.alpha_attn"),
+    ("dyt", "{alpha_mlp: 0}", "alpha_mlp=0.0 must be a positive number"),
+    ("gated_rmsnorm", "{rank: 0}", "options.rank=0 must be >= 1"),
+    ("gated_rmsnorm", "{init: kaiming}", "init='kaiming' .*choose one of: torch, model"),
+    ("rmsnorm", "{rank: 4}", "norm kind 'rmsnorm' takes no options"),
+])
+def test_bad_norm_options_are_refused_at_config_time(kind, options, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("debug", [f"model.norm.kind={kind}", f"model.norm.options={options}"])
 
 
 def test_identity_formula():

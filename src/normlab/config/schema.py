@@ -27,9 +27,11 @@ class NormConfig:
     affine: bool = True
     """learnable per-channel gain"""
     bias: bool = False
-    """learnable per-channel bias (LayerNorm only)"""
+    """learnable per-channel bias (LayerNorm, DyT)"""
     options: dict = field(default_factory=dict)
     """kind-specific knobs, checked by the norm kind itself (e.g. dyt: {alpha_attn: 0.8})"""
+    mixln_post_frac: float = 0.25
+    """mixln: the first floor(frac * n_layer) blocks are post-norm, the rest pre-norm (Li et al. 2024)"""
 
 
 @dataclass

@@ -27,8 +27,10 @@ class Block(nn.Module):
         self.placement = PLACEMENTS[cfg.norm.placement]
         self.attn = SelfAttention(cfg)
         self.mlp = MLP(cfg)
+        setup = self.placement.setup
+        slots = setup(self, cfg) if setup else self.placement.slots  # per-layer state, e.g. mixln's choice
         for sub in SUBLAYERS:
-            for slot in self.placement.slots:
+            for slot in slots:
                 setattr(self, f"norm_{sub}_{slot}", build_norm(cfg.norm, cfg.d_model, f"{sub}_{slot}"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,6 +51,9 @@ class GPT(nn.Module):
         self.norm_final = build_norm(cfg.norm, cfg.d_model, "final") if has_final_norm(cfg) else None
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         init_weights(self, cfg)
+        placement = PLACEMENTS[cfg.norm.placement]
+        if placement.init is not None:
+            placement.init(self, cfg)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.wte.weight
 

@@ -2,13 +2,17 @@
 
 A kind is one small file with one class decorated by `register_norm`. The explicit imports at
 the bottom (no auto-discovery) keep every variant greppable. `role` says where the norm sits
-(attn_in, attn_out, mlp_in, mlp_out, final, q, k) for kinds whose init depends on it (DyT).
+(attn_in, attn_out, attn_post, mlp_in, mlp_out, mlp_post, final, q, k) for kinds whose init depends
+on it (DyT). Kind-specific knobs live in a nested `Options` dataclass filled strictly from
+`model.norm.options`; a registered config rule checks them before any model is built.
+A class attribute `normalizes = False` marks a kind that does not rescale by a statistic of its
+input (DyT, identity): the validity matrix (model/validity.py) keeps it off the residual sum.
 """
 from __future__ import annotations
 
 from torch import nn
 
-from ..config import NormConfig, register_choices
+from ..config import ConfigError, NormConfig, from_dict, register_choices, register_rule
 
 NORMS: dict[str, type[nn.Module]] = {}
 
@@ -32,8 +36,33 @@ def describe(cls) -> str:
     return (cls.__doc__ or "").strip().splitlines()[0]
 
 
+def norm_options(cls, cfg: NormConfig):
+    """The kind's `Options` filled from cfg.options (unknown or ill-typed option -> ConfigError)."""
+    options_cls = getattr(cls, "Options", None)
+    if options_cls is None:
+        if cfg.options:
+            raise ConfigError(f"model.norm.options={cfg.options!r}: norm kind {cfg.kind!r} takes no options")
+        return None
+    return from_dict(options_cls, cfg.options, source=f"options of norm kind {cfg.kind!r}",
+                     prefix="model.norm.options.")
+
+
 register_choices("model.norm.kind", lambda: list(NORMS))
 
-from . import identity, layernorm, rmsnorm  # noqa: E402,F401  (registration side effects)
 
-__all__ = ["NORMS", "build_norm", "describe", "register_norm"]
+@register_rule
+def _norm_options_are_valid(cfg) -> str | None:
+    # Checked at config time so a typo in an option stops a sweep before any run starts.
+    cls = NORMS.get(cfg.model.norm.kind)
+    try:
+        if cls is not None:
+            norm_options(cls, cfg.model.norm)
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+from . import (dyt, gated_rmsnorm, identity, layernorm, preaffine_rmsnorm, rmsnorm,  # noqa: E402,F401
+               scalenorm)  # (registration side effects)
+
+__all__ = ["NORMS", "build_norm", "describe", "norm_options", "register_norm"]
