@@ -74,6 +74,6 @@ def register_analysis(experiment: str):
 
 
 def analyze(info: dict, groups: dict[str, list[RunData]]) -> Analysis:
-    from . import prepost  # noqa: F401  (registers; one import per experiment module)
+    from . import nonorm, prepost, sinks  # noqa: F401  (registers; one import per experiment module)
 
     return ANALYSES.get(info.get("name", ""), generic)(info, groups)
