@@ -8,7 +8,7 @@ the range where exp() fails; init x0.01 + clamp to [-30, 30] trains stably. Each
 from __future__ import annotations
 
 from . import watch
-from .analysis import Analysis, Row, common_rows, register_analysis
+from .analysis import Analysis, Row, common_rows, data_note, register_analysis
 from .runs import RunData
 from .stats import Claim, stat
 
@@ -34,7 +34,7 @@ def nonorm(info: dict, groups: dict[str, list[RunData]]) -> Analysis:
                     {v: watch.peak(rs, "max_attn_logit") for v, rs in g.items()}, 1))
     rows.append(Row("Max |residual activation| over training", {v: watch.peak(rs, "max_act") for v, rs in g.items()}, 1))
     figures = {"stability_watch.png": watch.figure(g, "Watched maxima (seed 0 solid, other seeds faint)")}
-    notes = ["Diverged = training loss non-finite or above train.loss_bound; the step is the first such step.",
+    notes = [data_note(g), "Diverged = training loss non-finite or above train.loss_bound; the step is the first such step.",
              "Divergence steps per seed: " + "; ".join(f"{v}: {_steps(rs)}" for v, rs in g.items())]
     return Analysis(rows, _claims(g), notes, figures)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..train.leakage import PLAUSIBLE_FRAC, plausibility_warning
 from . import watch
-from .analysis import Analysis, Row, common_rows, register_analysis
+from .analysis import Analysis, Row, common_rows, data_note, register_analysis
 from .plots import plt
 from .runs import RunData
 from .stats import Claim, compare_lower, stat
@@ -38,9 +38,13 @@ def sinks(info: dict, groups: dict[str, list[RunData]]) -> Analysis:
     weights = _weights_figure(g)
     if weights is not None:
         figures["norm_weights.png"] = weights
-    notes = ["Validation is a fixed set of batches of the validation text; bits/byte uses that split's bytes per "
+    notes = [data_note(g), "Validation is a fixed set of batches of the validation text; bits/byte uses that split's bytes per "
              "token, so runs with different tokenizers compare.",
-             "Seed numbers are nats/token with the GPT-2 tokenizer; ours use our own BPE (see bits/byte)."]
+             "Seed numbers are nats/token with the GPT-2 tokenizer; ours use our own BPE (see bits/byte).",
+             "WikiText-2 here: if the data note names the shared valid.txt/test.txt, those are the *tokenized* "
+             "WikiText-2 v1 files (<unk>, @-@) and the train split was unavailable, so the model trains on the "
+             "217k-word validation text and is evaluated on the test text: numbers are not comparable with "
+             "published WikiText-2 results or the seed's (raw, train split)."]
     return Analysis(rows, _claims(g), notes, figures)
 
 
