@@ -75,6 +75,7 @@ def test_sinks_report_flags_the_seed_loss_and_plots_gains(tmp_path):
     assert seed["verdict"] == "not reproduced" and "implausibly low" in seed["note"]
     assert "flagged by the leakage guard" in seed["seed_value"]
     assert results["table"]["Min |gain| over all norms (final)"]["baseline"]["mean"] == pytest.approx(0.01)
+    assert results["table"]["Max |l1 - 1| of PreAffine (final)"]["preaffine"]["mean"] == pytest.approx(6.0)
     assert paths["norm_weights.png"].stat().st_size > 0
     md = paths["report.md"].read_text()
     assert "0.0472" in md and "leakage guard" in md

@@ -34,6 +34,7 @@ def sinks(info: dict, groups: dict[str, list[RunData]]) -> Analysis:
     rows.append(Row("Peak |residual activation| over training", {v: watch.peak(rs, "max_act") for v, rs in g.items()}, 1))
     rows.append(Row("Peak |attention logit| over training", {v: watch.peak(rs, "max_attn_logit") for v, rs in g.items()}, 1))
     rows.append(Row("Min |gain| over all norms (final)", {v: stat(_min_gain(r) for r in rs) for v, rs in g.items()}, 3))
+    rows.append(Row("Max |l1 - 1| of PreAffine (final)", {v: stat(_l1_shift(r) for r in rs) for v, rs in g.items()}, 3))
     figures = {"stability_watch.png": watch.figure(g, "Watched maxima over training")}
     weights = _weights_figure(g)
     if weights is not None:
@@ -98,6 +99,12 @@ def _norm_tensors(run: RunData) -> dict[str, np.ndarray]:
 def _min_gain(run: RunData) -> float | None:
     gains = [np.abs(v).min() for k, v in _norm_tensors(run).items() if k.endswith(".weight") and v.ndim == 1]
     return float(min(gains)) if gains else None
+
+
+def _l1_shift(run: RunData) -> float | None:
+    """How far PreAffine's l1 moved from its init of 1 (None for other kinds)."""
+    shifts = [np.abs(v - 1).max() for k, v in _norm_tensors(run).items() if k.endswith(".pre_scale")]
+    return float(max(shifts)) if shifts else None
 
 
 def _weights_figure(g: dict[str, list[RunData]]):
