@@ -45,7 +45,8 @@ def main():
 @click.option("--seeds", type=click.IntRange(1), help="number of seeds (0..N-1); default: the experiment's")
 @click.option("--jobs", type=click.IntRange(1), help="runs in parallel processes; default: the experiment's")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="parent of the experiment folder [runs]")
-def run(experiment, overrides, seeds, jobs, out_dir):
+@click.option("--preset", help="a named scale preset of the experiment (e.g. gpu, paper); see its YAML `presets`")
+def run(experiment, overrides, seeds, jobs, out_dir, preset):
     """Train every variant x seed of EXPERIMENT (resuming unfinished runs) and write its report."""
     from .experiments import expand, load_experiment, run_all
     from .report import build_report, markdown_table_only
@@ -53,11 +54,11 @@ def run(experiment, overrides, seeds, jobs, out_dir):
 
     spec = load_experiment(experiment)
     seed_list = list(range(seeds)) if seeds else list(spec.seeds)
-    planned = expand(spec, list(overrides), seed_list, out_dir)
+    planned = expand(spec, list(overrides), seed_list, out_dir, preset)
     exp_dir = planned[0].run_dir.parent
     exp_dir.mkdir(parents=True, exist_ok=True)
     info = {k: getattr(spec, k) for k in ("name", "title", "description", "seed_ref")}
-    info.update(variants=list(spec.variants), seeds=seed_list, overrides=list(overrides),
+    info.update(variants=list(spec.variants), seeds=seed_list, overrides=list(overrides), preset=preset,
                 runs=[{"variant": p.variant, "seed": p.seed, "dir": p.run_dir.name} for p in planned])
     write_json(exp_dir / "experiment.json", info)
     click.echo(f"{spec.name}: {len(spec.variants)} variants x {len(seed_list)} seeds -> {exp_dir}")
@@ -67,6 +68,9 @@ def run(experiment, overrides, seeds, jobs, out_dir):
     bad = {n: s for n, s in results.items() if s.get("status") not in ("complete",)}
     for name, s in bad.items():
         click.secho(f"  {name}: {s.get('status')} {s.get('diverged_reason') or s.get('error') or ''}", fg="yellow")
+    for name, s in results.items():
+        for warning in s.get("warnings") or []:
+            click.secho(f"  warning {name}: {warning}", fg="red")
     paths = build_report(exp_dir)
     click.echo(markdown_table_only(exp_dir))
     click.echo(f"trained in {wall:.1f} s; report: {paths['report.html']} (and report.md, results.json, PNGs)")
@@ -104,7 +108,7 @@ def train(config, overrides, resume):
 @click.option("--seed", type=int, default=0, show_default=True)
 def sample(run_dir, n, prompt, temperature, seed):
     """Generate N samples from the last checkpoint of RUN_DIR."""
-    from .data import CharTokenizer
+    from .data import load_tokenizer
     from .model import build_model
     from .train import generate_samples, latest_checkpoint, load_weights
 
@@ -117,7 +121,7 @@ def sample(run_dir, n, prompt, temperature, seed):
         raise ConfigError(f"{run_dir} has no checkpoint yet; train it first (normlab train ... --resume)")
     if temperature is not None:
         cfg.sample.temperature = temperature
-    tok = CharTokenizer.load(run_dir / "tokenizer.json")
+    tok = load_tokenizer(run_dir / "tokenizer.json")
     try:
         tok.encode(prompt)
     except ValueError as err:

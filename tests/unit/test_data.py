@@ -57,7 +57,7 @@ def test_text_source_errors_are_specific(tmp_path):
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_documents(f"text:{tmp_path / 'bin.txt'}")
-    with pytest.raises(ConfigError, match="choose `names` or `text:<path>`"):
+    with pytest.raises(ConfigError, match="unknown; choose one of: names, tinystories"):
         load_documents("wikitext9")
 
 

@@ -106,15 +106,25 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     source: str = "names"
-    """corpus: `names` (embedded) or `text:<path>` (a local file, one document per line)"""
+    """corpus (`normlab list sources`): names, tinystories, wikitext2, tinyshakespeare, owt-sample, text:<path>"""
     task: Literal["lm", "reverse", "sort"] = "lm"
     """lm: next-token prediction; reverse / sort: seq2seq, map each document to its reversal / its sorted letters"""
-    tokenizer: Literal["char"] = "char"
-    """tokenizer"""
+    val_source: str = ""
+    """validation corpus; empty = the source's own validation split, else a held-out fraction (val_frac)"""
+    tokenizer: Literal["char", "bpe"] = "char"
+    """char: one id per character; bpe: byte-level BPE trained on the train split (HF `tokenizers`)"""
+    bpe_vocab_size: int = 4096
+    """BPE vocabulary size, special tokens included"""
+    special_tokens: list = field(default_factory=lambda: ["<|endoftext|>"])
+    """BPE special tokens; the first one is the document boundary"""
+    cache_dir: str = "~/.cache/normlab"
+    """downloads, trained tokenizers and token memmaps (reused while the text and settings are unchanged)"""
+    max_bytes: int = 0
+    """read at most this many bytes of text per split (e.g. a slice of a large corpus); 0 = all"""
     batching: Literal["doc", "packed"] = "packed"
     """`doc`: each row is one document with boundary tokens; `packed`: random windows of the stream"""
     val_frac: float = 0.1
-    """fraction of documents held out for validation (fixed split, independent of train.seed)"""
+    """fraction of documents held out for validation when there is no validation split (fixed by split_seed)"""
     split_seed: int = 1234
     """seed of the train/val split"""
 
@@ -161,6 +171,8 @@ class TrainConfig:
     """device"""
     threads: int = 0
     """torch CPU threads; 0 = leave torch's default"""
+    watch_every: int = 0
+    """every N steps record the max attention logit (before clamp) and max |activation| (train/watch.py); 0 = off"""
 
 
 @dataclass

@@ -4,6 +4,9 @@
 padded with target -1 (ignored by the loss). Causal attention means padding never leaks backwards.
 `packed`: one stream [BOS] d1 [BOS] d2 ...; rows are random windows of block_size + 1 tokens.
 Because batch k depends only on (seed, k), resume and replay need no data-loader state.
+`build_corpus` picks the char path (documents in memory, as seed 003 needs) or the BPE path
+(streamed into token memmaps, data/tokens.py); both expose the same batch interface and the
+statistics that bits per byte and the leakage guard use.
 """
 from __future__ import annotations
 
@@ -12,9 +15,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import DataConfig
-from .corpora import load_documents
+import numpy as np
+
+from ..config import ConfigError, DataConfig
+from .corpora import open_source
 from .tokenizer import CharTokenizer
+from .tokens import MemmapTokens, byte_entropy, prepare_bpe
 
 IGNORE = -1
 
@@ -36,6 +42,13 @@ class Batch:
     src: torch.Tensor | None = None   # B, S source ids for seq2seq tasks (IGNORE where padded), else None
 
 
+def text_stats(docs: list[str], n_tokens: int) -> dict:
+    """Bytes, tokens and byte-unigram entropy of a split (bits per byte and the leakage guard use them)."""
+    data = "\n".join(docs).encode("utf-8") + b"\n"   # the boundary stands for one separator byte
+    hist = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
+    return {"n_docs": len(docs), "n_tokens": n_tokens, "n_bytes": len(data), "byte_entropy_bits": byte_entropy(hist)}
+
+
 class TokenData:
     """Tokenized split with deterministic batch sampling."""
 
@@ -45,6 +58,11 @@ class TokenData:
         self.stream = torch.cat([d[:-1] for d in self.docs] + [torch.tensor([tok.bos])])
         if mode == "packed" and len(self.stream) <= block_size + 1:
             raise ValueError(f"the corpus has {len(self.stream)} tokens, fewer than block_size + 1")
+        self.stats = text_stats(docs, len(self.stream))
+
+    @property
+    def bytes_per_token(self) -> float:
+        return self.stats["n_bytes"] / self.stats["n_tokens"]
 
     def batch(self, batch_size: int, seed: int, step: int) -> Batch:
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
@@ -75,15 +93,31 @@ class TokenData:
 
 @dataclass
 class Corpus:
-    tokenizer: CharTokenizer
-    train: TokenData       # or Seq2SeqData when data.task is a seq2seq task
-    val: TokenData
+    tokenizer: object       # CharTokenizer or BPETokenizer: bos, vocab_size, encode, decode, to_json
+    train: object           # TokenData, MemmapTokens or Seq2SeqData: batch(batch_size, seed, step), replay, stats
+    val: object
+
+
+def _char_docs(cfg: DataConfig) -> tuple[list[str], list[str]]:
+    src = open_source(cfg.source, cfg.cache_dir)
+    docs = list(src.splits["train"]())
+    if cfg.val_source:
+        val_src = open_source(cfg.val_source, cfg.cache_dir)
+        return docs, list(val_src.splits.get("validation", val_src.splits["train"])())
+    if "validation" in src.splits:
+        return docs, list(src.splits["validation"]())
+    if len(docs) < 2:
+        raise ConfigError(f"data.source={cfg.source}: need at least 2 non-empty documents, found {len(docs)}")
+    return split_documents(docs, cfg.val_frac, cfg.split_seed)
 
 
 def build_corpus(cfg: DataConfig, block_size: int) -> Corpus:
-    docs = load_documents(cfg.source)
-    tok = CharTokenizer.fit(docs)
-    train_docs, val_docs = split_documents(docs, cfg.val_frac, cfg.split_seed)
+    if cfg.tokenizer == "bpe":
+        tok, stats, folder = prepare_bpe(cfg)
+        return Corpus(tok, MemmapTokens(folder / "train.bin", stats["train"], block_size),
+                      MemmapTokens(folder / "val.bin", stats["val"], block_size))
+    train_docs, val_docs = _char_docs(cfg)
+    tok = CharTokenizer.fit(train_docs + val_docs)
     if cfg.task != "lm":
         from .seq2seq import Seq2SeqData  # imports this module (Batch, IGNORE)
 

@@ -1,14 +1,21 @@
-"""Named corpora -> a list of documents (strings).
+"""Named corpora -> document streams, split into train and validation.
 
 `names`: US Census 1990 first names (public domain) shipped inside the PyPI package `names`, so it
 needs no download: male + female lists, lowercased, de-duplicated, sorted (5,163 names).
-`text:<path>`: a local UTF-8 file (one document per line) or a folder of *.txt files.
+`text:<path>`: a local file or folder (data/localtext.py). `tinystories`, `wikitext2`,
+`tinyshakespeare`, `owt-sample`: Hugging Face downloads cached once (data/hub.py).
+A source with its own validation split uses it; otherwise the caller holds out `val_frac`.
 """
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from ..config import ConfigError
+from .hub import HUB_SOURCES, open_hub
+from .localtext import iter_documents, text_files
 
 
 def _names() -> list[str]:
@@ -23,37 +30,52 @@ def _names() -> list[str]:
     return sorted(found)
 
 
-def _text(path_str: str) -> list[str]:
-    path = Path(path_str).expanduser()
-    if path.is_dir():
-        files = sorted(path.rglob("*.txt"))
-        if not files:
-            raise ConfigError(f"data.source=text:{path_str}: the folder has no *.txt files")
-    elif path.is_file():
-        files = [path]
-    else:
-        raise ConfigError(f"data.source=text:{path_str}: no such file or folder")
-    docs = []
-    for f in files:
-        try:
-            docs.extend(line.strip() for line in f.read_text(encoding="utf-8").splitlines())
-        except UnicodeDecodeError as err:
-            raise ConfigError(f"data.source=text:{path_str}: {f} is not UTF-8 text ({err.reason})") from None
-    docs = [d for d in docs if d]
-    if len(docs) < 2:
-        raise ConfigError(f"data.source=text:{path_str}: need at least 2 non-empty lines, found {len(docs)}")
-    return docs
-
-
 SOURCES = {
     "names": "US Census 1990 first names, 5,163 lowercase names (embedded, from PyPI `names`)",
-    "text:<path>": "a local UTF-8 file (one document per line) or a folder of *.txt files",
+    **{name: spec.about for name, spec in HUB_SOURCES.items()},
+    "text:<path>": "a local .txt/.txt.gz (one document per line, or per <|endoftext|> chunk), .jsonl (`text` "
+                   "field) or .parquet (`text` column) file, or a folder of them",
 }
 
 
-def load_documents(source: str) -> list[str]:
+@dataclass
+class Source:
+    """A corpus as re-readable document streams: `splits["train"]()` (and maybe "validation")."""
+    name: str
+    splits: dict[str, Callable[[], Iterator[str]]]
+    fingerprint: str   # changes whenever the underlying text changes (cache key)
+
+
+def _file_fingerprint(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.resolve()).encode())
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 22):
+                h.update(block)
+    return h.hexdigest()
+
+
+def open_source(source: str, cache_dir: str | Path = "~/.cache/normlab") -> Source:
     if source == "names":
-        return _names()
+        return Source("names", {"train": lambda: iter(_names())}, "names==0.3.0")
     if source.startswith("text:"):
-        return _text(source[len("text:"):])
-    raise ConfigError(f"data.source={source!r} is unknown; choose `names` or `text:<path>`")
+        path = source[len("text:"):]
+        files = text_files(path)
+        return Source(source, {"train": lambda: iter_documents(path)}, _file_fingerprint(files))
+    if source in HUB_SOURCES:
+        splits, fingerprint = open_hub(HUB_SOURCES[source], Path(cache_dir))
+        return Source(source, splits, fingerprint)
+    known = ", ".join(s for s in SOURCES)
+    raise ConfigError(f"data.source={source!r} is unknown; choose one of: {known} (e.g. `names` or `text:<path>`)")
+
+
+def load_documents(source: str, cache_dir: str | Path = "~/.cache/normlab", split: str = "train") -> list[str]:
+    """Every document of one split as a list (small corpora; the BPE path streams instead)."""
+    src = open_source(source, cache_dir)
+    if split not in src.splits:
+        raise ConfigError(f"data.source={source}: no {split!r} split (has: {', '.join(src.splits)})")
+    docs = list(src.splits[split]())
+    if len(docs) < 2:
+        raise ConfigError(f"data.source={source}: need at least 2 non-empty documents, found {len(docs)}")
+    return docs

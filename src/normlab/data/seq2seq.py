@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .batching import IGNORE, Batch
+from .batching import IGNORE, Batch, text_stats
 from .tokenizer import CharTokenizer
 
 TASKS = {
@@ -32,6 +32,12 @@ class Seq2SeqData:
         self.targets = [TASKS[task](s) for s in self.sources]
         self._src = [torch.tensor(source_ids(tok, s)) for s in self.sources]
         self._tgt = [torch.tensor([tok.bos] + tok.encode(t) + [tok.bos]) for t in self.targets]
+        # bits per byte are over the predicted (target) side: each target is predicted with its end token
+        self.stats = text_stats(self.targets, sum(len(t) - 1 for t in self._tgt))
+
+    @property
+    def bytes_per_token(self) -> float:
+        return self.stats["n_bytes"] / self.stats["n_tokens"]
 
     def __len__(self) -> int:
         return len(self.sources)

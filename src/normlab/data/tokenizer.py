@@ -31,8 +31,11 @@ class CharTokenizer:
     def decode(self, ids) -> str:
         return "".join(self.chars[i] for i in ids if i != self.bos)
 
+    def to_json(self) -> str:
+        return json.dumps({"kind": "char", "chars": self.chars}, ensure_ascii=False)
+
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps({"kind": "char", "chars": self.chars}, ensure_ascii=False))
+        Path(path).write_text(self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> "CharTokenizer":

@@ -31,6 +31,8 @@ class ExperimentSpec:
     """the shared run config"""
     variants: dict = field(default_factory=dict)
     """variant name -> {dotted.key: value} overrides"""
+    presets: dict = field(default_factory=dict)
+    """preset name -> {dotted.key: value} overrides for every variant (`normlab run X --preset gpu`)"""
 
 
 @dataclass
@@ -56,10 +58,21 @@ def load_experiment(name: str) -> ExperimentSpec:
     return spec
 
 
+def preset_overrides(spec: ExperimentSpec, preset: str | None) -> list[str]:
+    """The dotted overrides of a named preset (applied before the CLI's own overrides)."""
+    if not preset:
+        return []
+    if preset not in spec.presets:
+        have = ", ".join(spec.presets) or "none"
+        raise ConfigError(f"experiment {spec.name} has no preset {preset!r}; presets: {have}")
+    return [f"{k}={_yaml_scalar(v)}" for k, v in spec.presets[preset].items()]
+
+
 def expand(spec: ExperimentSpec, overrides: list[str] = (), seeds: list[int] | None = None,
-           out_dir: str | None = None) -> list[PlannedRun]:
+           out_dir: str | None = None, preset: str | None = None) -> list[PlannedRun]:
     """variants x seeds -> validated RunConfigs (every one validated before any training starts)."""
     planned = []
+    overrides = preset_overrides(spec, preset) + list(overrides)
     for variant, changes in spec.variants.items():
         if not isinstance(changes, dict):
             raise ConfigError(f"experiment {spec.name}: variant {variant!r} must map dotted keys to values")

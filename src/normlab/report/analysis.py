@@ -46,9 +46,25 @@ def common_rows(groups: dict[str, list[RunData]]) -> list[Row]:
     rows = [
         Row("Parameters", {v: stat(r.summary.get("params") for r in rs) for v, rs in groups.items()}, 0),
         Row("Final val loss", {v: stat(r.summary.get("val_loss") for r in rs) for v, rs in groups.items()}, 3),
+        Row("Final val bits/byte", {v: stat(r.summary.get("val_bpb") for r in rs) for v, rs in groups.items()}, 3),
         Row("Diverged runs", {v: stat([sum(r.status == "diverged" for r in rs)]) for v, rs in groups.items()}, 0),
     ]
     return rows
+
+
+def data_note(groups: dict[str, list[RunData]]) -> str:
+    """Which text the runs trained and were validated on (from the first run's config.yaml)."""
+    import yaml
+
+    for rs in groups.values():
+        for r in rs:
+            path = r.run_dir / "config.yaml"
+            if path.exists():
+                d = (yaml.safe_load(path.read_text()) or {}).get("data", {})
+                val = d.get("val_source") or "the source's validation split or a held-out fraction"
+                return (f"Data: trained on {d.get('source')}, validated on {val}; tokenizer {d.get('tokenizer')}"
+                        + (f" (vocab {d.get('bpe_vocab_size')})" if d.get("tokenizer") == "bpe" else "") + ".")
+    return "Data: no run config found."
 
 
 def generic(info: dict, groups: dict[str, list[RunData]]) -> Analysis:
@@ -75,6 +91,6 @@ def register_analysis(experiment: str):
 
 
 def analyze(info: dict, groups: dict[str, list[RunData]]) -> Analysis:
-    from . import ngpt, normfree, prepost, zoo  # noqa: F401  (registers; one import per experiment module)
+    from . import ngpt, nonorm, normfree, prepost, sinks, zoo  # noqa: F401  (registers; one import each)
 
     return ANALYSES.get(info.get("name", ""), generic)(info, groups)

@@ -60,14 +60,22 @@ def _samples(groups: dict[str, list[RunData]], n: int = 5) -> tuple[list[str], l
 
 
 def _runs_table(runs: list[RunData]) -> str:
-    lines = ["| run | status | steps done | final val loss | diverged at | tokens/s |", "|---|---|---|---|---|---|"]
+    lines = ["| run | status | steps done | final val loss | val bits/byte | diverged at | tokens/s |",
+             "|---|---|---|---|---|---|---|"]
     for r in runs:
         s = r.summary
-        val = s.get("val_loss")
+        val, bpb = s.get("val_loss"), s.get("val_bpb")
         lines.append(f"| {r.run_dir.name} | {r.status} | {s.get('steps_done', '')} | "
-                     f"{'' if val is None else f'{val:.3f}'} | {s.get('diverged_step') if s.get('diverged_step') is not None else ''} | "
+                     f"{'' if val is None else f'{val:.3f}'} | {'' if bpb is None else f'{bpb:.3f}'} | "
+                     f"{s.get('diverged_step') if s.get('diverged_step') is not None else ''} | "
                      f"{s.get('tokens_per_s', '')} |")
     return "\n".join(lines)
+
+
+def _warnings(runs: list[RunData]) -> list[str]:
+    """Every run's leakage/plausibility warning, printed right under the numbers it qualifies."""
+    lines = [f"- ⚠ {r.run_dir.name}: {w}" for r in runs for w in r.summary.get("warnings") or []]
+    return ["## Warnings", "", *lines, ""] if lines else []
 
 
 def render_markdown(info, analysis, groups, runs, figure_names) -> str:
@@ -81,6 +89,7 @@ def render_markdown(info, analysis, groups, runs, figure_names) -> str:
     parts += ["", "## Results", "", _markdown_table(analysis, variants), ""]
     for heading, body in analysis.sections.items():
         parts += [f"## {heading}", "", body.strip(), ""]
+    parts += _warnings(runs)
     if analysis.claims:
         parts += ["## The seed's claims, checked", "", "| claim | seed | ours | verdict |", "|---|---|---|---|"]
         parts += [f"| {c.text} | {c.seed_value} | {c.ours} | {VERDICT_MARK[c.verdict]} |" for c in analysis.claims]

@@ -3,11 +3,13 @@
 Reads top to bottom: set up (seed, data, model, optimizer, maybe resume), then per step get the
 batch, forward/backward, clip, step; every log_every steps flush buffered losses to metrics.jsonl
 (the only host sync) and stop cleanly on a non-finite or out-of-bound loss; evaluate and checkpoint
-on their schedules; at the end sample and write summary.json.
+on their schedules; at the end sample and write summary.json. Before step 0 the leakage guard
+checks causality on a tiny batch (train/leakage.py); validation is also reported in bits per byte.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import signal
 import threading
 import time
@@ -18,13 +20,15 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ConfigError, RunConfig, TrainConfig, dump_yaml, from_dict, read_yaml
-from ..data import IGNORE, Corpus, TokenData, build_corpus
+from ..data import IGNORE, Corpus, bits_per_byte, build_corpus
 from ..model import build_model
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .leakage import check_causality, check_targets, overlap_warning, plausibility_warning
 from .optim import build_optimizer, lr_at, set_lr
 from .probing import TrainingProbes
 from .rundir import MetricsWriter, atomic_write_text, meta, now, read_json, write_json
 from .seq2seq import seq2seq_report
+from .watch import StabilityWatch
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,7 +86,7 @@ def divergence_reason(loss: float, bound: float) -> str:
 
 
 @torch.no_grad()
-def evaluate(model, data: TokenData, cfg: RunConfig, device) -> float:
+def evaluate(model, data, cfg: RunConfig, device) -> float:
     """Mean loss over a fixed set of validation batches (same batches every call and every run)."""
     model.eval()
     total, count = 0.0, 0
@@ -136,8 +140,16 @@ def _prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[RunConfig, Co
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another name")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    corpus.tokenizer.save(run_dir / "tokenizer.json")
+    atomic_write_text(run_dir / "tokenizer.json", corpus.tokenizer.to_json())
     return cfg, corpus
+
+
+def _guard(model, corpus: Corpus, cfg: RunConfig, device) -> None:
+    """Refuse to train a model that sees the future or batches whose targets are not the next token."""
+    b = corpus.train.batch(min(2, cfg.train.batch_size), seed=cfg.train.seed, step=0)
+    check_targets(b.x, b.y, IGNORE)
+    src = b.src.to(device) if getattr(b, "src", None) is not None else None
+    check_causality(model, b.x.to(device), cfg.model.vocab_size, src=src)
 
 
 def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False,
@@ -150,6 +162,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
     cfg, corpus = _prepare(cfg, run_dir, resume)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device)
+    _guard(model, corpus, cfg, device)
     optimizer = build_optimizer(model, cfg.train)
     writer = MetricsWriter(run_dir / "metrics.jsonl")
     start_step = 0
@@ -208,7 +221,8 @@ class _Loop:
     def __init__(self, cfg, model, optimizer, corpus, device, writer, run_dir, progress):
         self.cfg, self.model, self.optimizer, self.corpus = cfg, model, optimizer, corpus
         self.device, self.writer, self.run_dir, self.progress = device, writer, run_dir, progress
-        self.buffer: list[tuple[int, torch.Tensor, torch.Tensor, float]] = []
+        self.buffer: list[tuple[int, torch.Tensor, torch.Tensor, float, dict]] = []
+        self.watch = StabilityWatch(model) if cfg.train.watch_every else None
         self.diverged_step: int | None = None
         self.diverged_reason = ""
         self.val_losses: list[tuple[int, float]] = []
@@ -247,9 +261,15 @@ class _Loop:
         t = self.cfg.train
         batch = self.corpus.train.batch(t.batch_size, t.seed, step)
         x = batch.x
+        watched = self.watch is not None and step % t.watch_every == 0
+        if watched:  # the watch hooks record maxima of this step's forward pass only
+            self.watch.active = True
         loss, grad_norm, lr = train_step(self.model, self.optimizer, batch, self.device, step, t,
                                          lambda: self.probes.after_backward(step))
-        self.buffer.append((step, loss, grad_norm, lr))
+        extra = self.watch.pop() if watched else {}
+        if watched:
+            self.watch.active = False
+        self.buffer.append((step, loss, grad_norm, lr, extra))
         self.tokens_since_log += x.numel()
 
     def _flush(self) -> None:
@@ -257,15 +277,15 @@ class _Loop:
         if not self.buffer:
             return
         steps = [s for s, *_ in self.buffer]
-        losses = torch.stack([l for _, l, _, _ in self.buffer]).float().tolist()
-        norms = torch.stack([g for _, _, g, _ in self.buffer]).float().tolist()
+        losses = torch.stack([b[1] for b in self.buffer]).float().tolist()
+        norms = torch.stack([b[2] for b in self.buffer]).float().tolist()
         elapsed = time.perf_counter() - self.last_log_time
         tps = self.tokens_since_log / max(elapsed, 1e-9)
         grads = self.probes.drain_grad_norms()  # per-step probe scalars, read in the same sync
         records = []
-        for step, loss, gnorm, (_, _, _, lr) in zip(steps, losses, norms, self.buffer):
+        for step, loss, gnorm, (_, _, _, lr, extra) in zip(steps, losses, norms, self.buffer):
             records.append({"step": step, "loss": loss, "lr": lr, "grad_norm": gnorm, "tokens_per_s": tps,
-                            **grads.get(step, {})})
+                            **grads.get(step, {}), **{k: v.item() for k, v in extra.items()}})
             reason = divergence_reason(loss, self.cfg.train.loss_bound)
             if self.diverged_step is None and reason:
                 self.diverged_step, self.diverged_reason = step, reason
@@ -277,7 +297,8 @@ class _Loop:
     def _eval(self, step: int) -> float:
         val = evaluate(self.model, self.corpus.val, self.cfg, self.device)
         self.val_losses.append((step, val))
-        self.writer.write([{"step": step, "val_loss": val}])
+        bpb = bits_per_byte(val, self.corpus.val.bytes_per_token)
+        self.writer.write([{"step": step, "val_loss": val, "val_bpb": bpb}])
         return val
 
     def finish(self) -> dict:
@@ -297,8 +318,10 @@ class _Loop:
             "tokens_per_s": round(self.tokens_seen / self.train_time, 1) if self.train_time else None,
             **self.probes.summary_fields(),
         }
+        summary.update(_watch_maxima(metrics))
         if self.diverged_step is None:
             summary["val_loss"] = self._eval(cfg.train.steps)
+            summary.update(self._val_figures(summary["val_loss"]))
             save_checkpoint(run_dir, self.model, self.optimizer, cfg.train.steps)
             if cfg.data.task == "lm":
                 samples = generate_samples(self.model, self.corpus.tokenizer, cfg, self.device)
@@ -308,8 +331,33 @@ class _Loop:
             atomic_write_text(run_dir / "samples.txt", "".join(s + "\n" for s in samples))
         else:
             summary["val_loss"] = None
+        summary["warnings"] = [w for w in (plausibility_warning(summary["val_loss"], summary.get("val_bpb"),
+                                                                self.corpus.val.stats["byte_entropy_bits"]),
+                                           overlap_warning(self.corpus.val.stats)) if w]
+        summary["data"] = {"train": self.corpus.train.stats, "val": self.corpus.val.stats}
+        if self.watch is not None:
+            self.watch.close()
         write_json(run_dir / "summary.json", summary)
         return summary
+
+    def _val_figures(self, val: float) -> dict:
+        bpb = bits_per_byte(val, self.corpus.val.bytes_per_token)
+        return {"val_bpb": bpb, "val_ppl": math.exp(min(val, 700.0)),
+                "val_bytes_per_token": self.corpus.val.bytes_per_token}
+
+
+def _watch_maxima(metrics: list[dict]) -> dict:
+    """Max over training of the watched quantities (finite values), and the first watched step that was not finite."""
+    out = {}
+    for key in ("max_attn_logit", "max_act"):
+        seen = [(m["step"], m[key]) for m in metrics if key in m]
+        finite = [v for _, v in seen if _finite(v)]
+        if finite:
+            out[key] = max(finite)
+        bad = [s for s, v in seen if not _finite(v)]
+        if bad:
+            out[key + "_nonfinite_step"] = bad[0]
+    return out
 
 
 def _finite(x: float) -> bool:

@@ -1,0 +1,100 @@
+"""Remote corpora from the Hugging Face Hub, downloaded once into `<data.cache_dir>/hf`.
+
+Two loaders, both the libraries' own: `datasets.load_dataset` for datasets with a viewer-ready
+layout (TinyStories, WikiText-2, Tiny Shakespeare's parquet export) and
+`huggingface_hub.hf_hub_download` for plain files (the CS336 OpenWebText sample, gzipped text).
+Any failure to fetch (offline, no such repo) becomes a ConfigError naming the source, the cache
+path and the `text:<path>` alternative, never a library traceback.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..config import ConfigError
+from .localtext import iter_text_file
+
+
+@dataclass(frozen=True)
+class HubSource:
+    name: str
+    repo: str
+    about: str
+    config: str | None = None
+    revision: str | None = None
+    text_field: str = "text"
+    splits: dict = field(default_factory=lambda: {"train": "train", "validation": "validation"})
+    files: dict = field(default_factory=dict)   # split -> filename for hf_hub_download sources
+    per_line: bool = False                      # one document per line of each row's text
+
+
+HUB_SOURCES: dict[str, HubSource] = {s.name: s for s in [
+    HubSource("tinystories", "roneneldan/TinyStories",
+              "TinyStories (Eldan & Li 2023), HF roneneldan/TinyStories, own validation split, CDLA-Sharing-1.0"),
+    HubSource("wikitext2", "Salesforce/wikitext", "WikiText-2 raw v1 (Merity et al. 2016), HF Salesforce/wikitext, "
+              "one document per non-empty line, own validation split, CC BY-SA 3.0", config="wikitext-2-raw-v1"),
+    HubSource("tinyshakespeare", "karpathy/tiny_shakespeare", "Tiny Shakespeare (char-rnn), HF karpathy/"
+              "tiny_shakespeare (parquet export), one document per line, own validation split",
+              revision="refs/convert/parquet", per_line=True),
+    HubSource("owt-sample", "stanford-cs336/owt-sample", "CS336 OpenWebText sample, HF stanford-cs336/owt-sample "
+              "(owt_train/owt_valid.txt.gz), documents split at <|endoftext|>",
+              files={"train": "owt_train.txt.gz", "validation": "owt_valid.txt.gz"}),
+]}
+
+
+def offline_error(spec: HubSource, cache: Path, err: Exception) -> ConfigError:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    return ConfigError(
+        f"data.source={spec.name}: could not load {spec.repo} from the Hugging Face Hub or the cache "
+        f"{cache} ({type(err).__name__}: {first}). Connect once to download it, or use a local copy with "
+        f"data.source=text:<path> (a .txt/.jsonl/.parquet file or a folder)")
+
+
+def _split_docs(texts: Iterator[str], per_line: bool) -> Iterator[str]:
+    for text in texts:
+        if per_line:
+            yield from (line.strip() for line in text.splitlines() if line.strip())
+        elif text and text.strip():
+            yield text.strip()
+
+
+def _dataset_splits(spec: HubSource, cache: Path) -> tuple[dict[str, Callable[[], Iterator[str]]], str]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(spec.repo, spec.config, revision=spec.revision, cache_dir=str(cache))
+    except Exception as err:  # the library raises many types (ConnectionError, DatasetNotFoundError, ...)
+        raise offline_error(spec, cache, err) from None
+    missing = [s for s in spec.splits.values() if s not in ds]
+    if "train" in missing:
+        raise ConfigError(f"data.source={spec.name}: {spec.repo} has no train split (splits: {', '.join(ds)})")
+    if spec.text_field not in ds["train"].column_names:
+        raise ConfigError(f"data.source={spec.name}: no `{spec.text_field}` column in {spec.repo}")
+
+    def reader(split: str) -> Callable[[], Iterator[str]]:
+        return lambda: _split_docs((row[spec.text_field] for row in ds[split]), spec.per_line)
+
+    splits = {ours: reader(theirs) for ours, theirs in spec.splits.items() if theirs in ds}
+    fingerprint = "|".join(f"{s}:{ds[s]._fingerprint}" for s in sorted(ds))
+    return splits, fingerprint
+
+
+def _file_splits(spec: HubSource, cache: Path) -> tuple[dict[str, Callable[[], Iterator[str]]], str]:
+    from huggingface_hub import constants, hf_hub_download
+
+    paths = {}
+    for split, filename in spec.files.items():
+        try:
+            paths[split] = Path(hf_hub_download(spec.repo, filename, repo_type="dataset", revision=spec.revision,
+                                                cache_dir=str(cache), local_files_only=constants.is_offline_mode()))
+        except Exception as err:  # LocalEntryNotFoundError, HfHubHTTPError, OSError, ...
+            raise offline_error(spec, cache, err) from None
+    splits = {split: (lambda p=p: iter_text_file(p)) for split, p in paths.items()}
+    return splits, "|".join(f"{s}:{p}" for s, p in sorted(paths.items()))  # paths hold the commit hash
+
+
+def open_hub(spec: HubSource, cache_dir: Path) -> tuple[dict[str, Callable[[], Iterator[str]]], str]:
+    """Split name -> document iterator factory, and a fingerprint of the downloaded data."""
+    cache = Path(cache_dir).expanduser() / "hf"
+    return _file_splits(spec, cache) if spec.files else _dataset_splits(spec, cache)

@@ -1,0 +1,100 @@
+"""Sources without the network: local formats, and the HF code paths on files written here."""
+import gzip
+import json
+
+import pytest
+
+from normlab.config import ConfigError
+from normlab.data import hub, open_source
+from normlab.data.corpora import load_documents
+
+STORIES = ["Once upon a time there was a cat.\nIt sat.", "Tom ran home. The end.", "A dog barked twice."]
+
+
+def test_marker_separated_text_keeps_whole_documents(tmp_path):
+    path = tmp_path / "stories.txt"
+    path.write_text("<|endoftext|>\n".join(STORIES) + "\n<|endoftext|>\n")
+    assert load_documents(f"text:{path}") == STORIES
+
+
+def test_gzip_jsonl_and_parquet_formats(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with gzip.open(tmp_path / "a.txt.gz", "wt") as f:
+        f.write("line one\n\nline two\n")
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps({"text": s, "id": i}) + "\n" for i, s in enumerate(STORIES)))
+    pq.write_table(pa.table({"text": ["pq one", "", "pq two"]}), tmp_path / "c.parquet")
+    assert load_documents(f"text:{tmp_path}") == ["line one", "line two", *STORIES, "pq one", "pq two"]
+
+
+def test_bad_jsonl_names_file_and_line(tmp_path):
+    (tmp_path / "x.jsonl").write_text('{"text": "ok"}\n{"body": "no text"}\n')
+    with pytest.raises(ConfigError, match=r"x.jsonl:2: the `text` field is missing"):
+        load_documents(f"text:{tmp_path / 'x.jsonl'}")
+
+
+def test_text_fingerprint_follows_the_content(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("a\nb\n")
+    first = open_source(f"text:{path}").fingerprint
+    assert open_source(f"text:{path}").fingerprint == first
+    path.write_text("a\nc\n")
+    assert open_source(f"text:{path}").fingerprint != first
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Both libraries in offline mode, so a test can never reach the network."""
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_datasets_path_reads_train_and_validation_splits(tmp_path, monkeypatch, offline):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"text": STORIES[:2]}), repo / "data" / "train-00000-of-00001.parquet")
+    pq.write_table(pa.table({"text": [STORIES[2], "  "]}), repo / "data" / "validation-00000-of-00001.parquet")
+    spec = hub.HubSource("tinystories", str(repo), "fixture")
+    monkeypatch.setitem(hub.HUB_SOURCES, "tinystories", spec)
+    src = open_source("tinystories", tmp_path / "cache")
+    assert list(src.splits["train"]()) == STORIES[:2]
+    assert list(src.splits["validation"]()) == [STORIES[2]]
+    assert src.fingerprint and (tmp_path / "cache" / "hf").exists()   # datasets cached under cache_dir/hf
+
+
+def _populate_hub_cache(cache, repo, files: dict[str, bytes]) -> None:
+    """The huggingface_hub cache layout: refs/main -> commit, snapshots/<commit>/<file>."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    root = cache / "hf" / f"datasets--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    snap = root / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for name, data in files.items():
+        (snap / name).write_bytes(data)
+
+
+def test_hub_file_path_reads_a_prepopulated_cache_offline(tmp_path, offline):
+    text = "<|endoftext|>".join(STORIES).encode()
+    _populate_hub_cache(tmp_path, "stanford-cs336/owt-sample",
+                        {"owt_train.txt.gz": gzip.compress(text), "owt_valid.txt.gz": gzip.compress(b"valid doc")})
+    src = open_source("owt-sample", tmp_path)
+    assert list(src.splits["train"]()) == STORIES
+    assert list(src.splits["validation"]()) == ["valid doc"]
+
+
+@pytest.mark.parametrize("name", ["owt-sample", "tinystories", "wikitext2"])
+def test_offline_error_names_source_cache_and_alternative(tmp_path, offline, name):
+    with pytest.raises(ConfigError) as err:
+        open_source(name, tmp_path / "empty")
+    msg = str(err.value)
+    assert f"data.source={name}" in msg and str(tmp_path / "empty" / "hf") in msg and "text:<path>" in msg
+    assert "Traceback" not in msg
