@@ -136,6 +136,16 @@ class TrainConfig:
     """device"""
     threads: int = 0
     """torch CPU threads; 0 = leave torch's default"""
+    compile: Literal["off", "norms", "model"] = "off"
+    """torch.compile: off = eager; norms = each norm module (fused kernels, seconds to build); model = the whole model"""
+    compile_cache: str = "~/.cache/normlab/inductor"
+    """persistent inductor cache (FX graphs, kernels) shared by runs and processes; '' = torch's default"""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """forward compute dtype: bfloat16 = autocast (weights, grads, optimizer stay float32); the GPU path"""
+    fused_optimizer: Literal["auto", "fused", "foreach", "off"] = "auto"
+    """Adam implementation: auto = fused (one kernel over all params) where the device has it, else foreach"""
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """under torchrun: ddp = full replicas, gradients all-reduced; fsdp = FSDP2 fully_shard (sharded params)"""
 
 
 @dataclass

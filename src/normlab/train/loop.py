@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from ..config import ConfigError, RunConfig, dump_yaml, from_dict, read_yaml
 from ..data import IGNORE, Corpus, TokenData, build_corpus
 from ..model import build_model
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from . import accel, dist
+from .checkpoint import latest_checkpoint, save_checkpoint
 from .optim import build_optimizer, lr_at, set_lr
 from .rundir import MetricsWriter, atomic_write_text, meta, now, read_json, write_json
 
@@ -83,7 +84,7 @@ def _check_resume_compatible(run_dir: Path, cfg: RunConfig) -> None:
                               "start a new run name instead")
 
 
-def _prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[RunConfig, Corpus]:
+def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, write: bool = True) -> tuple[RunConfig, Corpus]:
     corpus = build_corpus(cfg.data, cfg.model.block_size)
     if cfg.model.vocab_size == 0:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=corpus.tokenizer.vocab_size))
@@ -94,9 +95,10 @@ def _prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[RunConfig, Co
         _check_resume_compatible(run_dir, cfg)
     elif not resume and (run_dir / "metrics.jsonl").exists():
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another name")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    corpus.tokenizer.save(run_dir / "tokenizer.json")
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        corpus.tokenizer.save(run_dir / "tokenizer.json")
     return cfg, corpus
 
 
@@ -106,43 +108,55 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.out_dir) / cfg.name
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    cfg, corpus = _prepare(cfg, run_dir, resume)
+    ranks = dist.init(cfg.train.device)  # torchrun: one process per rank; else a no-op
+    device = dist.device_for(ranks, resolve_device(cfg.train.device))
+    dist.check_batch(cfg.train, ranks)
+    accel.setup_backends(device)
+    cfg, corpus = _prepare(cfg, run_dir, resume, write=ranks.is_main)
+    dist.barrier(ranks)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device)
+    step_model = accel.accelerate(dist.wrap(model, cfg.train, ranks, device), cfg.train)
     optimizer = build_optimizer(model, cfg.train)
-    writer = MetricsWriter(run_dir / "metrics.jsonl")
+    writer = MetricsWriter(run_dir / "metrics.jsonl") if ranks.is_main else None
     start_step = 0
     ckpt = latest_checkpoint(run_dir) if resume else None
     if ckpt is not None:
-        start_step = load_checkpoint(ckpt, model, optimizer)
-    writer.truncate_from(start_step)
+        start_step = dist.load(ckpt, model, optimizer, cfg.train, ranks)
     info = meta(str(device))
-    if resume and (run_dir / "meta.json").exists():
-        info["start"] = read_json(run_dir / "meta.json").get("start", info["start"])
-        info["resumed_at_step"] = start_step
-    write_json(run_dir / "meta.json", info)
+    info["world_size"] = ranks.world
+    if ranks.is_main:
+        writer.truncate_from(start_step)
+        if resume and (run_dir / "meta.json").exists():
+            info["start"] = read_json(run_dir / "meta.json").get("start", info["start"])
+            info["resumed_at_step"] = start_step
+        write_json(run_dir / "meta.json", info)
 
-    state = _Loop(cfg, model, optimizer, corpus, device, writer, run_dir, progress)
+    state = _Loop(cfg, model, optimizer, corpus, device, writer, run_dir, progress, step_model, ranks)
     end_step = cfg.train.steps if until_step is None else min(until_step, cfg.train.steps)
     state.run(start_step, end_step)
     if state.diverged_step is None and end_step < cfg.train.steps:
-        save_checkpoint(run_dir, model, optimizer, end_step)
-        info.update(status="interrupted", end=now())
+        state.save(end_step)
+        summary = {"status": "interrupted", "step": end_step}
+    else:
+        summary = state.finish()
+    if ranks.is_main:
+        info.update(status=summary["status"], end=now())
         write_json(run_dir / "meta.json", info)
-        return {"status": "interrupted", "step": end_step}
-    summary = state.finish()
-    info.update(status=summary["status"], end=now())
-    write_json(run_dir / "meta.json", info)
+    dist.barrier(ranks)
     return summary
 
 
 class _Loop:
     """Mutable training state; `run` is the loop, the helpers are its phases."""
 
-    def __init__(self, cfg, model, optimizer, corpus, device, writer, run_dir, progress):
+    def __init__(self, cfg, model, optimizer, corpus, device, writer, run_dir, progress, step_model=None,
+                 ranks=dist.DistInfo()):
         self.cfg, self.model, self.optimizer, self.corpus = cfg, model, optimizer, corpus
         self.device, self.writer, self.run_dir, self.progress = device, writer, run_dir, progress
+        # step_model: what the training step calls (DDP / compiled view of model, sharing its weights);
+        # evaluation, sampling and checkpoints use the plain `model`.
+        self.step_model, self.ranks = step_model or model, ranks
         self.buffer: list[tuple[int, torch.Tensor, torch.Tensor, float]] = []
         self.diverged_step: int | None = None
         self.diverged_reason = ""
@@ -163,8 +177,8 @@ class _Loop:
             if (step + 1) % t.eval_every == 0 and step + 1 < t.steps:
                 self._eval(step + 1)
             if t.ckpt_every and (step + 1) % t.ckpt_every == 0 and step + 1 < t.steps:
-                save_checkpoint(self.run_dir, self.model, self.optimizer, step + 1)
-            if self.progress:
+                self.save(step + 1)
+            if self.progress and self.ranks.is_main:
                 self.progress(step + 1, t.steps)
         self.train_time += time.perf_counter() - t0
 
@@ -172,22 +186,26 @@ class _Loop:
         t = self.cfg.train
         lr = lr_at(step, t)
         set_lr(self.optimizer, lr)
-        batch = self.corpus.train.batch(t.batch_size, t.seed, step)
-        x, y = batch.x.to(self.device), batch.y.to(self.device)
-        loss = lm_loss(self.model(x), y, t.z_loss)
+        batch = dist.local_batch(self.corpus.train, t.batch_size, t.seed, step, self.ranks)
+        x, y = batch.x.to(self.device, non_blocking=True), batch.y.to(self.device, non_blocking=True)
+        with accel.autocast(self.device, t):
+            logits = self.step_model(x)
+        # The weight makes DDP's gradient average the gradient of the global mean loss (1.0 alone).
+        loss = dist.weighted(lm_loss(logits, y, t.z_loss), y, self.ranks)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip or float("inf"))
+        grad_norm = dist.plain_tensor(grad_norm)  # FSDP returns a DTensor
         self.optimizer.step()
         if hasattr(self.model, "post_step"):  # e.g. nGPT renormalizes its matrices after every step
             self.model.post_step()
         self.buffer.append((step, loss.detach(), grad_norm.detach(), lr))
-        self.tokens_since_log += x.numel()
+        self.tokens_since_log += x.numel() * self.ranks.world
 
     def _flush(self) -> None:
         """Read buffered values (one host sync per log interval), write them, detect divergence."""
         steps = [s for s, *_ in self.buffer]
-        losses = torch.stack([l for _, l, _, _ in self.buffer]).float().tolist()
+        losses = dist.mean_across(torch.stack([l for _, l, _, _ in self.buffer]).float(), self.ranks).tolist()
         norms = torch.stack([g for _, _, g, _ in self.buffer]).float().tolist()
         elapsed = time.perf_counter() - self.last_log_time
         tps = self.tokens_since_log / max(elapsed, 1e-9)
@@ -199,7 +217,8 @@ class _Loop:
             bound = self.cfg.train.loss_bound
             if self.diverged_step is None and bound and loss > bound:
                 self.diverged_step, self.diverged_reason = step, f"loss {loss:.3g} > train.loss_bound={bound}"
-        self.writer.write(records)
+        if self.writer:
+            self.writer.write(records)
         self.tokens_seen += self.tokens_since_log
         self.buffer.clear()
         self.last_log_time, self.tokens_since_log = time.perf_counter(), 0
@@ -207,13 +226,22 @@ class _Loop:
     def _eval(self, step: int) -> float:
         val = evaluate(self.model, self.corpus.val, self.cfg, self.device)
         self.val_losses.append((step, val))
-        self.writer.write([{"step": step, "val_loss": val}])
+        if self.writer:
+            self.writer.write([{"step": step, "val_loss": val}])
         return val
+
+    def save(self, step: int) -> None:
+        """Checkpoint on rank 0 (under FSDP every rank first helps gather the full state)."""
+        model, optimizer = dist.full_state(self.model, self.optimizer, self.ranks)
+        if self.ranks.is_main:
+            save_checkpoint(self.run_dir, model, optimizer, step)
+        dist.barrier(self.ranks)
 
     def finish(self) -> dict:
         cfg, run_dir = self.cfg, self.run_dir
         from .rundir import read_metrics  # the log holds every step, including those before a resume
 
+        dist.barrier(self.ranks)  # rank 0 has written every record
         metrics = read_metrics(run_dir / "metrics.jsonl")
         losses = [m["loss"] for m in metrics if "loss" in m and _finite(m["loss"])]
         summary = {
@@ -228,12 +256,14 @@ class _Loop:
         }
         if self.diverged_step is None:
             summary["val_loss"] = self._eval(cfg.train.steps)
-            save_checkpoint(run_dir, self.model, self.optimizer, cfg.train.steps)
-            samples = generate_samples(self.model, self.corpus.tokenizer, cfg, self.device)
-            atomic_write_text(run_dir / "samples.txt", "".join(s + "\n" for s in samples))
+            self.save(cfg.train.steps)
+            samples = generate_samples(self.model, self.corpus.tokenizer, cfg, self.device)  # every rank (FSDP)
+            if self.ranks.is_main:
+                atomic_write_text(run_dir / "samples.txt", "".join(s + "\n" for s in samples))
         else:
             summary["val_loss"] = None
-        write_json(run_dir / "summary.json", summary)
+        if self.ranks.is_main:
+            write_json(run_dir / "summary.json", summary)
         return summary
 
 
