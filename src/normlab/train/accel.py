@@ -71,7 +71,7 @@ def accelerate(model: nn.Module, cfg: TrainConfig) -> nn.Module:
 
     `model` keeps its eager forward for evaluation, sampling, probes and checkpoints (the compiled
     view shares its parameters)."""
-    if cfg.compile == "off":
+    if cfg.compile == "none":
         return model
     set_compile_cache(cfg.compile_cache)
     if cfg.compile == "norms":
@@ -84,7 +84,7 @@ def optimizer_flags(cfg: TrainConfig, device: torch.device, cls) -> dict:
     """{'fused': True} or {'foreach': True} for torch.optim.Adam/AdamW, per `train.fused_optimizer`.
 
     Fused Adam runs one kernel over all parameters (CPU since torch 2.4, CUDA); foreach batches the
-    per-parameter ops; 'off' is the for-loop reference implementation."""
+    per-parameter ops; "forloop" is the for-loop reference implementation."""
     choice = cfg.fused_optimizer
     has_fused = "fused" in inspect.signature(cls).parameters and device.type in ("cpu", "cuda")
     if choice == "auto":

@@ -156,7 +156,7 @@ class _Loop:
         self.device, self.writer, self.run_dir, self.progress = device, writer, run_dir, progress
         # step_model: what the training step calls (DDP / compiled view of model, sharing its weights);
         # evaluation, sampling and checkpoints use the plain `model`.
-        self.step_model, self.ranks = step_model or model, ranks
+        self.step_model, self.ranks = model if step_model is None else step_model, ranks
         self.buffer: list[tuple[int, torch.Tensor, torch.Tensor, float]] = []
         self.diverged_step: int | None = None
         self.diverged_reason = ""
