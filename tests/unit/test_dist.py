@@ -45,12 +45,19 @@ def test_two_processes_match_one(tmp_path, parallel):
     assert max(abs(a - b) for a, b in zip(one, two)) < TOL, (one, two)
     meta = (tmp_path / "two" / "meta.json").read_text()
     assert '"world_size": 2' in meta and (tmp_path / "two" / "samples.txt").exists()
+    # ... and its final checkpoint (full weights; FSDP's optimizer state keyed by name) resumes in 1 process
+    more = [f"out_dir={tmp_path}", *ARGS, "train.steps=24"]
+    nl.train(nl.load_config("debug", [*more, "name=one"]), resume=True)
+    nl.train(nl.load_config("debug", [*more, "name=two"]), resume=True)
+    one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert len(one) == len(two) == 24 and max(abs(a - b) for a, b in zip(one, two)) < TOL
 
 
-def test_resume_on_two_processes_from_a_one_process_checkpoint(tmp_path):
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_resume_on_two_processes_from_a_one_process_checkpoint(tmp_path, parallel):
     nl.train(nl.load_config("debug", [f"out_dir={tmp_path}", "name=full", *ARGS]))
     nl.train(nl.load_config("debug", [f"out_dir={tmp_path}", "name=cut", *ARGS]), until_step=8)
-    _torchrun(tmp_path, "name=cut", resume=True)
+    _torchrun(tmp_path, "name=cut", f"train.parallel={parallel}", resume=True)
     full, cut = _losses(tmp_path / "full"), _losses(tmp_path / "cut")
     assert full[:8] == cut[:8] and len(cut) == 20
     assert max(abs(a - b) for a, b in zip(full, cut)) < TOL
