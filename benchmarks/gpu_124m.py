@@ -32,7 +32,7 @@ class RandomTokens(TokenData):
     def batch(self, batch_size, seed, step):
         g = torch.Generator(device=self.device).manual_seed(seed * 1_000_003 + step)
         rows = torch.randint(self.vocab, (batch_size, self.block_size + 1), generator=g, device=self.device)
-        return type("B", (), {"x": rows[:, :-1], "y": rows[:, 1:], "index": None})()
+        return type("B", (), {"x": rows[:, :-1].contiguous(), "y": rows[:, 1:].contiguous(), "index": None})()
 
     def batch_index(self, batch_size, seed, step):
         raise NotImplementedError("single-process benchmark")
