@@ -12,6 +12,9 @@ from normlab.train.accel import optimizer_flags
 from normlab.train.dist import DistInfo, local_batch, unwrap
 
 
+SHORT = ["train.steps=10", "train.eval_every=10", "sample.n=1"]
+
+
 def _losses(run_dir):
     return [m["loss"] for m in read_metrics(run_dir / "metrics.jsonl") if "loss" in m]
 
@@ -48,15 +51,15 @@ def test_optimizer_flags_choose_the_implementation():
 
 
 def test_fused_and_forloop_adam_follow_the_same_curve(tiny, tmp_path):
-    nl.train(tiny("name=fused", "train.fused_optimizer=fused"))
-    nl.train(tiny("name=loop", "train.fused_optimizer=forloop"))
+    nl.train(tiny("name=fused", *SHORT, "train.fused_optimizer=fused"))
+    nl.train(tiny("name=loop", *SHORT, "train.fused_optimizer=forloop"))
     a, b = _losses(tmp_path / "fused"), _losses(tmp_path / "loop")
     assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4
 
 
 def test_bf16_autocast_trains_close_to_float32(tiny, tmp_path):
-    summary = nl.train(tiny("name=bf16", "train.dtype=bfloat16"))
-    nl.train(tiny("name=fp32"))
+    summary = nl.train(tiny("name=bf16", *SHORT, "train.dtype=bfloat16"))
+    nl.train(tiny("name=fp32", *SHORT))
     bf16, fp32 = _losses(tmp_path / "bf16"), _losses(tmp_path / "fp32")
     assert summary["status"] == "complete" and bf16 != fp32      # it really ran in bf16
     assert max(abs(x - y) for x, y in zip(bf16, fp32)) < 0.1     # bf16 keeps 8 bits of mantissa
