@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 import typing
@@ -85,12 +86,17 @@ def train(config, overrides, resume):
     from rich.progress import Progress
 
     from .train import train as train_run
+    from .train.dist import shutdown as shutdown_dist
 
     cfg = load_config(config, list(overrides))
     run_dir = Path(cfg.out_dir) / cfg.name
-    with Progress(transient=True) as bar:
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 prints
+    with Progress(transient=True, disable=not main_rank) as bar:
         task = bar.add_task(cfg.name, total=cfg.train.steps)
         summary = train_run(cfg, run_dir, resume=resume, progress=lambda s, n: bar.update(task, completed=s))
+    shutdown_dist()
+    if not main_rank:
+        return
     click.echo(json.dumps(summary, indent=2))
     click.echo(f"run directory: {run_dir}")
     if summary.get("status") == "interrupted":

@@ -173,6 +173,16 @@ class TrainConfig:
     """torch CPU threads; 0 = leave torch's default"""
     watch_every: int = 0
     """every N steps record the max attention logit (before clamp) and max |activation| (train/watch.py); 0 = off"""
+    compile: Literal["none", "norms", "model"] = "none"
+    """torch.compile: none = eager; norms = each norm module (fused kernels, seconds to build); model = the whole model"""
+    compile_cache: str = "~/.cache/normlab/inductor"
+    """persistent inductor cache (FX graphs, kernels) shared by runs and processes; '' = torch's default"""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """forward compute dtype: bfloat16 = autocast (weights, grads, optimizer stay float32); the GPU path"""
+    fused_optimizer: Literal["auto", "fused", "foreach", "forloop"] = "auto"
+    """Adam implementation: auto = fused (one kernel over all params) where the device has it, else foreach"""
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """under torchrun: ddp = full replicas, gradients all-reduced; fsdp = FSDP2 fully_shard (sharded params)"""
 
 
 @dataclass

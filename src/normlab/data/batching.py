@@ -65,12 +65,13 @@ class TokenData:
         return self.stats["n_bytes"] / self.stats["n_tokens"]
 
     def batch(self, batch_size: int, seed: int, step: int) -> Batch:
+        return self.replay(self.batch_index(batch_size, seed, step))
+
+    def batch_index(self, batch_size: int, seed: int, step: int) -> torch.Tensor:
+        """Document indices (doc) or window starts (packed) of batch (seed, step); ranks slice it."""
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        if self.mode == "doc":
-            index = torch.randint(len(self.docs), (batch_size,), generator=g)
-            return self.rows_from_docs(index)
-        index = torch.randint(len(self.stream) - self.block_size - 1, (batch_size,), generator=g)
-        return self.rows_from_stream(index)
+        high = len(self.docs) if self.mode == "doc" else len(self.stream) - self.block_size - 1
+        return torch.randint(high, (batch_size,), generator=g)
 
     def rows_from_docs(self, index: torch.Tensor) -> Batch:
         T = self.block_size

@@ -42,9 +42,12 @@ class Seq2SeqData:
     def __len__(self) -> int:
         return len(self.sources)
 
-    def batch(self, batch_size: int, seed: int, step: int) -> Batch:
+    def batch_index(self, batch_size: int, seed: int, step: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        return self.replay(torch.randint(len(self.sources), (batch_size,), generator=g))
+        return torch.randint(len(self.sources), (batch_size,), generator=g)
+
+    def batch(self, batch_size: int, seed: int, step: int) -> Batch:
+        return self.replay(self.batch_index(batch_size, seed, step))
 
     def replay(self, index: torch.Tensor) -> Batch:
         """Rows as wide as the batch's longest pair (not block_size): same math, less padding."""

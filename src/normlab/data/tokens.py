@@ -146,10 +146,12 @@ class MemmapTokens:
             raise ConfigError(f"{path.name}: the split has {len(self.stream)} tokens, fewer than block_size + 1; "
                               "use more text or a smaller model.block_size")
 
-    def batch(self, batch_size: int, seed: int, step: int):
+    def batch_index(self, batch_size: int, seed: int, step: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        index = torch.randint(len(self.stream) - self.block_size - 1, (batch_size,), generator=g)
-        return self.rows_from_stream(index)
+        return torch.randint(len(self.stream) - self.block_size - 1, (batch_size,), generator=g)
+
+    def batch(self, batch_size: int, seed: int, step: int):
+        return self.rows_from_stream(self.batch_index(batch_size, seed, step))
 
     def rows_from_stream(self, index: torch.Tensor):
         from .batching import Batch

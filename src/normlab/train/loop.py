@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from ..config import ConfigError, RunConfig, TrainConfig, dump_yaml, from_dict, read_yaml
 from ..data import IGNORE, Corpus, bits_per_byte, build_corpus
 from ..model import build_model
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from . import accel, dist
+from .checkpoint import latest_checkpoint, save_checkpoint
 from .leakage import check_causality, check_targets, overlap_warning, plausibility_warning
 from .optim import build_optimizer, lr_at, set_lr
 from .probing import TrainingProbes
@@ -57,19 +58,28 @@ def model_logits(model, batch, device) -> torch.Tensor:
 
 
 def train_step(model, optimizer, batch, device, step: int, t: TrainConfig,
-               after_backward: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+               after_backward: Callable[[], None] | None = None, step_model=None, params=None,
+               ranks: dist.DistInfo | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
     """One optimizer step on a batch; returns (loss, grad norm before clipping, lr) without a host sync.
 
     The loop and divergence replay (train/forensics.py) both call this, so a replay is the same math.
+    `step_model` is the DDP / compiled view of `model` that the forward goes through (default: model).
     """
     lr = lr_at(step, t)
     set_lr(optimizer, lr)
-    loss = lm_loss(model_logits(model, batch, device), batch.y.to(device), t.z_loss)
+    y = batch.y.to(device, non_blocking=True)
+    with accel.autocast(device, t):
+        logits = model_logits(model if step_model is None else step_model, batch, device)
+    loss = lm_loss(logits, y, t.z_loss)
+    if ranks is not None:  # makes DDP's gradient average the gradient of the global mean loss
+        loss = dist.weighted(loss, y, ranks)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if after_backward is not None:  # probes read .grad here, before clipping rescales it
         after_backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or float("inf"))
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters() if params is None else params,
+                                               t.grad_clip or float("inf"))
+    grad_norm = dist.plain_tensor(grad_norm)  # FSDP returns a DTensor
     optimizer.step()
     if hasattr(model, "post_step"):  # e.g. nGPT renormalizes its matrices after every step
         model.post_step()
@@ -127,7 +137,7 @@ def _check_resume_compatible(run_dir: Path, cfg: RunConfig) -> None:
                               "start a new run name instead")
 
 
-def _prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[RunConfig, Corpus]:
+def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, write: bool = True) -> tuple[RunConfig, Corpus]:
     corpus = build_corpus(cfg.data, cfg.model.block_size)
     if cfg.model.vocab_size == 0:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=corpus.tokenizer.vocab_size))
@@ -138,9 +148,10 @@ def _prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[RunConfig, Co
         _check_resume_compatible(run_dir, cfg)
     elif not resume and (run_dir / "metrics.jsonl").exists():
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another name")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    atomic_write_text(run_dir / "tokenizer.json", corpus.tokenizer.to_json())
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        atomic_write_text(run_dir / "tokenizer.json", corpus.tokenizer.to_json())
     return cfg, corpus
 
 
@@ -158,36 +169,44 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.out_dir) / cfg.name
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    cfg, corpus = _prepare(cfg, run_dir, resume)
+    ranks = dist.init(cfg.train.device)  # torchrun: one process per rank; else a no-op
+    device = dist.device_for(ranks, resolve_device(cfg.train.device))
+    dist.check_batch(cfg.train, ranks)
+    accel.setup_backends(device)
+    cfg, corpus = _prepare(cfg, run_dir, resume, write=ranks.is_main)
+    dist.barrier(ranks)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device)
     _guard(model, corpus, cfg, device)
+    step_model = accel.accelerate(dist.wrap(model, cfg.train, ranks, device), cfg.train)
     optimizer = build_optimizer(model, cfg.train)
-    writer = MetricsWriter(run_dir / "metrics.jsonl")
+    writer = MetricsWriter(run_dir / "metrics.jsonl") if ranks.is_main else None
     start_step = 0
     ckpt = latest_checkpoint(run_dir) if resume else None
     if ckpt is not None:
-        start_step = load_checkpoint(ckpt, model, optimizer)
-    writer.truncate_from(start_step)
+        start_step = dist.load(ckpt, model, optimizer, cfg.train, ranks)
     info = meta(str(device))
-    if resume and (run_dir / "meta.json").exists():
-        info["start"] = read_json(run_dir / "meta.json").get("start", info["start"])
-        info["resumed_at_step"] = start_step
-    write_json(run_dir / "meta.json", info)
+    info["world_size"] = ranks.world
+    if ranks.is_main:
+        writer.truncate_from(start_step)
+        if resume and (run_dir / "meta.json").exists():
+            info["start"] = read_json(run_dir / "meta.json").get("start", info["start"])
+            info["resumed_at_step"] = start_step
+        write_json(run_dir / "meta.json", info)
 
-    state = _Loop(cfg, model, optimizer, corpus, device, writer, run_dir, progress)
+    state = _Loop(cfg, model, optimizer, corpus, device, writer, run_dir, progress, step_model, ranks)
     end_step = cfg.train.steps if until_step is None else min(until_step, cfg.train.steps)
     with _StopOnInterrupt() as stop:
         end_step = state.run(start_step, end_step, stop)
     if state.diverged_step is None and end_step < cfg.train.steps:
-        save_checkpoint(run_dir, model, optimizer, end_step)
-        info.update(status="interrupted", end=now())
+        state.save(end_step)
+        summary = {"status": "interrupted", "step": end_step}
+    else:
+        summary = state.finish()
+    if ranks.is_main:
+        info.update(status=summary["status"], end=now())
         write_json(run_dir / "meta.json", info)
-        return {"status": "interrupted", "step": end_step}
-    summary = state.finish()
-    info.update(status=summary["status"], end=now())
-    write_json(run_dir / "meta.json", info)
+    dist.barrier(ranks)
     return summary
 
 
@@ -218,9 +237,14 @@ class _StopOnInterrupt:
 class _Loop:
     """Mutable training state; `run` is the loop, the helpers are its phases."""
 
-    def __init__(self, cfg, model, optimizer, corpus, device, writer, run_dir, progress):
+    def __init__(self, cfg, model, optimizer, corpus, device, writer, run_dir, progress, step_model=None,
+                 ranks=dist.DistInfo()):
         self.cfg, self.model, self.optimizer, self.corpus = cfg, model, optimizer, corpus
         self.device, self.writer, self.run_dir, self.progress = device, writer, run_dir, progress
+        # step_model: what the training step calls (DDP / compiled view of model, sharing its weights);
+        # evaluation, sampling and checkpoints use the plain `model`.
+        self.step_model, self.ranks = model if step_model is None else step_model, ranks
+        self.params = list(model.parameters())  # listed once: walking the module tree costs ~3 ms a step
         self.buffer: list[tuple[int, torch.Tensor, torch.Tensor, float, dict]] = []
         self.watch = StabilityWatch(model) if cfg.train.watch_every else None
         self.diverged_step: int | None = None
@@ -251,33 +275,33 @@ class _Loop:
             if (step + 1) % t.eval_every == 0 and step + 1 < t.steps:
                 self._eval(step + 1)
             if t.ckpt_every and (step + 1) % t.ckpt_every == 0 and step + 1 < t.steps:
-                save_checkpoint(self.run_dir, self.model, self.optimizer, step + 1)
-            if self.progress:
+                self.save(step + 1)
+            if self.progress and self.ranks.is_main:
                 self.progress(step + 1, t.steps)
         self.train_time += time.perf_counter() - t0
         return end
 
     def _step(self, step: int) -> None:
         t = self.cfg.train
-        batch = self.corpus.train.batch(t.batch_size, t.seed, step)
-        x = batch.x
+        batch = dist.local_batch(self.corpus.train, t.batch_size, t.seed, step, self.ranks)
         watched = self.watch is not None and step % t.watch_every == 0
         if watched:  # the watch hooks record maxima of this step's forward pass only
             self.watch.active = True
         loss, grad_norm, lr = train_step(self.model, self.optimizer, batch, self.device, step, t,
-                                         lambda: self.probes.after_backward(step))
+                                         lambda: self.probes.after_backward(step),
+                                         step_model=self.step_model, params=self.params, ranks=self.ranks)
         extra = self.watch.pop() if watched else {}
         if watched:
             self.watch.active = False
         self.buffer.append((step, loss, grad_norm, lr, extra))
-        self.tokens_since_log += x.numel()
+        self.tokens_since_log += batch.x.numel() * self.ranks.world
 
     def _flush(self) -> None:
         """Read buffered values (one host sync per log interval), write them, detect divergence."""
         if not self.buffer:
             return
         steps = [s for s, *_ in self.buffer]
-        losses = torch.stack([b[1] for b in self.buffer]).float().tolist()
+        losses = dist.mean_across(torch.stack([b[1] for b in self.buffer]).float(), self.ranks).tolist()
         norms = torch.stack([b[2] for b in self.buffer]).float().tolist()
         elapsed = time.perf_counter() - self.last_log_time
         tps = self.tokens_since_log / max(elapsed, 1e-9)
@@ -289,7 +313,8 @@ class _Loop:
             reason = divergence_reason(loss, self.cfg.train.loss_bound)
             if self.diverged_step is None and reason:
                 self.diverged_step, self.diverged_reason = step, reason
-        self.writer.write(records)
+        if self.writer:
+            self.writer.write(records)
         self.tokens_seen += self.tokens_since_log
         self.buffer.clear()
         self.last_log_time, self.tokens_since_log = time.perf_counter(), 0
@@ -298,13 +323,22 @@ class _Loop:
         val = evaluate(self.model, self.corpus.val, self.cfg, self.device)
         self.val_losses.append((step, val))
         bpb = bits_per_byte(val, self.corpus.val.bytes_per_token)
-        self.writer.write([{"step": step, "val_loss": val, "val_bpb": bpb}])
+        if self.writer:
+            self.writer.write([{"step": step, "val_loss": val, "val_bpb": bpb}])
         return val
+
+    def save(self, step: int) -> None:
+        """Checkpoint on rank 0 (under FSDP every rank first helps gather the full state)."""
+        model, optimizer = dist.full_state(self.model, self.optimizer, self.ranks)
+        if self.ranks.is_main:
+            save_checkpoint(self.run_dir, model, optimizer, step)
+        dist.barrier(self.ranks)
 
     def finish(self) -> dict:
         cfg, run_dir = self.cfg, self.run_dir
         from .rundir import read_metrics  # the log holds every step, including those before a resume
 
+        dist.barrier(self.ranks)  # rank 0 has written every record
         metrics = read_metrics(run_dir / "metrics.jsonl")
         losses = [m["loss"] for m in metrics if "loss" in m and _finite(m["loss"])]
         summary = {
@@ -322,13 +356,14 @@ class _Loop:
         if self.diverged_step is None:
             summary["val_loss"] = self._eval(cfg.train.steps)
             summary.update(self._val_figures(summary["val_loss"]))
-            save_checkpoint(run_dir, self.model, self.optimizer, cfg.train.steps)
-            if cfg.data.task == "lm":
+            self.save(cfg.train.steps)
+            if cfg.data.task == "lm":  # every rank samples (FSDP needs all ranks in each forward)
                 samples = generate_samples(self.model, self.corpus.tokenizer, cfg, self.device)
             else:
                 accuracy, samples = seq2seq_report(self.model, self.corpus.val, self.device, cfg.sample.n)
                 summary.update(accuracy)
-            atomic_write_text(run_dir / "samples.txt", "".join(s + "\n" for s in samples))
+            if self.ranks.is_main:
+                atomic_write_text(run_dir / "samples.txt", "".join(s + "\n" for s in samples))
         else:
             summary["val_loss"] = None
         summary["warnings"] = [w for w in (plausibility_warning(summary["val_loss"], summary.get("val_bpb"),
@@ -337,7 +372,8 @@ class _Loop:
         summary["data"] = {"train": self.corpus.train.stats, "val": self.corpus.val.stats}
         if self.watch is not None:
             self.watch.close()
-        write_json(run_dir / "summary.json", summary)
+        if self.ranks.is_main:
+            write_json(run_dir / "summary.json", summary)
         return summary
 
     def _val_figures(self, val: float) -> dict:

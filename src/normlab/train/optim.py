@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
+from .accel import optimizer_flags
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -27,7 +28,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = param_groups(model, cfg.weight_decay if cfg.optimizer == "adamw" else 0.0)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps)
+    device = next(model.parameters()).device
+    return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps, **optimizer_flags(cfg, device, cls))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -69,6 +69,8 @@ class TrainingProbes:
 
     def _probe(self, step: int) -> None:
         """Probe outputs after `step` optimizer steps: scalars to metrics.jsonl, arrays to probes/step_N.npz."""
+        if self.writer is None:  # not rank 0 under torchrun: only rank 0 records
+            return
         scalars, arrays = flatten(probe_model(self.model, self.batch, self.forward_names, self.p, self.src))
         self.writer.write([{"step": step, **scalars}])
         if arrays:
