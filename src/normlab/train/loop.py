@@ -253,6 +253,8 @@ class _Loop:
         self.last_log_time, self.tokens_since_log = time.perf_counter(), 0
         self.train_time, self.tokens_seen = 0.0, 0
         self.probes = TrainingProbes(cfg, model, optimizer, corpus, device, writer, run_dir)
+        if ranks.active and cfg.train.parallel == "fsdp":
+            self.probes.disable("train.parallel=fsdp: parameters are sharded, so probes and forensics are off")
 
     def run(self, start: int, end: int, stop: "_StopOnInterrupt | None" = None) -> int:
         """Train steps [start, end); return the step reached (earlier on Ctrl-C, after a whole step)."""

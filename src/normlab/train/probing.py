@@ -41,10 +41,18 @@ class TrainingProbes:
         self.snapshots: deque = deque(maxlen=3)
         self.note: dict = {}
 
+    def disable(self, reason: str) -> None:
+        """Turn every probe and forensics off (e.g. under FSDP, where a probe forward on rank 0 alone would
+        need the other ranks' parameter shards); the reason goes into summary.json."""
+        self.batch = self.grads = None
+        self.snapshot_every = 0
+        self.forensics_off = True
+        self.note["probes_disabled"] = reason
+
     def before_step(self, step: int) -> None:
         if self.batch is not None and step == 0:
             self._probe(0)
-        if self.p.forensics and self.p.snapshot_every and (step % self.snapshot_every == 0 or not self.snapshots):
+        if self.snapshot_every and self.p.forensics and (step % self.snapshot_every == 0 or not self.snapshots):
             self.snapshots.append(take_snapshot(self.model, self.optimizer, step))
 
     def after_backward(self, step: int) -> None:
@@ -78,7 +86,7 @@ class TrainingProbes:
 
     def on_divergence(self, step: int, reason: str) -> None:
         """Write forensics.json; a failure here is recorded, never allowed to crash the (already lost) run."""
-        if not (self.p.forensics and self.snapshots):
+        if not (self.p.forensics and self.snapshots) or getattr(self, "forensics_off", False):
             return
         try:
             record = record_divergence(self.cfg, self.model, self.optimizer, self.corpus.train, self.device,
