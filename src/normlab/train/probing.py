@@ -62,7 +62,8 @@ class TrainingProbes:
                 self.grad_buffer.append((step, values))
 
     def after_step(self, step: int) -> None:
-        if self.batch is not None and (step + 1) % self.p.every == 0:
+        last = step + 1 == self.cfg.train.steps  # the report's "final" figures show the trained model
+        if self.batch is not None and ((step + 1) % self.p.every == 0 or last):
             self._probe(step + 1)
 
     def drain_grad_norms(self) -> dict[int, dict[str, float]]:
