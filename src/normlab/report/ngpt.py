@@ -13,7 +13,7 @@ import numpy as np
 
 from ..config import RunConfig, from_dict, read_yaml
 from .analysis import Analysis, Row, common_rows, register_analysis
-from .plots import color_of
+from .plots import color_of, finish
 from .runs import RunData
 from .stats import Claim, Stat, compare_lower, stat
 
@@ -206,13 +206,7 @@ def _val_figure(groups, lm, target):
                         label=v if i == 0 else None)
     if np.isfinite(target):
         ax.axhline(target, color="k", ls="--", lw=1, label=f"{BASELINE} final val loss (mean over seeds)")
-    ax.set_title("Validation loss (decoder-only), one line per seed")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, "Validation loss (decoder-only), one line per seed", "step", "loss (nats/token)")
 
 
 def _norm_figure(weights):

@@ -41,6 +41,17 @@ def _band(ax, steps, curves, label, color):
         ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.18, lw=0)
 
 
+def finish(fig, ax, title: str, xlabel: str, ylabel: str):
+    """The common ending of a single-axes figure: labels, grid, legend, tight layout."""
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def loss_panels(curves: dict[str, np.ndarray], beta: float = 0.95, first: int = 100, last: int = 200):
     """Three panels as in seed 003: smoothed full run, first `first` steps, last `last` steps."""
     order = list(curves)
@@ -68,13 +79,7 @@ def cumulative_average(curves: dict[str, np.ndarray]):
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for v, c in curves.items():
         _band(ax, np.arange(c.shape[1]), cumulative_mean(c), v, color_of(v, order))
-    ax.set_title("Cumulative average training loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("mean loss over steps 0..t")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, "Cumulative average training loss", "step", "mean loss over steps 0..t")
 
 
 def val_curves(val: dict[str, list[list[tuple[int, float]]]]):
@@ -89,10 +94,4 @@ def val_curves(val: dict[str, list[list[tuple[int, float]]]]):
         steps = sorted({s for pts in per_seed for s, _ in pts})
         means = [np.mean([l for pts in per_seed for s2, l in pts if s2 == s]) for s in steps]
         ax.plot(steps, means, color=color, lw=2, marker="o", label=v)
-    ax.set_title("Validation loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, "Validation loss", "step", "loss (nats/token)")
