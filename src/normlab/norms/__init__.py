@@ -13,18 +13,12 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import ConfigError, NormConfig, from_dict, register_choices, register_rule
+from ..registry import registrar
 
 NORMS: dict[str, type[nn.Module]] = {}
 
 
-def register_norm(name: str):
-    def wrap(cls):
-        if name in NORMS:
-            raise KeyError(f"norm kind {name!r} is registered twice")
-        cls.kind = name
-        NORMS[name] = cls
-        return cls
-    return wrap
+register_norm = registrar(NORMS, "norm kind", "kind")
 
 
 def build_norm(cfg: NormConfig, dim: int, role: str = "") -> nn.Module:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import ProbeConfig, register_rule
+from ..registry import registrar
 
 
 class Probe:
@@ -28,14 +29,7 @@ class Probe:
 PROBES: dict[str, type[Probe]] = {}
 
 
-def register_probe(name: str):
-    def wrap(cls):
-        if name in PROBES:
-            raise KeyError(f"probe {name!r} is registered twice")
-        cls.name = name
-        PROBES[name] = cls
-        return cls
-    return wrap
+register_probe = registrar(PROBES, "probe", "name")
 
 
 def describe(cls) -> str:

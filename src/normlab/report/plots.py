@@ -56,7 +56,6 @@ def loss_panels(curves: dict[str, np.ndarray], beta: float = 0.95, first: int = 
     """Three panels as in seed 003: smoothed full run, first `first` steps, last `last` steps."""
     order = list(curves)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    n = max(c.shape[1] for c in curves.values())
     # windows are per curve: variants may train for different numbers of steps (ngpt's enc-dec runs)
     views = [(axes[0], lambda m: slice(0, m), beta, "Smoothed loss (EMA %.2f), whole run" % beta),
              (axes[1], lambda m: slice(0, min(first, m)), 0.6, f"First {first} steps (EMA 0.6)"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .analysis import Analysis, Row, common_rows, nanmax, nanmean, nanmin, register_analysis, window
-from .runs import stack_losses
+from .runs import RunData, stack_losses
 from .stats import Claim, Stat, compare_lower, stat
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from ..config.load import read_yaml
 from .analysis import Analysis, Row, common_rows, register_analysis
 from .runs import RunData
-from .stats import Claim, Stat, compare_lower, stat, t_interval
+from .stats import Claim, compare_lower, stat, t_interval
 
 LEVEL = 0.95
 
