@@ -13,6 +13,7 @@ import math
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,9 @@ def normlab_config(s: Shape, kind: str, placement: str, compile_mode: str = "non
         "model.tie_embeddings=true", f"model.norm.kind={kind}", f"model.norm.placement={placement}",
         f"train.batch_size={s.batch}", "train.steps=1000000", "train.eval_every=1000000", "train.log_every=10",
         "train.weight_decay=0.1", f"train.compile={compile_mode}", f"train.dtype={dtype}",
-        f"train.fused_optimizer={fused}", "data.batching=packed"])
+        f"train.fused_optimizer={fused}", "data.batching=packed",
+        # probes off: the reference has none; benchmarks/probe_overhead.py measures their cost
+        "probes.every=0", "probes.grad_every=0", "probes.forensics=false"])
 
 
 class NormlabRunner:
@@ -130,7 +133,9 @@ class NormlabRunner:
         step_model = accel.accelerate(self.model, cfg.train)
         self.opt = build_optimizer(self.model, cfg.train)
         corpus = type("C", (), {"train": data, "val": data})()
-        self.loop = _Loop(cfg, self.model, self.opt, corpus, torch.device(device), None, None, None, step_model)
+        self._dir = tempfile.TemporaryDirectory()  # nothing is written there (no writer, probes off)
+        self.loop = _Loop(cfg, self.model, self.opt, corpus, torch.device(device), None, self._dir.name, None,
+                          step_model)
         self.step = 0
 
     def run(self, n: int) -> None:
@@ -148,17 +153,34 @@ def synthetic_data(block: int) -> TokenData:
 
 # ---- timing, peak, FLOPs --------------------------------------------------------------------------
 def interleaved(runners: dict, steps: int, rounds: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per step of each runner; rounds alternate the runners so that load changes
-    on a shared machine hit every runner alike."""
+    """Median seconds per step of each runner (objects with .run(n)); see `timed_rounds`."""
     for r in runners.values():
         r.run(warmup)
-    times = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, r in runners.items():
+    return timed_rounds({name: (lambda r=r: r.run(steps)) for name, r in runners.items()}, rounds, per_call=steps)
+
+
+def timed_rounds(fns: dict, rounds: int, calls: int = 1, per_call: int = 1) -> dict[str, float]:
+    """Median seconds of each `fn()` / (calls * per_call). Rounds alternate the runners, and every
+    other round runs them in reverse order, so load changes on a shared machine and the order
+    (what ran just before: caches, allocator state) hit every runner alike."""
+    names = list(fns)
+    times = {name: [] for name in names}
+    for i in range(rounds):
+        for name in (names if i % 2 == 0 else names[::-1]):
             t0 = time.perf_counter()
-            r.run(steps)
-            times[name].append((time.perf_counter() - t0) / steps)
-    return {name: statistics.median(v) for name, v in times.items()}
+            for _ in range(calls):
+                fns[name]()
+            times[name].append((time.perf_counter() - t0) / (calls * per_call))
+    return {name: statistics.median(times[name]) for name in names}
+
+
+def setup_process(threads: int = 0, malloc: str = "retain") -> str:
+    """Threads and allocator for the whole benchmark process (both runners share them); returns a
+    line for the header. `retain` is what `normlab train` does on the CPU (train.cpu_malloc)."""
+    if threads:
+        torch.set_num_threads(threads)
+    kept = accel.retain_freed_memory() if malloc == "retain" else False
+    return f"allocator: {'glibc, freed memory retained (train.cpu_malloc=retain)' if kept else 'glibc default'}"
 
 
 def matmul_peak(dtype=torch.float32, n: int = 1024, device: str = "cpu", repeats: int = 10) -> float:

@@ -6,20 +6,20 @@
 Each kind is built from the registry (kinds added later are covered), run as in training
 (`model.norm.affine=true`) on the same input and upstream gradient, interleaved over rounds;
 cells are medians and ratios are against eager F.layer_norm (weight, no bias) measured in the
-same rounds. The target of issue 6 is <= 1.5x for every kind at the large shape.
+same rounds (every other round reversed). The target of issue 6 is <= 1.5x for every kind at the
+large shape. Eager float32 on the CPU runs the kinds' hand-written kernels (norms/kernels.py);
+`--written-out` times the plain autograd formulas instead (what CUDA and compile start from).
 """
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
-from common import machine, table
+from common import machine, setup_process, table, timed_rounds
 from normlab.config import NormConfig
-from normlab.norms import NORMS, build_norm
+from normlab.norms import NORMS, build_norm, kernels
 
 
 def candidates(d: int, modes: list[str]) -> dict:
@@ -42,10 +42,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--calls", type=int, default=5, help="calls per round and candidate (their mean is one sample)")
     ap.add_argument("--eager-only", action="store_true")
+    ap.add_argument("--written-out", action="store_true", help="eager without norms/kernels.py")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--malloc", choices=["retain", "default"], default="retain")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    allocator = setup_process(args.threads, args.malloc)
+    if args.written_out:
+        kernels.use_cpu_kernels = lambda x: False
     torch.manual_seed(0)
     x = torch.randn(*args.shape, requires_grad=True)
     grad = torch.randn(*args.shape)
@@ -53,17 +56,12 @@ def main():
     for f in fns.values():  # warm-up (and compile)
         for _ in range(3):
             f(x).backward(grad)
-    times = {name: [] for name in fns}
-    for _ in range(args.rounds):
-        for name, f in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(args.calls):
-                f(x).backward(grad)
-            times[name].append((time.perf_counter() - t0) / args.calls)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = timed_rounds({name: (lambda f=f: f(x).backward(grad)) for name, f in fns.items()}, args.rounds, args.calls)
     base = med["F.layer_norm (baseline)"]
     rows = [[k, f"{v * 1e3:.2f}", f"{v / base:.2f}x", "yes" if v / base <= 1.5 else "no"] for k, v in med.items()]
-    print(f"machine: {machine()}\nx: {tuple(args.shape)} float32, fwd+bwd, median of {args.rounds} interleaved rounds x {args.calls} calls\n")
+    form = "written-out autograd formulas" if args.written_out else "norms/kernels.py on the CPU"
+    print(f"machine: {machine()}\n{allocator}\neager form: {form}\n"
+          f"x: {tuple(args.shape)} float32, fwd+bwd, median of {args.rounds} interleaved rounds x {args.calls} calls\n")
     print(table(["norm", "ms fwd+bwd", "vs F.layer_norm", "<= 1.5x"], rows))
 
 

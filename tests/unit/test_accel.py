@@ -96,3 +96,25 @@ def test_compiled_training_follows_the_eager_curve(tiny, tmp_path, mode):
                   f"train.compile_cache={tmp_path / 'cache'}"))
     a, b = _losses(tmp_path / "eager"), _losses(tmp_path / mode)
     assert len(a) == len(b) == 10 and max(abs(x - y) for x, y in zip(a, b)) < 1e-4
+
+
+@pytest.mark.parametrize("setting,calls", [("retain", 1), ("default", 0)])
+def test_cpu_malloc_setting_decides_whether_freed_memory_is_retained(tmp_path, monkeypatch, setting, calls):
+    from normlab.train import accel
+
+    seen = []
+    monkeypatch.setattr(accel, "retain_freed_memory", lambda: seen.append(1) or True)
+    cfg = nl.load_config("debug", SHORT + [f"out_dir={tmp_path}", f"train.cpu_malloc={setting}"])
+    nl.train(cfg)
+    assert len(seen) == calls
+
+
+def test_retain_freed_memory_sets_glibc_options_once():
+    import sys
+
+    from normlab.train import accel
+
+    if not sys.platform.startswith("linux"):
+        assert accel.retain_freed_memory() is False
+        return
+    assert accel.retain_freed_memory() is True and accel.retain_freed_memory() is True

@@ -181,6 +181,8 @@ class TrainConfig:
     """forward compute dtype: bfloat16 = autocast (weights, grads, optimizer stay float32); the GPU path"""
     fused_optimizer: Literal["auto", "fused", "foreach", "forloop"] = "auto"
     """Adam implementation: auto = fused (one kernel over all params) where the device has it, else foreach"""
+    cpu_malloc: Literal["retain", "default"] = "retain"
+    """CPU runs: retain = glibc keeps freed tensor memory for reuse (no re-faulting pages each step); default = as is"""
     parallel: Literal["ddp", "fsdp"] = "ddp"
     """under torchrun: ddp = full replicas, gradients all-reduced; fsdp = FSDP2 fully_shard (sharded params)"""
 

@@ -48,7 +48,5 @@ class GatedRMSNorm(nn.Module):
         self.gate_down.keeps_own_init = self.gate_up.keeps_own_init = opts.init == "torch"
 
     def forward(self, x):
-        y = rms_normalize(x, self.eps)
-        if self.weight is not None:
-            y = y * self.weight
+        y = rms_normalize(x, self.eps, self.weight)
         return torch.sigmoid(self.gate_up(F.silu(self.gate_down(y)))) * y

@@ -24,5 +24,4 @@ class PreAffineRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim)) if cfg.affine else None
 
     def forward(self, x):
-        y = rms_normalize(x * self.pre_scale, self.eps)
-        return y * self.weight if self.weight is not None else y
+        return rms_normalize(x * self.pre_scale, self.eps, self.weight)

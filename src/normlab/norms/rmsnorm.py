@@ -3,19 +3,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import register_norm
+from . import kernels, register_norm
 
 
 def rms_normalize(x: torch.Tensor, eps: float, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """weight * x / sqrt(mean(x^2) + eps), computed in float32 and cast back (HF Llama/OLMo 2 convention).
+    """weight * x / sqrt(mean(x^2) + eps), statistics in at least float32 (HF Llama/OLMo 2 convention).
 
-    float32 inputs take F.rms_norm's kernel: on a 2-core AVX-512 CPU it measured 1.3-1.5x faster
-    at 16x256x256 (equal at tiny shapes) than the written-out form, which costs four elementwise
-    passes each way; still ~3-6x F.layer_norm, so `train.compile=norms|model` is the fast path
-    (benchmarks/norm_kernels.py). Lower precisions are upcast by hand so the statistics are float32
-    whatever the kernel does. The two forms agree to float rounding.
+    Three forms, one formula (they agree to float rounding; tests/unit/test_kernels.py):
+    eager float32/64 on the CPU takes kernels.rms_norm (fused LayerNorm backward, within ~1.3-2x
+    of F.layer_norm where F.rms_norm's composite costs 4-10x; benchmarks/norm_kernels.py);
+    float32/64 elsewhere takes F.rms_norm (fused kernels on CUDA; under torch.compile inductor fuses
+    it); lower precisions are upcast by hand so the statistics are float32 whatever the kernel does.
     """
-    if x.dtype == torch.float32:
+    if kernels.use_cpu_kernels(x):
+        return kernels.rms_norm(x, weight, eps)
+    if x.dtype in (torch.float32, torch.float64):
         return F.rms_norm(x, (x.shape[-1],), weight, eps)
     xf = x.float()
     y = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)

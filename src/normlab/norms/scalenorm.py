@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from . import register_norm
+from . import kernels, register_norm
 
 
 @register_norm("scalenorm")
@@ -26,6 +26,8 @@ class ScaleNorm(nn.Module):
             self.register_buffer("scale", scale, persistent=False)
 
     def forward(self, x):
+        if kernels.use_cpu_kernels(x):
+            return kernels.scale_norm(x, self.scale, self.eps)
         xf = x.float()  # the norm in float32, as for RMSNorm (bf16 sums of squares lose digits)
         y = xf / xf.norm(dim=-1, keepdim=True).clamp(min=self.eps)
         return (self.scale * y).to(x.dtype)

@@ -173,6 +173,8 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
     device = dist.device_for(ranks, resolve_device(cfg.train.device))
     dist.check_batch(cfg.train, ranks)
     accel.setup_backends(device)
+    if device.type == "cpu" and cfg.train.cpu_malloc == "retain":
+        accel.retain_freed_memory()
     cfg, corpus = _prepare(cfg, run_dir, resume, write=ranks.is_main)
     dist.barrier(ranks)
     torch.manual_seed(cfg.train.seed)
