@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-import torch
-
-from common import (LARGE, NormlabRunner, RefRunner, interleaved, machine, normlab_config, synthetic_data,
-                    table)
+from common import (LARGE, NormlabRunner, RefRunner, interleaved, machine, normlab_config, setup_process,
+                    synthetic_data, table)
 
 
 def main():
@@ -24,10 +22,9 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    allocator = setup_process(args.threads)
     steps, rounds = (2, 2) if args.quick else (4, 3)
-    print(f"machine: {machine()}\n")
+    print(f"machine: {machine()}\n{allocator}\n")
     rows = []
     for T in args.lengths:
         shape = replace(LARGE, block=T, batch=max(1, args.tokens // T))

@@ -91,6 +91,6 @@ def register_analysis(experiment: str):
 
 
 def analyze(info: dict, groups: dict[str, list[RunData]]) -> Analysis:
-    from . import ngpt, nonorm, normfree, prepost, sinks, zoo  # noqa: F401  (registers; one import each)
+    from . import lrsweep, ngpt, nonorm, normfree, prepost, sinks, zoo  # noqa: F401  (registers; one import each)
 
     return ANALYSES.get(info.get("name", ""), generic)(info, groups)
