@@ -179,6 +179,9 @@ def setup_process(threads: int = 0, malloc: str = "retain") -> str:
     line for the header. `retain` is what `normlab train` does on the CPU (train.cpu_malloc)."""
     if threads:
         torch.set_num_threads(threads)
+    # every compiled runner is another model for dynamo: past the default limit of 8 it would fall back
+    # to eager silently (a `normlab train` process compiles one model, so only the benchmark needs this)
+    torch._dynamo.config.recompile_limit = 256
     kept = accel.retain_freed_memory() if malloc == "retain" else False
     return f"allocator: {'glibc, freed memory retained (train.cpu_malloc=retain)' if kept else 'glibc default'}"
 

@@ -60,13 +60,13 @@ def test_norms_take_the_cpu_kernel_and_agree_with_the_reference_form(kind, fn):
     with torch.no_grad():
         for p in norm.parameters():
             p.add_(0.3 * torch.randn_like(p))
-    x = torch.randn(4, 9, 32, requires_grad=True)
+    x = torch.randn(4, 9 * 32, 32, requires_grad=True)   # > dyt's size threshold
     y = norm(x)
     assert type(y.grad_fn).__name__ == fn
     gy = torch.randn_like(y)
     grads = torch.autograd.grad(y, [x, *norm.parameters()], gy)
     original = kernels.use_cpu_kernels
-    kernels.use_cpu_kernels = lambda t: False
+    kernels.use_cpu_kernels = lambda t, min_numel=0: False
     try:
         y_ref = norm(x)
         grads_ref = torch.autograd.grad(y_ref, [x, *norm.parameters()], gy)
@@ -79,4 +79,7 @@ def test_norms_take_the_cpu_kernel_and_agree_with_the_reference_form(kind, fn):
 
 def test_kernels_are_skipped_where_torch_is_faster():
     assert kernels.use_cpu_kernels(torch.ones(2))
+    assert not kernels.use_cpu_kernels(torch.ones(2), min_numel=3)
+    small = build_norm(NormConfig(kind="dyt"), 8)(torch.randn(2, 8, requires_grad=True))
+    assert type(small.grad_fn).__name__ != "_DyTBackward"                       # tiny: plain torch.tanh
     assert not kernels.use_cpu_kernels(torch.ones(2, dtype=torch.bfloat16))   # upcast path keeps fp32 stats

@@ -26,7 +26,9 @@ def test_run_ngpt_tiny_end_to_end(tmp_path):
     r = CliRunner().invoke(main, args, catch_exceptions=False)
     assert r.exit_code == 0, r.output
     exp = tmp_path / "ngpt"
-    for f in ("report.md", "report.html", "val_to_target.png", "embedding_norms.png", "eigen_lrs.png"):
+    # LM and seq2seq losses are drawn apart (different tasks share no loss axis)
+    for f in ("report.md", "report.html", "val_to_target.png", "embedding_norms.png", "eigen_lrs.png",
+              "loss_curves.png", "loss_curves_reverse.png"):
         assert (exp / f).exists(), f
     results = json.loads((exp / "results.json").read_text())
     assert {run["status"] for run in results["runs"]} == {"complete"}

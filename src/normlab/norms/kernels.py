@@ -25,10 +25,11 @@ from __future__ import annotations
 import torch
 
 
-def use_cpu_kernels(x: torch.Tensor) -> bool:
-    """True where these forms beat torch's own: eager, CPU, float32/float64."""
+def use_cpu_kernels(x: torch.Tensor, min_numel: int = 0) -> bool:
+    """True where these forms beat torch's own: eager, CPU, float32/float64, at least `min_numel`
+    elements (below it a kernel's extra Python and tiny ops can cost more than they save)."""
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and not torch.compiler.is_compiling())
+            and x.numel() >= min_numel and not torch.compiler.is_compiling())
 
 
 class _RMSNorm(torch.autograd.Function):

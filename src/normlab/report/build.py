@@ -18,11 +18,28 @@ from .runs import RunData, by_variant, load_experiment_runs, stack_losses
 VERDICT_MARK = {"reproduced": "✅ reproduced", "not reproduced": "❌ not reproduced", "inconclusive": "➖ inconclusive"}
 
 
+def _task(runs: list[RunData]) -> str:
+    """data.task of a variant's runs (lm, reverse, sort): losses of different tasks share no axis."""
+    from ..config.load import read_yaml
+
+    for r in runs:
+        if (r.run_dir / "config.yaml").exists():
+            return (read_yaml(r.run_dir / "config.yaml").get("data") or {}).get("task", "lm")
+    return "lm"
+
+
 def _figures(groups: dict[str, list[RunData]]) -> dict[str, object]:
-    curves = {v: stack_losses(rs) for v, rs in groups.items()}
-    figs = {"loss_curves.png": plots.loss_panels(curves), "avg_loss.png": plots.cumulative_average(curves)}
-    if any(r.val for rs in groups.values() for r in rs):
-        figs["val_loss.png"] = plots.val_curves({v: [r.val for r in rs] for v, rs in groups.items()})
+    by_task: dict[str, dict[str, list[RunData]]] = {}
+    for v, rs in groups.items():
+        by_task.setdefault(_task(rs), {})[v] = rs
+    figs = {}
+    for i, (task, task_groups) in enumerate(by_task.items()):
+        suffix = "" if i == 0 else f"_{task}"  # the first task (the LM, as variants are listed) keeps the plain names
+        curves = {v: stack_losses(rs) for v, rs in task_groups.items()}
+        figs[f"loss_curves{suffix}.png"] = plots.loss_panels(curves)
+        figs[f"avg_loss{suffix}.png"] = plots.cumulative_average(curves)
+        if any(r.val for rs in task_groups.values() for r in rs):
+            figs[f"val_loss{suffix}.png"] = plots.val_curves({v: [r.val for r in rs] for v, rs in task_groups.items()})
     figs.update(probe_figures(groups))  # only when runs recorded probes (probes.every > 0)
     return figs
 
@@ -52,9 +69,10 @@ def _markdown_table_by_variant(analysis: Analysis, variants: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _samples(groups: dict[str, list[RunData]], n: int = 5) -> tuple[list[str], list[list[str]]]:
+def _samples(groups: dict[str, list[RunData]], most: int = 5) -> tuple[list[str], list[list[str]]]:
     variants = list(groups)
     first = {v: (rs[0].samples if rs else []) for v, rs in groups.items()}
+    n = min(most, max((len(s) for s in first.values()), default=0))  # as many columns as there are samples
     rows = [[first[v][i] if i < len(first[v]) else "" for v in variants] for i in range(n)]
     return variants, rows
 
