@@ -28,7 +28,9 @@ def _fake_run(folder, variant, seed, lr, val, status="complete"):
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(f"model:\n  vocab_size: 27\ntrain:\n  lr: {lr}\n")
     summary = {"status": status, "steps": 3, "val_loss": val, "params": 10,
-               "diverged_step": 2 if status == "diverged" else None}
+               "diverged_step": 2 if status == "diverged" else None,
+               "val_bpb": None if val is None else val / math.log(2),     # 1 byte per token
+               "data": {"val": {"byte_entropy_bits": 2.5 / math.log(2)}}}  # unigram loss 2.5 nats
     (run / "summary.json").write_text(json.dumps(summary))
     (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 3.0 - s}) + "\n" for s in range(3)))
 
@@ -58,5 +60,6 @@ def test_lr_sweep_report_basin_and_sensitivity_by_hand(tmp_path):
     assert claim["verdict"] == "reproduced"                    # 0.1 vs ~0.6, seed std 0.07
     md = (exp / "report.md").read_text()
     assert "## Stability basin per scheme" in md and "(diverged 2/2)" in md
-    assert "| rmsnorm-pre | 2.500 | **2.300** |" in md
+    assert "| rmsnorm-pre | 2.500 (unigram 2/2) | **2.300** |" in md   # 2.5 nats = the unigram entropy
+    assert "| rmsnorm-post | 2 | 2.100" not in md and "+0.000 |" in md
     assert (exp / "lr_sweep.png").stat().st_size > 0

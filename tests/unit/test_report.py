@@ -81,3 +81,14 @@ def test_diverged_run_is_marked_not_dropped(exp_dir):
     (d / "summary.json").write_text(json.dumps(summary))
     md = build_report(exp_dir)["report.md"].read_text()
     assert "| none-seed1 | diverged |" in md and "| 42 |" in md
+
+
+def test_ema_carries_gaps_but_ends_at_the_last_finite_step():
+    import numpy as np
+
+    from normlab.report.plots import ema
+
+    out = ema(np.array([[1.0, 2.0, np.nan, 3.0, np.nan, np.nan], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]]), 0.5)
+    assert np.isfinite(out[0, :4]).all() and out[0, 2] == out[0, 1]       # a gap carries the last value
+    assert np.isnan(out[0, 4:]).all()                                      # a diverged run's curve stops
+    assert np.allclose(out[1], 1.0)

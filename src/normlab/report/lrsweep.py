@@ -19,6 +19,16 @@ from .runs import RunData
 from .stats import Claim, Stat, compare_lower, stat
 
 BASIN_NATS = 0.1  # a learning rate is "in the basin" when its mean loss is within this of the scheme's best
+UNIGRAM_FRAC = 0.99  # a run whose val bits/byte is within 1 % of the text's byte-unigram entropy learned nothing more
+
+
+def collapsed(run: RunData) -> bool:
+    """True when a finished run predicts no better than letter frequencies: its validation bits per
+    byte reach the byte-unigram entropy of the validation text (for a char-level tokenizer, the
+    loss of the best context-free prediction)."""
+    bpb = run.summary.get("val_bpb")
+    entropy = ((run.summary.get("data") or {}).get("val") or {}).get("byte_entropy_bits")
+    return run.status == "complete" and bpb is not None and bool(entropy) and bpb >= UNIGRAM_FRAC * entropy
 
 
 def _split(variant: str) -> tuple[str, str]:
@@ -74,6 +84,7 @@ def summarize(groups: dict[str, list[RunData]]) -> list[dict]:
             done = stat(r.summary.get("val_loss") for r in runs if r.status == "complete")
             per_lr.append({"lr": lr, "mean": done.mean, "std": done.std, "values": done.values,
                            "runs": len(runs), "diverged": sum(r.status == "diverged" for r in runs),
+                           "unigram": sum(collapsed(r) for r in runs),
                            "diverged_steps": [r.summary.get("diverged_step") for r in runs if r.status == "diverged"]})
         finite = [c for c in per_lr if np.isfinite(c["mean"]) and c["diverged"] == 0]
         best = min(finite, key=lambda c: c["mean"]) if finite else None
@@ -85,6 +96,9 @@ def summarize(groups: dict[str, list[RunData]]) -> list[dict]:
                     "basin": [min(basin), max(basin)] if basin else None, "basin_size": len(basin),
                     "lowest_diverging_lr": first_bad, "sensitivity": sens.mean, "sensitivity_std": sens.std,
                     "sensitivity_values": sens.values})
+    overall = min((e["best_loss"] for e in out if e["best_loss"] is not None), default=None)
+    for e in out:
+        e["gap_to_overall_best"] = e["best_loss"] - overall if e["best_loss"] is not None else None
     return out
 
 
@@ -106,20 +120,23 @@ def _loss_table(entries: list[dict]) -> str:
             text = stat(c["values"]).fmt(3)
             if c["diverged"]:
                 text += f" (diverged {c['diverged']}/{c['runs']})"
+            if c["unigram"]:
+                text += f" (unigram {c['unigram']}/{c['runs']})"
             cells.append(f"**{text}**" if lr == e["best_lr"] else text)
         lines.append(f"| {e['scheme']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def _summary_table(entries: list[dict]) -> str:
-    lines = ["| scheme | best lr | best val loss | basin (within 0.1 nats of best) | lowest lr with a divergence | "
-             "LR sensitivity (mean ± std over seeds) |", "|---|---|---|---|---|---|"]
+    lines = ["| scheme | best lr | best val loss | vs the grid's best | basin (within 0.1 nats of best) | "
+             "lowest lr with a divergence | LR sensitivity (mean ± std over seeds) |", "|---|---|---|---|---|---|---|"]
     for e in entries:
         basin = (f"{_fmt_lr(e['basin'][0])} .. {_fmt_lr(e['basin'][1])} ({e['basin_size']} lr)"
                  if e["basin"] else "none")
         sens = (f"{e['sensitivity']:.3f} ± {e['sensitivity_std']:.3f}" if np.isfinite(e["sensitivity"]) else "n/a")
-        lines.append(f"| {e['scheme']} | {_fmt_lr(e['best_lr']) if e['best_lr'] else 'n/a'} | "
-                     f"{e['best_loss']:.3f} | {basin} | " if e["best_lr"] else f"| {e['scheme']} | n/a | n/a | {basin} | ")
+        lines.append(f"| {e['scheme']} | {_fmt_lr(e['best_lr'])} | {e['best_loss']:.3f} | "
+                     f"+{e['gap_to_overall_best']:.3f} | {basin} | " if e["best_lr"] else
+                     f"| {e['scheme']} | n/a | n/a | n/a | {basin} | ")
         lines[-1] += f"{_fmt_lr(e['lowest_diverging_lr']) if e['lowest_diverging_lr'] else 'none'} | {sens} |"
     return "\n".join(lines)
 
@@ -142,13 +159,16 @@ def _figure(entries: list[dict]):
             ax.scatter(bad, [top] * len(bad), marker="x", s=60, color=color, zorder=4)
     if top is not None:
         ax.axhline(top, color="grey", lw=0.8, ls="--")
-        ax.annotate("ln V (uniform prediction); x = a seed diverged", (0.01, top), xycoords=("axes fraction", "data"),
-                    va="bottom", fontsize=8, color="grey")
+        ax.annotate("ln V (uniform prediction); × = a seed diverged", (0.99, top), xycoords=("axes fraction", "data"),
+                    ha="right", va="top", fontsize=8, color="grey")
     ax.set_xscale("log")
     from .plots import finish
 
-    return finish(fig, ax, "Final validation loss vs learning rate (mean ± std over seeds)", "peak learning rate",
-                  "validation loss (nats/token)")
+    finish(fig, ax, "Final validation loss vs learning rate (mean ± std over seeds)", "peak learning rate",
+           "validation loss (nats/token)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
+    fig.tight_layout()
+    return fig
 
 
 def _claims(entries: list[dict]) -> list[Claim]:
@@ -172,17 +192,17 @@ def _claims(entries: list[dict]) -> list[Claim]:
             a, b = sens(low), sens(high)
             claims.append(Claim(text + " (LR sensitivity on this grid)", source,
                                 f"{low} {a.fmt(3)}, {high} {b.fmt(3)}", compare_lower(a, b)))
-    if "dyt-pre" in by and "rmsnorm-pre" in by and by["dyt-pre"]["best_lr"] and by["rmsnorm-pre"]["best_lr"]:
-        d, r = by["dyt-pre"], by["rmsnorm-pre"]
+    dyts = [e for e in entries if e["scheme"].startswith("dyt") and e["best_lr"]]
+    if dyts and "rmsnorm-pre" in by and by["rmsnorm-pre"]["best_lr"]:
+        d, r = min(dyts, key=lambda e: e["best_loss"]), by["rmsnorm-pre"]
         dc = next(c for c in d["cells"] if c["lr"] == d["best_lr"])
         rc = next(c for c in r["cells"] if c["lr"] == r["best_lr"])
         a, b = Stat(dc["mean"], dc["std"], dc["values"]), Stat(rc["mean"], rc["std"], rc["values"])
-        verdict = compare_lower(b, a)  # DyT "matches": reproduced unless RMSNorm is clearly lower
-        verdict = "reproduced" if verdict != "reproduced" else "not reproduced"
+        verdict = "not reproduced" if compare_lower(b, a) == "reproduced" else "reproduced"  # "matches" unless RMSNorm is clearly lower
         claims.append(Claim("DyT matches Pre-RMSNorm when each gets its best learning rate (within one seed std)",
                             "Zhu et al. 2025 (arXiv 2503.10622)",
-                            f"dyt-pre {a.fmt(3)} at lr {_fmt_lr(d['best_lr'])}, rmsnorm-pre {b.fmt(3)} at lr "
-                            f"{_fmt_lr(r['best_lr'])}", verdict))
+                            f"best DyT: {d['scheme']} {a.fmt(3)} at lr {_fmt_lr(d['best_lr'])}; rmsnorm-pre {b.fmt(3)} "
+                            f"at lr {_fmt_lr(r['best_lr'])}", verdict))
     return claims
 
 
@@ -193,6 +213,9 @@ def lr_sweep(info: dict, groups: dict[str, list[RunData]]) -> Analysis:
     notes = [f"LR sensitivity (Wortsman et al. 2023): mean over the grid of min(val loss, ln V) minus the best, per "
              f"seed; a diverged run counts as ln V. Basin: learning rates whose mean loss is within {BASIN_NATS} "
              "nats of the scheme's best, no seed diverged.",
+             "Sensitivity and basin are relative to the scheme's own best: a scheme that never trains well can look "
+             "insensitive. Read them with 'vs the grid's best' and the unigram marks (a run whose val bits/byte "
+             "reaches the validation text's byte-unigram entropy predicts letter frequencies only).",
              "One budget (steps, warmup, schedule) for every scheme: a scheme's basin is measured at this budget."]
     return Analysis(rows, _claims(entries), notes, {"lr_sweep.png": _figure(entries)},
                     sections={"Validation loss at each learning rate (best in bold)": _loss_table(entries),

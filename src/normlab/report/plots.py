@@ -12,7 +12,30 @@ _FIXED = {"pre": "tab:green", "post": "tab:orange", "none": "tab:red"}
 
 
 def color_of(variant: str, order: list[str]) -> str:
-    return _FIXED.get(variant) or f"C{order.index(variant) % 10}"
+    if variant in _FIXED:
+        return _FIXED[variant]
+    i = order.index(variant)
+    return f"C{i % 10}" if len(order) <= 10 else plt.get_cmap("turbo")(i / max(1, len(order) - 1))
+
+
+def legend(ax, n_entries: int) -> None:
+    """Inside the axes for a few entries; outside on the right, small and in columns, for many
+    (the zoo and the lr-sweep have 30+ variants)."""
+    if n_entries <= 8:
+        ax.legend()
+    else:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=6, ncol=1 + n_entries // 24,
+                  borderaxespad=0)
+
+
+def loss_ylim(ax, curves: dict[str, np.ndarray]) -> None:
+    """Cap the y axis a little above the first-step loss, so one diverging run (loss in the
+    hundreds) does not flatten every other curve; it leaves the plot at the top."""
+    starts = [np.nanmean(c[:, 0]) for c in curves.values() if c.shape[1] and np.isfinite(c[:, 0]).any()]
+    lows = [np.nanmin(c) for c in curves.values() if np.isfinite(c).any()]
+    if starts and lows:
+        top = 1.15 * max(starts)
+        ax.set_ylim(min(lows) - 0.05 * abs(top), top)
 
 
 def ema(x: np.ndarray, beta: float) -> np.ndarray:
@@ -25,6 +48,9 @@ def ema(x: np.ndarray, beta: float) -> np.ndarray:
         acc = np.where(ok, beta * acc + (1 - beta) * np.nan_to_num(x[..., t]), acc)
         weight = np.where(ok, beta * weight + (1 - beta), weight)
         out[..., t] = np.where(weight > 0, acc / np.maximum(weight, 1e-12), np.nan)
+    # a curve ends at its last finite step (a diverged run stops there; it is not carried on)
+    last = np.where(np.isfinite(x).any(-1), x.shape[-1] - 1 - np.argmax(np.isfinite(x)[..., ::-1], axis=-1), -1)
+    out[np.arange(x.shape[-1]) > last[..., None]] = np.nan
     return out
 
 
@@ -47,7 +73,7 @@ def finish(fig, ax, title: str, xlabel: str, ylabel: str):
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend()
+    legend(ax, len(ax.get_legend_handles_labels()[0]))
     fig.tight_layout()
     return fig
 
@@ -67,8 +93,9 @@ def loss_panels(curves: dict[str, np.ndarray], beta: float = 0.95, first: int = 
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+        loss_ylim(ax, {v: ema(c, b) for v, c in curves.items()})
     axes[0].set_ylabel("training loss (nats/token)")
-    axes[0].legend()
+    legend(axes[-1] if len(order) > 8 else axes[0], len(order))
     fig.tight_layout()
     return fig
 
