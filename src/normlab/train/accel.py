@@ -50,8 +50,8 @@ def retain_freed_memory() -> bool:
 
     By default glibc serves blocks over its mmap threshold (128 KiB, adapting up to 32 MiB) with
     fresh mmaps and trims the heap top on free, so on the CPU each step's activations and
-    gradients fault in and zero pages anew: measured ~12 % of a training step at d 256 x block 256
-    (both normlab and the nanoGPT-style reference, benchmarks/train_throughput.py --malloc both) and
+    gradients fault in and zero pages anew: measured 22-27 % of a training step at d 256 x block 256
+    for normlab and the nanoGPT-style reference alike (benchmarks/RESULTS.md, "Allocator") and up to
     2x on single memory-bound kernels. The cost is that the process keeps its peak heap. This is the
     same reason Intel's PyTorch launcher preloads jemalloc/tcmalloc. Process-wide and idempotent;
     returns False where there is no glibc (macOS, musl) and nothing changed.
