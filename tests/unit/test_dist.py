@@ -54,6 +54,15 @@ def test_two_processes_match_one(tmp_path, parallel):
 
 
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_compiled_model_under_two_processes_matches_one(tmp_path, parallel):
+    """train.compile=model composes with DDP and FSDP2 (compile wraps the sharded/replicated module)."""
+    nl.train(nl.load_config("debug", [f"out_dir={tmp_path}", "name=one", *ARGS, "train.compile=model"]))
+    _torchrun(tmp_path, "name=two", f"train.parallel={parallel}", "train.compile=model")
+    one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert len(one) == len(two) == 20 and max(abs(a - b) for a, b in zip(one, two)) < TOL, (one, two)
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_resume_on_two_processes_from_a_one_process_checkpoint(tmp_path, parallel):
     nl.train(nl.load_config("debug", [f"out_dir={tmp_path}", "name=full", *ARGS]))
     nl.train(nl.load_config("debug", [f"out_dir={tmp_path}", "name=cut", *ARGS]), until_step=8)
