@@ -30,7 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="base")
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=6)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
@@ -43,11 +43,14 @@ def main() -> None:
                 results[mode].append(one(args.config, args.steps, extra, out, f"{mode}{r}"))
                 print(f"  repeat {r} {mode:<8} {results[mode][-1]:>10.0f} tokens/s", flush=True)
     off, on = statistics.median(results["off"]), statistics.median(results["default"])
+    # each repeat ran both modes back to back: their ratio cancels load that drifts over minutes
+    paired = statistics.median(d / o for d, o in zip(results["default"], results["off"]))
     print(f"config {args.config} {' '.join(args.overrides)}; {args.steps} steps x {args.repeats}, "
           f"{args.threads} thread(s)")
     print(f"probes off:     {off:>10.0f} tokens/s (median)")
     print(f"probes default: {on:>10.0f} tokens/s (median)")
-    print(f"ratio default/off = {on / off:.3f}  (overhead {100 * (1 - on / off):.1f} %)")
+    print(f"ratio of medians default/off = {on / off:.3f}  (overhead {100 * (1 - on / off):.1f} %)")
+    print(f"median of paired ratios      = {paired:.3f}  (overhead {100 * (1 - paired):.1f} %)")
 
 
 if __name__ == "__main__":
