@@ -85,15 +85,20 @@ class RefGPT(nn.Module):
 
 
 class RefRunner:
-    """nanoGPT's train.py step: the loss is read on the host only every `log_every` steps."""
+    """nanoGPT's train.py step: the loss is read on the host only every `log_every` steps.
 
-    def __init__(self, s: Shape, data: TokenData, lr: float = 1e-3):
+    `tuned=True` is the best a user gets from nanoGPT's own switches: `compile=True` and fused AdamW
+    (which nanoGPT enables only on CUDA; forced here)."""
+
+    def __init__(self, s: Shape, data: TokenData, lr: float = 1e-3, tuned: bool = False):
         torch.manual_seed(0)
         self.model, self.data, self.shape = RefGPT(s), data, s
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         other = [p for p in self.model.parameters() if p.dim() < 2]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
-                                     lr=lr, betas=(0.9, 0.95))  # fused only on CUDA, as nanoGPT does
+                                     lr=lr, betas=(0.9, 0.95), fused=tuned or None)  # untuned: foreach on CPU
+        if tuned:
+            self.model = torch.compile(self.model)
         self.step = 0
 
     def run(self, n: int) -> None:

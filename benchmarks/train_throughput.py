@@ -5,7 +5,8 @@
     python benchmarks/train_throughput.py --shapes seed003 --compile model --kinds rmsnorm layernorm
 
 Rows run interleaved (round-robin, `--rounds` times, every other round reversed) and each cell is
-the median seconds per step; ratios are against the reference measured in the same rounds. MFU
+the median seconds per step; ratios are against the reference measured in the same rounds; with `--compile model` a second
+reference row runs nanoGPT with its own speed switches on (compile, fused AdamW). MFU
 divides the model's FLOP/s (6N + 12 L T d per token) by an fp32 matmul peak this script measures
 first. Kind x placement comes from the live registries and the validity matrix, so kinds added
 later are covered without editing this file. Both runners share the process, so its allocator
@@ -21,6 +22,7 @@ from normlab.model import PLACEMENTS, valid_pairs
 from normlab.norms import NORMS
 
 REF = "reference (nanoGPT-style)"
+REF_TUNED = "reference + compile + fused AdamW"
 
 
 def variants(kinds, placements, compile_modes: list[str]) -> list[tuple[str, str, str]]:
@@ -43,6 +45,8 @@ def variants(kinds, placements, compile_modes: list[str]) -> list[tuple[str, str
 def bench_shape(shape, kinds, placements, compile_modes, steps, rounds, peak):
     data = synthetic_data(shape.block)
     runners = {REF: RefRunner(shape, data)}
+    if "model" in compile_modes:
+        runners[REF_TUNED] = RefRunner(shape, data, tuned=True)
     for kind, placement, mode in variants(kinds, placements, compile_modes):
         cfg = normlab_config(shape, "rmsnorm" if kind == "-" else kind, placement, mode)
         runners[f"{kind} / {placement} / {mode}"] = NormlabRunner(cfg, data)
