@@ -98,3 +98,32 @@ def test_offline_error_names_source_cache_and_alternative(tmp_path, offline, nam
     msg = str(err.value)
     assert f"data.source={name}" in msg and str(tmp_path / "empty" / "hf") in msg and "text:<path>" in msg
     assert "Traceback" not in msg
+
+
+def test_unreachable_hub_reads_the_cache_at_once_and_says_why(tmp_path, monkeypatch):
+    """Online mode, but the Hub's host does not answer: the libraries are switched to offline mode
+    for the call (no ~25 s of retries), a filled cache still loads, and the flags are restored."""
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "hub_unreachable", lambda timeout=3.0: "hub.invalid:443 did not answer (gaierror)")
+    _populate_hub_cache(tmp_path, "stanford-cs336/owt-sample",
+                        {"owt_train.txt.gz": gzip.compress(b"a doc"), "owt_valid.txt.gz": gzip.compress(b"v")})
+    assert list(open_source("owt-sample", tmp_path).splits["train"]()) == ["a doc"]
+    with pytest.raises(ConfigError, match="hub.invalid:443 did not answer .*so only the cache was read"):
+        open_source("tinystories", tmp_path / "empty")
+    assert constants.HF_HUB_OFFLINE is False and datasets.config.HF_HUB_OFFLINE is False
+
+
+def test_hub_unreachable_reports_a_closed_port(monkeypatch):
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as s:          # a port that was just free: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    assert hub.hub_unreachable(timeout=1.0).startswith(f"127.0.0.1:{port} did not answer")

@@ -8,9 +8,12 @@ path and the `text:<path>` alternative, never a library traceback.
 """
 from __future__ import annotations
 
+import contextlib
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
+from urllib.parse import urlparse
 
 from ..config import ConfigError
 from .localtext import iter_text_file
@@ -43,12 +46,51 @@ HUB_SOURCES: dict[str, HubSource] = {s.name: s for s in [
 ]}
 
 
-def offline_error(spec: HubSource, cache: Path, err: Exception) -> ConfigError:
+def offline_error(spec: HubSource, cache: Path, err: Exception, unreachable: str = "") -> ConfigError:
     first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    why = f"; {unreachable}, so only the cache was read" if unreachable else ""
     return ConfigError(
         f"data.source={spec.name}: could not load {spec.repo} from the Hugging Face Hub or the cache "
-        f"{cache} ({type(err).__name__}: {first}). Connect once to download it, or use a local copy with "
+        f"{cache} ({type(err).__name__}: {first}{why}). Connect once to download it, or use a local copy with "
         f"data.source=text:<path> (a .txt/.jsonl/.parquet file or a folder)")
+
+
+def hub_unreachable(timeout: float = 3.0) -> str:
+    """'' when a TCP connection to the Hub's endpoint opens within `timeout`, else why not.
+
+    Without this check an offline machine waits ~25 s in the libraries' retries (1+2+4+8+8 s)
+    before failing; with it, an unreachable Hub puts them in offline mode at once, which still
+    loads anything already in the cache."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return ""
+    except OSError as err:
+        return f"{host}:{port} did not answer ({type(err).__name__})"
+
+
+@contextlib.contextmanager
+def _offline_when_unreachable():
+    """Offline mode for both libraries while the Hub cannot be reached; yields why ('' if online)."""
+    import datasets
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        yield ""
+        return
+    reason = hub_unreachable()
+    if not reason:
+        yield ""
+        return
+    saved = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield reason
+    finally:
+        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
 
 
 def _split_docs(texts: Iterator[str], per_line: bool) -> Iterator[str]:
@@ -62,10 +104,11 @@ def _split_docs(texts: Iterator[str], per_line: bool) -> Iterator[str]:
 def _dataset_splits(spec: HubSource, cache: Path) -> tuple[dict[str, Callable[[], Iterator[str]]], str]:
     import datasets
 
-    try:
-        ds = datasets.load_dataset(spec.repo, spec.config, revision=spec.revision, cache_dir=str(cache))
-    except Exception as err:  # the library raises many types (ConnectionError, DatasetNotFoundError, ...)
-        raise offline_error(spec, cache, err) from None
+    with _offline_when_unreachable() as unreachable:
+        try:
+            ds = datasets.load_dataset(spec.repo, spec.config, revision=spec.revision, cache_dir=str(cache))
+        except Exception as err:  # the library raises many types (ConnectionError, DatasetNotFoundError, ...)
+            raise offline_error(spec, cache, err, unreachable) from None
     missing = [s for s in spec.splits.values() if s not in ds]
     if "train" in missing:
         raise ConfigError(f"data.source={spec.name}: {spec.repo} has no train split (splits: {', '.join(ds)})")
@@ -84,12 +127,13 @@ def _file_splits(spec: HubSource, cache: Path) -> tuple[dict[str, Callable[[], I
     from huggingface_hub import constants, hf_hub_download
 
     paths = {}
-    for split, filename in spec.files.items():
-        try:
-            paths[split] = Path(hf_hub_download(spec.repo, filename, repo_type="dataset", revision=spec.revision,
-                                                cache_dir=str(cache), local_files_only=constants.is_offline_mode()))
-        except Exception as err:  # LocalEntryNotFoundError, HfHubHTTPError, OSError, ...
-            raise offline_error(spec, cache, err) from None
+    with _offline_when_unreachable() as unreachable:
+        for split, filename in spec.files.items():
+            try:
+                paths[split] = Path(hf_hub_download(spec.repo, filename, repo_type="dataset", revision=spec.revision,
+                                                    cache_dir=str(cache), local_files_only=constants.is_offline_mode()))
+            except Exception as err:  # LocalEntryNotFoundError, HfHubHTTPError, OSError, ...
+                raise offline_error(spec, cache, err, unreachable) from None
     splits = {split: (lambda p=p: iter_text_file(p)) for split, p in paths.items()}
     return splits, "|".join(f"{s}:{p}" for s, p in sorted(paths.items()))  # paths hold the commit hash
 
