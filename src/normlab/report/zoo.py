@@ -125,7 +125,11 @@ def zoo(info: dict, groups: dict[str, list[RunData]]) -> Analysis:
              "they are wide, so neighbours in the ranking are rarely distinguishable: read 'overlaps #1'.",
              "Placements none and rezero have no norm slot and no final norm, so the kind is unused: one variant each.",
              "Every variant shares one budget (steps, batch, learning rate, schedule); a scheme that wants another "
-             "learning rate (DyT, Post-LN without warmup) is ranked at this one, not at its best."]
+             "learning rate (DyT, Post-LN without warmup) is ranked at this one, not at its best.",
+             "DyT does not rescale its input: at init std 0.02 and d_model 32 its outputs are ~100x smaller than "
+             "an RMSNorm's, and at the default alpha0 = 0.5 runs can stall at letter frequencies (val bits/byte = "
+             "the text's unigram entropy). `normlab run lr-sweep` measured DyT at alpha0 = 0.5 and 10 over five "
+             "learning rates."]
     return Analysis(rows, _claims(groups), notes, {"ranking.png": _ranking_figure(entries)},
                     sections={"Ranking by final validation loss": _ranking_table(entries),
                               "Refused pairs (validity matrix)": refused_md},
