@@ -19,6 +19,7 @@ import torch
 
 from common import NormlabRunner, Shape, flops_per_token, matmul_peak, normlab_config
 from normlab.data import TokenData
+from normlab.data.batching import Batch
 from normlab.data.tokenizer import CharTokenizer
 
 
@@ -32,7 +33,7 @@ class RandomTokens(TokenData):
     def batch(self, batch_size, seed, step):
         g = torch.Generator(device=self.device).manual_seed(seed * 1_000_003 + step)
         rows = torch.randint(self.vocab, (batch_size, self.block_size + 1), generator=g, device=self.device)
-        return type("B", (), {"x": rows[:, :-1].contiguous(), "y": rows[:, 1:].contiguous(), "index": None})()
+        return Batch(rows[:, :-1].contiguous(), rows[:, 1:].contiguous(), torch.arange(batch_size, device=self.device))
 
     def batch_index(self, batch_size, seed, step):
         raise NotImplementedError("single-process benchmark")
@@ -46,25 +47,29 @@ def main():
     ap.add_argument("--kind", default="rmsnorm")
     ap.add_argument("--compile", default="model", choices=["none", "norms", "model"])
     ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    ap.add_argument("--cpu-smoke", action="store_true", help="a tiny shape on the CPU: checks the script, measures nothing")
     args = ap.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("gpu_124m.py needs a CUDA device (this benchmark is for a GPU session)")
-    shape = Shape("gpt2-124m", 50304, 768, 12, 12, 1024, args.batch)
+    device = "cpu" if args.cpu_smoke else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("gpu_124m.py needs a CUDA device (this benchmark is for a GPU session); --cpu-smoke checks it on the CPU")
+    shape = (Shape("cpu-smoke", 512, 64, 4, 2, 64, 4) if args.cpu_smoke
+             else Shape("gpt2-124m", 50304, 768, 12, 12, 1024, args.batch))
     cfg = normlab_config(shape, args.kind, "pre", args.compile, args.dtype)
-    cfg.train.device = "cuda"
+    cfg.train.device = device
     torch.backends.cuda.matmul.allow_tf32 = True
-    runner = NormlabRunner(cfg, RandomTokens(shape.vocab, shape.block, "cuda"), device="cuda")
+    runner = NormlabRunner(cfg, RandomTokens(shape.vocab, shape.block, device), device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     runner.run(args.warmup)
-    torch.cuda.synchronize()
+    sync()
     t0 = time.perf_counter()
     runner.run(args.steps)
-    torch.cuda.synchronize()
+    sync()
     sec = (time.perf_counter() - t0) / args.steps
-    peak = matmul_peak(torch.bfloat16, n=8192, device="cuda")
+    peak = matmul_peak(torch.bfloat16, n=8192 if device == "cuda" else 512, device=device)
     n_params = sum(p.numel() for p in runner.model.parameters())
     tps = shape.batch * shape.block / sec
     mfu = flops_per_token(shape, n_params) * tps / peak
-    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    print(f"device: {torch.cuda.get_device_name() if device == 'cuda' else 'cpu (smoke run)'}, torch {torch.__version__}")
     print(f"params {n_params / 1e6:.1f}M, batch {shape.batch} x {shape.block}, {args.dtype}, compile={args.compile}")
     print(f"bf16 matmul peak (8192^3, measured): {peak / 1e12:.0f} TFLOP/s "
           "(H100 SXM datasheet: 989 dense; H200: 989)")
