@@ -75,7 +75,6 @@ def hub_unreachable(timeout: float = 3.0) -> str:
 @contextlib.contextmanager
 def _offline_when_unreachable():
     """Offline mode for both libraries while the Hub cannot be reached; yields why ('' if online)."""
-    import datasets
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
@@ -85,12 +84,19 @@ def _offline_when_unreachable():
     if not reason:
         yield ""
         return
-    saved = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:  # file sources need only huggingface_hub; datasets keeps its own copy of the flag
+        from datasets import config as datasets_config
+    except ImportError:
+        datasets_config = None
+    modules = [m for m in (constants, datasets_config) if m is not None]
+    saved = [m.HF_HUB_OFFLINE for m in modules]
+    for m in modules:
+        m.HF_HUB_OFFLINE = True
     try:
         yield reason
     finally:
-        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
+        for m, value in zip(modules, saved):
+            m.HF_HUB_OFFLINE = value
 
 
 def _split_docs(texts: Iterator[str], per_line: bool) -> Iterator[str]:
