@@ -5,6 +5,8 @@
     normlab sample <run-dir> [--n 5] [--prompt ma]          (seq2seq runs: the output for --prompt)
     normlab report <experiment-dir>
     normlab replay <run-dir>                                  re-run a diverged run's failing steps
+    normlab push <run-or-experiment-dir> <user/name>          share it on the Hugging Face Hub
+    normlab pull <user/name> [--out dir]                      get it back (then sample / report / replay)
     normlab list [experiments|norms|placements|pairs|probes|sources|fields]
     normlab show <config|experiment> [overrides]             the resolved config as YAML
 """
@@ -167,6 +169,33 @@ def report(exp_dir):
         raise ConfigError(str(err)) from None
     for path in paths.values():
         click.echo(path)
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.argument("repo_id")
+@click.option("--private", is_flag=True, help="create the repo as private")
+@click.option("--revision", help="branch to push to (default: main)")
+@click.option("--with-optimizer", is_flag=True, help="also push state.pt (optimizer state, ~2x the weights)")
+@click.option("--message", help="commit message")
+def push(path, repo_id, private, revision, with_optimizer, message):
+    """Push a run or experiment directory PATH to the Hugging Face Hub model repo REPO_ID."""
+    from .train.publish import push as push_dir
+
+    url = push_dir(Path(path), repo_id, private=private, revision=revision, with_optimizer=with_optimizer,
+                   message=message)
+    click.echo(f"pushed {path} -> {url}")
+
+
+@main.command()
+@click.argument("repo_id")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="where to put it [runs/hub/<user>--<name>]")
+@click.option("--revision", help="branch, tag or commit (default: main)")
+def pull(repo_id, out_dir, revision):
+    """Download a run or experiment that `normlab push` uploaded to REPO_ID."""
+    from .train.publish import describe_pull, pull as pull_dir
+
+    click.echo(describe_pull(pull_dir(repo_id, Path(out_dir) if out_dir else None, revision)))
 
 
 @main.command()

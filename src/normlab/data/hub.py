@@ -73,7 +73,7 @@ def hub_unreachable(timeout: float = 3.0) -> str:
 
 
 @contextlib.contextmanager
-def _offline_when_unreachable():
+def offline_when_unreachable():
     """Offline mode for both libraries while the Hub cannot be reached; yields why ('' if online)."""
     from huggingface_hub import constants
 
@@ -110,7 +110,7 @@ def _split_docs(texts: Iterator[str], per_line: bool) -> Iterator[str]:
 def _dataset_splits(spec: HubSource, cache: Path) -> tuple[dict[str, Callable[[], Iterator[str]]], str]:
     import datasets
 
-    with _offline_when_unreachable() as unreachable:
+    with offline_when_unreachable() as unreachable:
         try:
             ds = datasets.load_dataset(spec.repo, spec.config, revision=spec.revision, cache_dir=str(cache))
         except Exception as err:  # the library raises many types (ConnectionError, DatasetNotFoundError, ...)
@@ -133,7 +133,7 @@ def _file_splits(spec: HubSource, cache: Path) -> tuple[dict[str, Callable[[], I
     from huggingface_hub import constants, hf_hub_download
 
     paths = {}
-    with _offline_when_unreachable() as unreachable:
+    with offline_when_unreachable() as unreachable:
         for split, filename in spec.files.items():
             try:
                 paths[split] = Path(hf_hub_download(spec.repo, filename, repo_type="dataset", revision=spec.revision,
