@@ -36,23 +36,26 @@ def _split(variant: str) -> tuple[str, str]:
     return (scheme, lr) if scheme else (variant, "")
 
 
-def _run_lr_and_vocab(run: RunData) -> tuple[float, int]:
+def _lr_and_vocab(run: RunData) -> tuple[float, int]:
+    """(train.lr, model.vocab_size) from the run's config; the lr from the variant name if it has none."""
     path = run.run_dir / "config.yaml"
     cfg = read_yaml(path) if path.exists() else {}
     lr = (cfg.get("train") or {}).get("lr")
-    if lr is None:
-        lr = float(_split(run.variant)[1])
-    return float(lr), int((cfg.get("model") or {}).get("vocab_size") or 0)
+    return float(lr if lr is not None else _split(run.variant)[1]), int((cfg.get("model") or {}).get("vocab_size") or 0)
 
 
-def grid(groups: dict[str, list[RunData]]) -> dict[str, dict[float, list[RunData]]]:
-    """scheme -> lr -> runs (schemes in the experiment's order, lrs ascending)."""
+def grid(groups: dict[str, list[RunData]]) -> tuple[dict[str, dict[float, list[RunData]]], dict[str, int]]:
+    """scheme -> lr -> runs (schemes in the experiment's order, lrs ascending), and scheme -> vocab size;
+    each run's config is read once."""
     out: dict[str, dict[float, list[RunData]]] = {}
+    vocab: dict[str, int] = {}
     for variant, runs in groups.items():
         scheme = _split(variant)[0]
         for r in runs:
-            out.setdefault(scheme, {}).setdefault(_run_lr_and_vocab(r)[0], []).append(r)
-    return {s: dict(sorted(cells.items())) for s, cells in out.items()}
+            lr, v = _lr_and_vocab(r)
+            out.setdefault(scheme, {}).setdefault(lr, []).append(r)
+            vocab[scheme] = max(vocab.get(scheme, 0), v)
+    return {s: dict(sorted(cells.items())) for s, cells in out.items()}, vocab
 
 
 def capped_loss(run: RunData, l0: float) -> float:
@@ -76,9 +79,9 @@ def sensitivity(cells: dict[float, list[RunData]], l0: float) -> Stat:
 def summarize(groups: dict[str, list[RunData]]) -> list[dict]:
     """One dict per scheme: the loss at each lr, best lr, basin, divergences, LR sensitivity."""
     out = []
-    for scheme, cells in grid(groups).items():
-        vocab = max((_run_lr_and_vocab(r)[1] for runs in cells.values() for r in runs), default=0)
-        l0 = math.log(vocab) if vocab > 1 else float("nan")
+    cells_by_scheme, vocab = grid(groups)
+    for scheme, cells in cells_by_scheme.items():
+        l0 = math.log(vocab[scheme]) if vocab[scheme] > 1 else float("nan")
         per_lr = []
         for lr, runs in cells.items():
             done = stat(r.summary.get("val_loss") for r in runs if r.status == "complete")
@@ -131,18 +134,20 @@ def _summary_table(entries: list[dict]) -> str:
     lines = ["| scheme | best lr | best val loss | vs the grid's best | basin (within 0.1 nats of best) | "
              "lowest lr with a divergence | LR sensitivity (mean ± std over seeds) |", "|---|---|---|---|---|---|---|"]
     for e in entries:
+        if e["best_lr"]:
+            best = f"{_fmt_lr(e['best_lr'])} | {e['best_loss']:.3f} | +{e['gap_to_overall_best']:.3f}"
+        else:
+            best = "n/a | n/a | n/a"
         basin = (f"{_fmt_lr(e['basin'][0])} .. {_fmt_lr(e['basin'][1])} ({e['basin_size']} lr)"
                  if e["basin"] else "none")
+        bad = _fmt_lr(e["lowest_diverging_lr"]) if e["lowest_diverging_lr"] else "none"
         sens = (f"{e['sensitivity']:.3f} ± {e['sensitivity_std']:.3f}" if np.isfinite(e["sensitivity"]) else "n/a")
-        lines.append(f"| {e['scheme']} | {_fmt_lr(e['best_lr'])} | {e['best_loss']:.3f} | "
-                     f"+{e['gap_to_overall_best']:.3f} | {basin} | " if e["best_lr"] else
-                     f"| {e['scheme']} | n/a | n/a | n/a | {basin} | ")
-        lines[-1] += f"{_fmt_lr(e['lowest_diverging_lr']) if e['lowest_diverging_lr'] else 'none'} | {sens} |"
+        lines.append(f"| {e['scheme']} | {best} | {basin} | {bad} | {sens} |")
     return "\n".join(lines)
 
 
 def _figure(entries: list[dict]):
-    from .plots import plt
+    from .plots import finish, plt
 
     fig, ax = plt.subplots(figsize=(8, 4.6))
     top = max((e["l0"] for e in entries if np.isfinite(e["l0"])), default=None)
@@ -162,8 +167,6 @@ def _figure(entries: list[dict]):
         ax.annotate("ln V (uniform prediction); × = a seed diverged", (0.99, top), xycoords=("axes fraction", "data"),
                     ha="right", va="top", fontsize=8, color="grey")
     ax.set_xscale("log")
-    from .plots import finish
-
     finish(fig, ax, "Final validation loss vs learning rate (mean ± std over seeds)", "peak learning rate",
            "validation loss (nats/token)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)

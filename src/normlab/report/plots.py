@@ -1,6 +1,8 @@
 """Figures: data in, matplotlib Figure out (no file I/O). Curves are mean over seeds ± std band."""
 from __future__ import annotations
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -60,10 +62,12 @@ def cumulative_mean(x: np.ndarray) -> np.ndarray:
 
 
 def _band(ax, steps, curves, label, color):
-    mean = np.nanmean(curves, axis=0)
+    with warnings.catch_warnings():  # steps where every seed had stopped (diverged) are NaN: no line there
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(curves, axis=0)
+        std = np.nanstd(curves, axis=0)
     ax.plot(steps, mean, color=color, label=label, lw=1.6)
     if curves.shape[0] > 1:
-        std = np.nanstd(curves, axis=0)
         ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.18, lw=0)
 
 
