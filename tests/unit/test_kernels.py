@@ -65,13 +65,12 @@ def test_norms_take_the_cpu_kernel_and_agree_with_the_reference_form(kind, fn):
     assert type(y.grad_fn).__name__ == fn
     gy = torch.randn_like(y)
     grads = torch.autograd.grad(y, [x, *norm.parameters()], gy)
-    original = kernels.use_cpu_kernels
-    kernels.use_cpu_kernels = lambda t, min_numel=0: False
+    kernels.ENABLED = False
     try:
         y_ref = norm(x)
         grads_ref = torch.autograd.grad(y_ref, [x, *norm.parameters()], gy)
     finally:
-        kernels.use_cpu_kernels = original
+        kernels.ENABLED = True
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
     for got, want in zip(grads, grads_ref):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
@@ -101,3 +100,19 @@ def test_compiled_norm_matches_eager_kernel(kind):
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
     for a, b in zip(g_comp, g_eager):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_second_derivatives_raise_instead_of_being_wrong():
+    x, w = _x(2, 3, 4), _param(4)
+    (g,) = torch.autograd.grad(kernels.rms_norm(x, w, 1e-6).pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad|double backward"):
+        g.sum().backward()
+    kernels.ENABLED = False        # the escape hatch: the written-out formula has second derivatives
+    try:
+        x2 = x.detach().clone().requires_grad_()
+        (g,) = torch.autograd.grad(build_norm(NormConfig(kind="rmsnorm"), 4).double()(x2).pow(2).sum(), x2,
+                                   create_graph=True)
+        g.sum().backward()
+        assert torch.isfinite(x2.grad).all()
+    finally:
+        kernels.ENABLED = True

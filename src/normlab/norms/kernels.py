@@ -19,16 +19,24 @@ of the written-out formula is better still.
 - `dyt`: tanh(a x) = 2 sigmoid(2 a x) - 1 (torch.sigmoid is vectorized), so the forward is a
   sigmoid and one fused multiply-add and the backward uses ATen's fused sigmoid_backward. The
   error of 2 s - 1 is absolute, about 1 ulp of 1 (6e-8), not relative to tanh's value.
+
+The backwards are first-order only (`once_differentiable`): code that needs second derivatives
+(gradient penalties, Hessian-vector products) gets an error, and can set
+`normlab.norms.kernels.ENABLED = False` to run the written-out formulas instead.
 """
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
+
+
+ENABLED = True  # False: every norm runs its written-out autograd formula (e.g. for double backward)
 
 
 def use_cpu_kernels(x: torch.Tensor, min_numel: int = 0) -> bool:
     """True where these forms beat torch's own: eager, CPU, float32/float64, at least `min_numel`
     elements (below it a kernel's extra Python and tiny ops can cost more than they save)."""
-    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    return (ENABLED and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
             and x.numel() >= min_numel and not torch.compiler.is_compiling())
 
 
@@ -44,7 +52,8 @@ class _RMSNorm(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, gy):
+    @once_differentiable  # rstd etc. are saved without a graph: a double backward would treat them as
+    def backward(ctx, gy):  # constants and be silently wrong, so it raises instead
         x, weight, rstd = ctx.saved_tensors
         d = x.shape[-1]
         need_w = weight is not None and ctx.needs_input_grad[1]
@@ -78,6 +87,7 @@ class _ScaleNorm(torch.autograd.Function):
         return x * (r * scale)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, gy):
         x, scale, r, unclamped = ctx.saved_tensors
         dots = torch.linalg.vecdot(gy, x, dim=-1).unsqueeze_(-1)      # gy . x per row
@@ -104,6 +114,7 @@ class _DyT(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, gy):
         x, alpha, weight, s = ctx.saved_tensors
         h = torch.ops.aten.sigmoid_backward(gy * (4 * weight), s)     # = d loss / d(a x)
