@@ -39,8 +39,8 @@ def candidates(d: int, modes: list[str]) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", nargs=3, type=int, default=[16, 256, 256], metavar=("B", "T", "C"))
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--calls", type=int, default=5, help="calls per round and candidate (their mean is one sample)")
+    ap.add_argument("--rounds", type=int, default=41)
+    ap.add_argument("--calls", type=int, default=10, help="calls per round and candidate (their mean is one sample)")
     ap.add_argument("--eager-only", action="store_true")
     ap.add_argument("--written-out", action="store_true", help="eager without norms/kernels.py")
     ap.add_argument("--threads", type=int, default=0)
