@@ -157,8 +157,8 @@ class TrainConfig:
     """weight of the z-loss mean(logsumexp(z)^2) (PaLM uses 1e-4); 0 = off"""
     seed: int = 0
     """seed of init, data order and sampling: one seed, one bit-identical CPU run"""
-    log_every: int = 1
-    """write metrics every N steps"""
+    log_every: int = 10
+    """read the buffered per-step losses every N steps (the step's only host sync; every step is still written)"""
     eval_every: int = 100
     """validation every N steps (and at the end)"""
     eval_batches: int = 8
