@@ -66,7 +66,9 @@ def retain_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    _retained = bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
+    # older glibc caps the mmap threshold at 32 MiB (HEAP_MAX_SIZE / 2): fall back to that cap
+    mapped = any(mallopt(_M_MMAP_THRESHOLD, size) for size in (1 << 30, 32 << 20))
+    _retained = bool(mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)) and mapped
     return _retained
 
 
