@@ -28,8 +28,9 @@ REF_TUNED = "reference + compile + fused AdamW"
 def variants(kinds, placements, compile_modes: list[str]) -> list[tuple[str, str, str]]:
     """(kind, placement, compile): every valid kind x placement eager (placements without norm
     slots once, as "-"), then each kind at `pre` under each requested compile mode."""
+    pairs = valid_pairs()
     out, seen_normless = [], set()
-    for kind, placement in valid_pairs():
+    for kind, placement in pairs:
         if kind not in kinds or placement not in placements:
             continue
         if not PLACEMENTS[placement].slots:
@@ -38,7 +39,7 @@ def variants(kinds, placements, compile_modes: list[str]) -> list[tuple[str, str
                 seen_normless.add(placement)
             continue
         out.append((kind, placement, "none"))
-    out += [(k, "pre", c) for c in compile_modes for k in sorted(kinds) if (k, "pre") in valid_pairs()]
+    out += [(k, "pre", c) for c in compile_modes for k in sorted(kinds) if (k, "pre") in pairs]
     return out
 
 

@@ -52,7 +52,7 @@ def test_dyt_gradcheck(weight, bias):
 
 @pytest.mark.parametrize("kind,fn", [("rmsnorm", "_RMSNormBackward"), ("preaffine_rmsnorm", "_RMSNormBackward"),
                                      ("scalenorm", "_ScaleNormBackward"), ("dyt", "_DyTBackward")])
-def test_norms_take_the_cpu_kernel_and_agree_with_the_reference_form(kind, fn):
+def test_norms_take_the_cpu_kernel_and_agree_with_the_reference_form(kind, fn, monkeypatch):
     """float32 on the CPU takes the kernel; the same module on the written-out path (what CUDA and
     compile run) gives the same output and gradients to float32 rounding."""
     torch.manual_seed(0)
@@ -65,12 +65,9 @@ def test_norms_take_the_cpu_kernel_and_agree_with_the_reference_form(kind, fn):
     assert type(y.grad_fn).__name__ == fn
     gy = torch.randn_like(y)
     grads = torch.autograd.grad(y, [x, *norm.parameters()], gy)
-    kernels.ENABLED = False
-    try:
-        y_ref = norm(x)
-        grads_ref = torch.autograd.grad(y_ref, [x, *norm.parameters()], gy)
-    finally:
-        kernels.ENABLED = True
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    y_ref = norm(x)
+    grads_ref = torch.autograd.grad(y_ref, [x, *norm.parameters()], gy)
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
     for got, want in zip(grads, grads_ref):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
@@ -102,17 +99,14 @@ def test_compiled_norm_matches_eager_kernel(kind):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_second_derivatives_raise_instead_of_being_wrong():
+def test_second_derivatives_raise_instead_of_being_wrong(monkeypatch):
     x, w = _x(2, 3, 4), _param(4)
     (g,) = torch.autograd.grad(kernels.rms_norm(x, w, 1e-6).pow(2).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|does not require grad|double backward"):
         g.sum().backward()
-    kernels.ENABLED = False        # the escape hatch: the written-out formula has second derivatives
-    try:
-        x2 = x.detach().clone().requires_grad_()
-        (g,) = torch.autograd.grad(build_norm(NormConfig(kind="rmsnorm"), 4).double()(x2).pow(2).sum(), x2,
-                                   create_graph=True)
-        g.sum().backward()
-        assert torch.isfinite(x2.grad).all()
-    finally:
-        kernels.ENABLED = True
+    monkeypatch.setattr(kernels, "ENABLED", False)   # the escape hatch: the written-out formula has second derivatives
+    x2 = x.detach().clone().requires_grad_()
+    (g,) = torch.autograd.grad(build_norm(NormConfig(kind="rmsnorm"), 4).double()(x2).pow(2).sum(), x2,
+                               create_graph=True)
+    g.sum().backward()
+    assert torch.isfinite(x2.grad).all()

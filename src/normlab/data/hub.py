@@ -46,8 +46,13 @@ HUB_SOURCES: dict[str, HubSource] = {s.name: s for s in [
 ]}
 
 
+def first_line(err: Exception) -> str:
+    """The first line of a library exception's message (they run to pages), at most 300 characters."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+
+
 def offline_error(spec: HubSource, cache: Path, err: Exception, unreachable: str = "") -> ConfigError:
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    first = first_line(err)
     why = f"; {unreachable}, so only the cache was read" if unreachable else ""
     return ConfigError(
         f"data.source={spec.name}: could not load {spec.repo} from the Hugging Face Hub or the cache "

@@ -10,8 +10,8 @@ def rms_normalize(x: torch.Tensor, eps: float, weight: torch.Tensor | None = Non
     """weight * x / sqrt(mean(x^2) + eps), statistics in at least float32 (HF Llama/OLMo 2 convention).
 
     Three forms, one formula (they agree to float rounding; tests/unit/test_kernels.py):
-    eager float32/64 on the CPU takes kernels.rms_norm (fused LayerNorm backward, within ~1.3-2x
-    of F.layer_norm where F.rms_norm's composite costs 4-10x; benchmarks/norm_kernels.py);
+    eager float32/64 on the CPU takes kernels.rms_norm (fused LayerNorm backward, ~1.55x
+    F.layer_norm where F.rms_norm's composite costs 4-10x; benchmarks/norm_kernels.py);
     float32/64 elsewhere takes F.rms_norm (fused kernels on CUDA; under torch.compile inductor fuses
     it); lower precisions are upcast by hand so the statistics are float32 whatever the kernel does.
     """

@@ -13,7 +13,8 @@ import numpy as np  # noqa: E402
 _FIXED = {"pre": "tab:green", "post": "tab:orange", "none": "tab:red"}
 
 
-def color_of(variant: str, order: list[str]) -> str:
+def color_of(variant: str, order: list[str]):
+    """A matplotlib colour: seed 003's fixed ones, tab10 for up to 10 variants, else a turbo ramp."""
     if variant in _FIXED:
         return _FIXED[variant]
     i = order.index(variant)

@@ -34,8 +34,11 @@ from ..config import TrainConfig
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def setup_backends(device: torch.device) -> None:
-    """TF32 matmuls and convolutions on CUDA (10-bit mantissa inputs, fp32 accumulation)."""
+def setup_backends(device: torch.device, cfg: TrainConfig) -> None:
+    """TF32 matmuls and convolutions on CUDA (10-bit mantissa inputs, fp32 accumulation); on the CPU,
+    glibc keeps freed tensor memory when train.cpu_malloc=retain."""
+    if device.type == "cpu" and cfg.cpu_malloc == "retain":
+        retain_freed_memory()
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -172,9 +172,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
     ranks = dist.init(cfg.train.device)  # torchrun: one process per rank; else a no-op
     device = dist.device_for(ranks, resolve_device(cfg.train.device))
     dist.check_batch(cfg.train, ranks)
-    accel.setup_backends(device)
-    if device.type == "cpu" and cfg.train.cpu_malloc == "retain":
-        accel.retain_freed_memory()
+    accel.setup_backends(device, cfg.train)
     cfg, corpus = _prepare(cfg, run_dir, resume, write=ranks.is_main)
     dist.barrier(ranks)
     torch.manual_seed(cfg.train.seed)

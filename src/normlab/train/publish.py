@@ -126,8 +126,9 @@ def _hub():
 
 
 def _hub_error(action: str, repo_id: str, err: Exception) -> ConfigError:
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-    return ConfigError(f"could not {action} {repo_id} ({type(err).__name__}: {first}). Check the repo id, your "
+    from ..data.hub import first_line
+
+    return ConfigError(f"could not {action} {repo_id} ({type(err).__name__}: {first_line(err)}). Check the repo id, your "
                        "connection and your token (HF_TOKEN, or `hf auth login`)")
 
 
