@@ -54,13 +54,10 @@ def common_rows(groups: dict[str, list[RunData]]) -> list[Row]:
 
 def data_note(groups: dict[str, list[RunData]]) -> str:
     """Which text the runs trained and were validated on (from the first run's config.yaml)."""
-    import yaml
-
     for rs in groups.values():
         for r in rs:
-            path = r.run_dir / "config.yaml"
-            if path.exists():
-                d = (yaml.safe_load(path.read_text()) or {}).get("data", {})
+            if r.config:
+                d = r.config.get("data", {})
                 val = d.get("val_source") or "the source's validation split or a held-out fraction"
                 return (f"Data: trained on {d.get('source')}, validated on {val}; tokenizer {d.get('tokenizer')}"
                         + (f" (vocab {d.get('bpe_vocab_size')})" if d.get("tokenizer") == "bpe" else "") + ".")

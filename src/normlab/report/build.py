@@ -20,12 +20,7 @@ VERDICT_MARK = {"reproduced": "✅ reproduced", "not reproduced": "❌ not repro
 
 def _task(runs: list[RunData]) -> str:
     """data.task of a variant's runs (lm, reverse, sort): losses of different tasks share no axis."""
-    from ..config.load import read_yaml
-
-    for r in runs:
-        if (r.run_dir / "config.yaml").exists():
-            return (read_yaml(r.run_dir / "config.yaml").get("data") or {}).get("task", "lm")
-    return "lm"
+    return next(((r.config.get("data") or {}).get("task", "lm") for r in runs if r.config), "lm")
 
 
 def _figures(groups: dict[str, list[RunData]]) -> dict[str, object]:

@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 
-from ..config.load import read_yaml
 from .analysis import Analysis, common_rows, register_analysis
 from .runs import RunData
 from .stats import Claim, Stat, compare_lower, stat
@@ -38,15 +37,13 @@ def _split(variant: str) -> tuple[str, str]:
 
 def _lr_and_vocab(run: RunData) -> tuple[float, int]:
     """(train.lr, model.vocab_size) from the run's config; the lr from the variant name if it has none."""
-    path = run.run_dir / "config.yaml"
-    cfg = read_yaml(path) if path.exists() else {}
-    lr = (cfg.get("train") or {}).get("lr")
-    return float(lr if lr is not None else _split(run.variant)[1]), int((cfg.get("model") or {}).get("vocab_size") or 0)
+    lr = (run.config.get("train") or {}).get("lr")
+    return (float(lr if lr is not None else _split(run.variant)[1]),
+            int((run.config.get("model") or {}).get("vocab_size") or 0))
 
 
 def grid(groups: dict[str, list[RunData]]) -> tuple[dict[str, dict[float, list[RunData]]], dict[str, int]]:
-    """scheme -> lr -> runs (schemes in the experiment's order, lrs ascending), and scheme -> vocab size;
-    each run's config is read once."""
+    """scheme -> lr -> runs (schemes in the experiment's order, lrs ascending), and scheme -> vocab size."""
     out: dict[str, dict[float, list[RunData]]] = {}
     vocab: dict[str, int] = {}
     for variant, runs in groups.items():

@@ -1,12 +1,14 @@
 """Read finished run directories into plain arrays (the report never trains)."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..config.load import read_yaml
 from ..train.rundir import read_json, read_metrics
 
 
@@ -23,6 +25,12 @@ class RunData:
     @property
     def status(self) -> str:
         return self.summary.get("status", "unknown")
+
+    @functools.cached_property
+    def config(self) -> dict:
+        """The run's resolved config.yaml as a plain dict ({} when there is none), read once."""
+        path = self.run_dir / "config.yaml"
+        return (read_yaml(path) or {}) if path.exists() else {}
 
 
 def _split_name(name: str) -> tuple[str, int]:

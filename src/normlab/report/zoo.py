@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config.load import read_yaml
 from .analysis import Analysis, Row, common_rows, register_analysis
 from .runs import RunData
 from .stats import Claim, compare_lower, stat, t_interval
@@ -22,9 +21,8 @@ def _pair(runs: list[RunData]) -> tuple[str, str]:
     from ..model import PLACEMENTS, kind_is_used
 
     for r in runs:
-        path = r.run_dir / "config.yaml"
-        if path.exists():
-            norm = read_yaml(path)["model"]["norm"]
+        if r.config:
+            norm = r.config["model"]["norm"]
             used = norm["placement"] not in PLACEMENTS or kind_is_used(norm["placement"]) or norm["final"] == "always"
             return (norm["kind"] if used else "-"), norm["placement"]
     return "?", "?"
