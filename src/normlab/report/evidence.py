@@ -3,14 +3,14 @@
 Implements the table of shared/reference/evidence.md ("Evidence for claims: which test, which effect
 size, which verdict"); every distribution and test comes from `scipy.stats`:
 
-| claim shape (evidence.md)               | function                 | test                                  | effect size, CI             |
-|-----------------------------------------|--------------------------|---------------------------------------|-----------------------------|
-| a < b, continuous, paired by seed       | paired()                 | ttest_rel one-sided; check: sign-flip | mean(d), t CI; d_z          |
-| metric with ties or std 0               | paired(discrete=True)    | exact sign-flip permutation           | mean(d), CI by inverting it |
-| a < b, unpaired                         | unpaired()               | Welch ttest_ind                       | Welch CI; Hedges' g         |
-| a ≈ b within a stated margin            | equivalence()            | TOST (two one-sided tests)            | CI inside ±margin           |
-| share of samples, a vs b                | proportions()            | fisher_exact one-sided                | Newcombe CI; Cohen's h      |
-| several claims of one experiment        | holm()                   | Holm step-down adjustment             |                             |
+| claim shape (evidence.md)       | function              | test                            | effect size, CI        |
+|---------------------------------|-----------------------|---------------------------------|------------------------|
+| a < b, continuous, paired       | paired()              | ttest_rel; check: sign-flip     | mean(d), t CI; d_z     |
+| metric with ties or std 0       | paired(discrete=True) | exact sign-flip permutation     | CI by inverting it     |
+| a < b, unpaired                 | unpaired()            | Welch ttest_ind                 | Welch CI; Hedges' g    |
+| a ≈ b within a stated margin    | equivalence()         | TOST (two one-sided tests)      | CI inside ±margin      |
+| share of samples, a vs b        | proportions()         | fisher_exact one-sided          | Newcombe CI; Cohen's h |
+| several claims, one experiment  | holm()                | Holm step-down adjustment       |                        |
 
 verdict() turns evidence and a Holm-adjusted p into evidence.md's verdict words; n_needed() and
 power_line() size a replication when the word is "not enough evidence".
@@ -51,8 +51,8 @@ REL_TOL = 1e-12           # sd(d) below REL_TOL * max|input| is float noise from
 class Evidence:
     """One claim's test result, in the metric's units, with enough context to print and re-check it."""
     test: str
-    n: int
-    estimate: float
+    n: int                        # pairs (paired); min of the two sides (unpaired, proportions)
+    estimate: float               # mean(a - b) | mean(a) - mean(b) | p_a - p_b, in the metric's units
     ci95: tuple[float, float]
     p: float
     effect_size: dict
@@ -90,7 +90,7 @@ def _values(x, name: str) -> np.ndarray:
     """1-D float array; NaN/inf raise, because how a diverged run counts is the caller's decision."""
     arr = np.asarray(x, dtype=float)
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name}: expected a non-empty 1-D sequence of per-seed values, got shape {arr.shape}")
+        raise ValueError(f"{name}: expected a non-empty 1-D sequence of per-seed values, got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN/inf (a diverged run?): decide how it counts before testing")
     return arr
@@ -159,7 +159,7 @@ def signflip_name(n: int) -> str:
 
 
 def signflip_p(d, direction: str) -> float:
-    """One-sided p of mean(d) under independent sign flips (scipy permutation_test, one sample): exact to n = 16."""
+    """One-sided p of mean(d) under independent sign flips (scipy permutation_test): exact to n = 16."""
     d = _values(d, "d")
     exact = d.size <= EXACT_MAX_N
     res = stats.permutation_test((d,), _mean_stat, permutation_type="samples", vectorized=True,
@@ -187,7 +187,7 @@ def signflip_ci(d, level: float = LEVEL) -> tuple[float, float]:
 
 
 def _shift_ci(d: np.ndarray) -> tuple[tuple[float, float], str]:
-    """CI of mean(d) without a normality assumption: exact inversion to 16 pairs, percentile bootstrap above."""
+    """CI of mean(d) with no normality assumption: exact inversion to 16 pairs, percentile bootstrap above."""
     if d.size <= EXACT_MAX_N:
         return signflip_ci(d), "CI: exact inversion of the sign-flip test (subset means of d)"
     res = stats.bootstrap((d,), np.mean, method="percentile", n_resamples=MC_RESAMPLES, **_rng_kw())
@@ -205,7 +205,7 @@ def _small_n_note(n: int) -> list[str]:
 # ---------------------------------------------------------------- paired, unpaired, equivalence
 
 def paired(a, b, direction, *, discrete=False, units="") -> Evidence:
-    """a vs b on the same seeds: test the per-seed differences d = a - b (pairing removes shared seed noise)."""
+    """a vs b on the same seeds: test per-seed differences d = a - b (pairing removes shared seed noise)."""
     a, b = _pairs(a, b)
     return _paired(a, b, _direction(direction), discrete, units)
 
@@ -240,7 +240,7 @@ def _paired_exact(d, direction, zero, units) -> Evidence:
         notes = ["sd of differences is 0 (discrete metric): exact permutation test used; 0 spread over "
                  f"{n} seeds means 'discrete', not 'certain'"]
     else:
-        notes = ["discrete metric (ties are structural): exact sign-flip permutation test instead of a t-test"]
+        notes = ["discrete metric (ties are structural): exact sign-flip permutation test, not a t-test"]
     (lo, hi), how = _shift_ci(d)
     notes.append(how)
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -261,7 +261,7 @@ def _welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def hedges_g(a, b) -> tuple[float, float]:
-    """Hedges' g (Cohen's d on the pooled sd, times J = 1 - 3 / (4 df - 1), df = n_a + n_b - 2) and the pooled sd."""
+    """Hedges' g (Cohen's d on the pooled sd times J = 1 - 3/(4 df - 1), df = n_a + n_b - 2), pooled sd."""
     a, b = _values(a, "a"), _values(b, "b")
     df = a.size + b.size - 2
     sp = math.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / df)
@@ -339,7 +339,7 @@ def cohen_h(p_a: float, p_b: float) -> float:
 
 
 def proportions(k_a, n_a, k_b, n_b, direction) -> Evidence:
-    """Share of samples a vs b (e.g. degenerate): one-sided Fisher exact on the 2x2 counts, Newcombe CI, Cohen's h."""
+    """Share of samples a vs b (e.g. degenerate): one-sided Fisher exact on the 2x2, Newcombe CI, Cohen's h."""
     (k_a, n_a), (k_b, n_b) = _counts(k_a, n_a, "a"), _counts(k_b, n_b, "b")
     direction = _direction(direction)
     table = [[k_a, n_a - k_a], [k_b, n_b - k_b]]
