@@ -4,7 +4,7 @@ Two loaders, both the libraries' own: `datasets.load_dataset` for datasets with 
 layout (TinyStories, WikiText-2, Tiny Shakespeare's parquet export) and
 `huggingface_hub.hf_hub_download` for plain files (the CS336 OpenWebText sample, gzipped text).
 Any failure to fetch (offline, no such repo) becomes a ConfigError naming the source, the cache
-path and the `text:<path>` alternative, never a library traceback.
+path and the `text:<path>` alternative, never a library traceback; so does a missing `hf` extra.
 """
 from __future__ import annotations
 
