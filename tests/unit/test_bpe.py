@@ -1,12 +1,15 @@
 """Byte-level BPE, token memmaps and their cache, held-out splits, bits per byte."""
+import inspect
+import json
 import math
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from normlab.config import ConfigError, load_config
-from normlab.data import BPETokenizer, build_corpus, load_tokenizer, prepare_bpe
+from normlab.data import BPETokenizer, CharTokenizer, build_corpus, load_tokenizer, prepare_bpe
 from normlab.data import tokens as tokens_mod
 from normlab.data.bpe import chunks
 from normlab.data.tokens import bits_per_byte, byte_entropy, encode_split
@@ -102,3 +105,93 @@ def test_bpe_settings_are_checked(tmp_path):
         load_config("debug", ["data.tokenizer=bpe", "data.batching=doc"])
     with pytest.raises(ConfigError, match="at least 256 byte symbols"):
         load_config("debug", ["data.tokenizer=bpe", "data.bpe_vocab_size=100"])
+
+
+def test_decode_returns_every_non_boundary_special_token_verbatim(tmp_path):
+    """HF's decode(skip_special_tokens=False) sends special tokens through the ByteLevel decoder,
+    which maps their characters as byte symbols: '<|café|>' came back as '<|caf\ufffd|>'."""
+    _, lines = _corpus(tmp_path)
+    tok = BPETokenizer.train(iter(lines), 300, ["<|endoftext|>", "<|end of turn|>", "<|café|>"])
+    text = "the cat<|end of turn|> sat <|café|>on<|endoftext|> the mat<|café|>"
+    ids = tok.encode(text)
+    assert ids.count(tok.bos) == 1 and len(ids) < len(text)
+    assert tok.decode(ids) == "the cat<|end of turn|> sat <|café|>on the mat<|café|>"
+
+
+def test_tokenizer_json_without_special_tokens(tmp_path):
+    _, lines = _corpus(tmp_path)
+    path = tmp_path / "tokenizer.json"
+    BPETokenizer.train(iter(lines), 300, ["<|endoftext|>"]).save(path)
+    data = json.loads(path.read_text())
+    data["added_tokens"] = []
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as err:
+        load_tokenizer(path)
+    assert str(err.value) == (f"{path}: the tokenizer has no special (added) token; a boundary special token is "
+                              "required (the first one separates documents)")
+
+
+@pytest.mark.parametrize("text", ['{"kind": "char", "chars": ["a", "b"', '{"kind": "char", "chars": "ab"}',
+                                  '{"kind": "char"}', '{"version": "1.0", "added_tokens": [], "model": ', "[1, 2]"])
+def test_unreadable_tokenizer_json_names_the_file(tmp_path, text):
+    path = tmp_path / "tokenizer.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_tokenizer(path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+def test_encode_iterable_streams_exactly_the_ids_of_one_encode(tmp_path):
+    path, lines = _corpus(tmp_path)
+    tok = BPETokenizer.train(iter(lines), 300, ["<|endoftext|>", "<|end of turn|>"])
+    # runs of spaces, tabs, CRLF, a special token with a space inside, leading/trailing space
+    extra = "  the  cat\t\tsat \r\n\n  on<|end of turn|> the mat<|endoftext|>ünï  \n   \n"
+    path.write_text(path.read_text() + extra * 50)
+    whole = tok.encode(path.read_text())
+    with open(path) as f:
+        ids = tok.encode_iterable(f, max_chars=64)       # a small max_chars: hundreds of cuts
+        assert inspect.isgenerator(ids)
+        assert list(ids) == whole
+    for max_chars in (0, 1, 7, 1 << 16):                 # from a cut at every safe point to none
+        with open(path) as f:
+            assert list(tok.encode_iterable(f, max_chars=max_chars)) == whole
+    char = CharTokenizer.fit(lines)
+    assert inspect.isgenerator(char.encode_iterable(iter(lines)))
+    assert list(char.encode_iterable(iter(lines))) == char.encode("".join(lines))
+
+
+def test_a_document_longer_than_a_batch_is_streamed_to_the_same_ids(tmp_path, monkeypatch):
+    _, lines = _corpus(tmp_path)
+    tok = BPETokenizer.train(iter(lines), 300, ["<|endoftext|>"])
+    docs = ["a short one", " ".join(lines), "tail"]           # the middle one is ~20x max_chars
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return BPETokenizer.encode_iterable(tok, *args, **kwargs)
+    monkeypatch.setattr(tok, "encode_iterable", counted)
+    stats = encode_split(tok, iter(docs), tmp_path / "a.bin", None, None, max_chars=1000)
+    expected = [tok.bos] + [i for d in docs for i in tok.encode(d) + [tok.bos]]
+    assert np.fromfile(tmp_path / "a.bin", dtype=np.uint16).tolist() == expected and calls == [1]
+    assert stats["n_tokens"] == len(expected) and stats["n_docs"] == 3
+
+
+def test_vocab_size_is_bounded_before_the_library_aborts():
+    with pytest.raises(ConfigError) as err:
+        load_config("debug", ["data.tokenizer=bpe", "data.bpe_vocab_size=1000000000"])
+    assert str(err.value).startswith("data.bpe_vocab_size=1000000000 is too large: allowed 257 .. 1048576 (2**20")
+    assert load_config("debug", ["data.tokenizer=bpe", f"data.bpe_vocab_size={2 ** 20}"]).data.bpe_vocab_size == 2 ** 20
+
+
+def test_bpe_without_the_tokenizers_package(tmp_path, monkeypatch):
+    path, lines = _corpus(tmp_path)
+    saved = tmp_path / "tok.json"
+    BPETokenizer.train(iter(lines), 300, ["<|endoftext|>"]).save(saved)
+    monkeypatch.setitem(sys.modules, "tokenizers", None)    # what `import tokenizers` sees when it is missing
+    msg = "data.tokenizer=bpe needs the tokenizers package: pip install 'normlab[hf]'"
+    for call in (lambda: BPETokenizer.train(iter(lines), 300, ["<|endoftext|>"]), lambda: load_tokenizer(saved),
+                 lambda: prepare_bpe(_data_cfg(tmp_path, path))):
+        with pytest.raises(ConfigError) as err:
+            call()
+        assert str(err.value) == msg
+    assert not (tmp_path / "cache").exists()   # refused before any cache (or a good one) is touched

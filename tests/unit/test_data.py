@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from normlab.config import ConfigError, DataConfig
-from normlab.data import IGNORE, CharTokenizer, build_corpus, load_documents, split_documents
+from normlab.config import ConfigError, DataConfig, load_config
+from normlab.data import IGNORE, CharTokenizer, MemmapTokens, TokenData, build_corpus, load_documents, split_documents
 
 
 def test_names_corpus_ships_with_the_install():
@@ -64,3 +64,74 @@ def test_text_source_errors_are_specific(tmp_path):
 def test_tokenizer_rejects_unknown_characters():
     with pytest.raises(ValueError, match="not in the vocabulary"):
         CharTokenizer(list("ab")).encode("abc")
+
+
+def _stream_data(block_size, mode="packed"):
+    """One document 'ab': the stream [B] a b [B] holds 4 tokens, so 4 - block_size windows."""
+    return TokenData(["ab"], CharTokenizer(list("ab")), mode, block_size, name="the tiny split")
+
+
+def test_packed_windows_include_the_last_start():
+    starts = {int(i) for step in range(40) for i in _stream_data(2).batch_index(4, seed=0, step=step)}
+    assert starts == {0, 1}                     # start 1 = len(stream) - block_size - 1, the last window
+    only = _stream_data(3)                      # block_size + 1 tokens: exactly one window
+    b = only.batch(2, seed=0, step=0)
+    assert b.index.tolist() == [0, 0] and b.x.tolist() == [[2, 0, 1]] * 2 and b.y.tolist() == [[0, 1, 2]] * 2
+
+
+def test_memmap_windows_include_the_last_start(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "train.bin"
+    np.arange(5, dtype=np.uint16).tofile(path)
+    stats = {"dtype": "uint16", "n_tokens": 5, "n_bytes": 5}
+    starts = {int(i) for step in range(40) for i in MemmapTokens(path, stats, 3).batch_index(4, 0, step)}
+    assert starts == {0, 1}
+    one = MemmapTokens(path, stats, 4).batch(3, 0, 0)
+    assert one.x.tolist() == [[0, 1, 2, 3]] * 3 and one.y.tolist() == [[1, 2, 3, 4]] * 3
+    with pytest.raises(ConfigError) as err:
+        MemmapTokens(path, stats, 5)
+    assert str(err.value) == (f"the train split ({path}) has 5 tokens, but model.block_size=5 needs at least 6; "
+                              "use more text (data.max_bytes) or a smaller model.block_size")
+
+
+def test_block_size_beyond_a_char_stream_names_both_numbers():
+    with pytest.raises(ConfigError) as err:
+        _stream_data(4)
+    assert str(err.value).startswith("the tiny split has 4 tokens, but model.block_size=4 needs at least 5;")
+    assert _stream_data(99, mode="doc").batch(1, 0, 0).x.shape == (1, 99)   # doc rows pad instead
+
+
+def _capped_by_hand(docs, cap):
+    kept, total = [], 0
+    for d in docs:
+        if total >= cap:
+            break
+        kept.append(d)
+        total += len(d.encode())
+    return kept
+
+
+def test_char_path_honours_max_bytes(tmp_path):
+    lines = [f"document {i:03d} é" for i in range(200)]      # 15 bytes each (é is two)
+    path, val = tmp_path / "train.txt", tmp_path / "val.txt"
+    path.write_text("\n".join(lines) + "\n")
+    val.write_text("\n".join(lines[:50]) + "\n")
+    corpus = build_corpus(DataConfig(source=f"text:{path}", val_source=f"text:{val}", max_bytes=100), block_size=8)
+    assert corpus.train.stats["n_docs"] == 7 and corpus.val.stats["n_docs"] == 7   # 6 * 15 < 100 <= 7 * 15
+    assert corpus.tokenizer.decode(corpus.train.docs[6].tolist()) == lines[6]
+    held = build_corpus(DataConfig(source=f"text:{path}", max_bytes=50, val_frac=0.5), block_size=8)
+    train, val_docs = split_documents(lines, 0.5, 1234)
+    assert held.train.stats["n_docs"] == len(_capped_by_hand(train, 50)) == 4
+    assert held.val.stats["n_docs"] == len(_capped_by_hand(val_docs, 50)) == 4
+    assert build_corpus(DataConfig(source=f"text:{path}"), block_size=8).train.stats["n_docs"] == 180   # 0 = all
+    with pytest.raises(ConfigError, match=r"data.max_bytes=-1 must be >= 0"):
+        load_config("debug", ["data.max_bytes=-1"])
+
+
+@pytest.mark.parametrize("batching", ["doc", "packed"])
+def test_a_split_left_empty_is_a_config_error(tmp_path, batching):
+    path = tmp_path / "two.txt"
+    path.write_text("first\nsecond\n")
+    with pytest.raises(ConfigError, match=r"the train split has no documents .*val_frac=0.9"):
+        build_corpus(DataConfig(source=f"text:{path}", val_frac=0.9, batching=batching), block_size=8)

@@ -1,6 +1,7 @@
 """Sources without the network: local formats, and the HF code paths on files written here."""
 import gzip
 import json
+import sys
 
 import pytest
 
@@ -127,3 +128,42 @@ def test_hub_unreachable_reports_a_closed_port(monkeypatch):
         port = s.getsockname()[1]
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
     assert hub.hub_unreachable(timeout=1.0).startswith(f"127.0.0.1:{port} did not answer")
+
+
+@pytest.mark.parametrize("name, modules, package", [
+    ("tinystories", ["datasets"], "datasets"),
+    ("owt-sample", ["huggingface_hub", "huggingface_hub.constants"], "huggingface_hub")])
+def test_hub_sources_without_the_hf_extra(tmp_path, monkeypatch, name, modules, package):
+    for module in modules:
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ConfigError) as err:
+        open_source(name, tmp_path)
+    assert str(err.value) == f"data.source={name} needs the {package} package: pip install 'normlab[hf]'"
+
+
+def test_parquet_without_pyarrow(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"text": ["one", "two"]}), path)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(ConfigError) as err:
+        load_documents(f"text:{path}")
+    assert str(err.value) == f"reading {path} (.parquet) needs the pyarrow package: pip install 'normlab[hf]'"
+
+
+_NUMBERED = gzip.compress("".join(f"document {i}<|endoftext|>" for i in range(5000)).encode())
+
+
+@pytest.mark.parametrize("data, why", [(gzip.compress("café".encode("latin-1")), "is not UTF-8 text"),
+                                       (_NUMBERED[: len(_NUMBERED) // 2], "the gzip data is truncated")],
+                         ids=["latin-1", "truncated"])
+def test_a_bad_cached_hub_file_names_the_file(tmp_path, offline, data, why):
+    _populate_hub_cache(tmp_path, "stanford-cs336/owt-sample",
+                        {"owt_train.txt.gz": data, "owt_valid.txt.gz": gzip.compress(b"v")})
+    src = open_source("owt-sample", tmp_path)
+    with pytest.raises(ConfigError) as err:
+        list(src.splits["train"]())
+    assert "owt_train.txt.gz" in str(err.value) and why in str(err.value)

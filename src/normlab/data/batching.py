@@ -20,7 +20,7 @@ import numpy as np
 from ..config import ConfigError, DataConfig
 from .corpora import open_source
 from .tokenizer import CharTokenizer
-from .tokens import MemmapTokens, byte_entropy, prepare_bpe
+from .tokens import MemmapTokens, byte_entropy, capped, check_windows, empty_split, prepare_bpe, window_starts
 
 IGNORE = -1
 
@@ -52,12 +52,14 @@ def text_stats(docs: list[str], n_tokens: int) -> dict:
 class TokenData:
     """Tokenized split with deterministic batch sampling."""
 
-    def __init__(self, docs: list[str], tok: CharTokenizer, mode: str, block_size: int):
+    def __init__(self, docs: list[str], tok: CharTokenizer, mode: str, block_size: int, name: str = "the corpus"):
         self.tok, self.mode, self.block_size = tok, mode, block_size
+        if not docs:
+            raise ConfigError(f"{name} has no documents")
         self.docs = [torch.tensor([tok.bos] + tok.encode(d) + [tok.bos]) for d in docs]
         self.stream = torch.cat([d[:-1] for d in self.docs] + [torch.tensor([tok.bos])])
-        if mode == "packed" and len(self.stream) <= block_size + 1:
-            raise ValueError(f"the corpus has {len(self.stream)} tokens, fewer than block_size + 1")
+        if mode == "packed":
+            check_windows(len(self.stream), block_size, name)
         self.stats = text_stats(docs, len(self.stream))
 
     @property
@@ -69,9 +71,10 @@ class TokenData:
 
     def batch_index(self, batch_size: int, seed: int, step: int) -> torch.Tensor:
         """Document indices (doc) or window starts (packed) of batch (seed, step); ranks slice it."""
+        if self.mode == "packed":
+            return window_starts(len(self.stream), self.block_size, batch_size, seed, step)
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        high = len(self.docs) if self.mode == "doc" else len(self.stream) - self.block_size - 1
-        return torch.randint(high, (batch_size,), generator=g)
+        return torch.randint(len(self.docs), (batch_size,), generator=g)
 
     def rows_from_docs(self, index: torch.Tensor) -> Batch:
         T = self.block_size
@@ -100,16 +103,22 @@ class Corpus:
 
 
 def _char_docs(cfg: DataConfig) -> tuple[list[str], list[str]]:
+    """train/val documents, each split cut to data.max_bytes by the BPE path's rule (tokens.capped)."""
     src = open_source(cfg.source, cfg.cache_dir)
-    docs = list(src.splits["train"]())
-    if cfg.val_source:
-        val_src = open_source(cfg.val_source, cfg.cache_dir)
-        return docs, list(val_src.splits.get("validation", val_src.splits["train"])())
-    if "validation" in src.splits:
-        return docs, list(src.splits["validation"]())
-    if len(docs) < 2:
-        raise ConfigError(f"data.source={cfg.source}: need at least 2 non-empty documents, found {len(docs)}")
-    return split_documents(docs, cfg.val_frac, cfg.split_seed)
+    if cfg.val_source or "validation" in src.splits:
+        val_src = open_source(cfg.val_source, cfg.cache_dir) if cfg.val_source else src
+        train = list(capped(src.splits["train"](), cfg.max_bytes))   # stops reading at the cap
+        val = list(capped(val_src.splits.get("validation", val_src.splits["train"])(), cfg.max_bytes))
+    else:
+        docs = list(src.splits["train"]())   # the held-out split shuffles all documents, then caps each side
+        if len(docs) < 2:
+            raise ConfigError(f"data.source={cfg.source}: need at least 2 non-empty documents, found {len(docs)}")
+        halves = split_documents(docs, cfg.val_frac, cfg.split_seed)
+        train, val = (list(capped(iter(d), cfg.max_bytes)) for d in halves)
+    for split, docs in (("train", train), ("val", val)):
+        if not docs:
+            raise empty_split(cfg, split)
+    return train, val
 
 
 def build_corpus(cfg: DataConfig, block_size: int) -> Corpus:
@@ -124,5 +133,7 @@ def build_corpus(cfg: DataConfig, block_size: int) -> Corpus:
 
         return Corpus(tok, Seq2SeqData(train_docs, tok, cfg.task, block_size),
                       Seq2SeqData(val_docs, tok, cfg.task, block_size))
-    return Corpus(tok, TokenData(train_docs, tok, cfg.batching, block_size),
-                  TokenData(val_docs, tok, cfg.batching, block_size))
+    train_name = f"data.source={cfg.source}: the train split"
+    val_name = f"data.source={cfg.val_source or cfg.source}: the val split"
+    return Corpus(tok, TokenData(train_docs, tok, cfg.batching, block_size, train_name),
+                  TokenData(val_docs, tok, cfg.batching, block_size, val_name))

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 from ..config import ConfigError
 from .hub import HUB_SOURCES, open_hub
-from .localtext import iter_documents, text_files
+from .localtext import iter_documents, reading, text_files
 
 
 def _names() -> list[str]:
@@ -50,7 +50,7 @@ def _file_fingerprint(files: list[Path]) -> str:
     h = hashlib.sha256()
     for f in files:
         h.update(str(f.resolve()).encode())
-        with open(f, "rb") as fh:
+        with reading(f), open(f, "rb") as fh:   # the first read of a `text:` file: permission denied starts here
             while block := fh.read(1 << 22):
                 h.update(block)
     return h.hexdigest()

@@ -4,7 +4,7 @@ Two loaders, both the libraries' own: `datasets.load_dataset` for datasets with 
 layout (TinyStories, WikiText-2, Tiny Shakespeare's parquet export) and
 `huggingface_hub.hf_hub_download` for plain files (the CS336 OpenWebText sample, gzipped text).
 Any failure to fetch (offline, no such repo) becomes a ConfigError naming the source, the cache
-path and the `text:<path>` alternative, never a library traceback.
+path and the `text:<path>` alternative, never a library traceback; so does a missing `hf` extra.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 from ..config import ConfigError
+from .errors import cache_folder, first_line, require
 from .localtext import iter_text_file
 
 
@@ -46,11 +47,6 @@ HUB_SOURCES: dict[str, HubSource] = {s.name: s for s in [
 ]}
 
 
-def first_line(err: Exception) -> str:
-    """The first line of a library exception's message (they run to pages), at most 300 characters."""
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-
-
 def offline_error(spec: HubSource, cache: Path, err: Exception, unreachable: str = "") -> ConfigError:
     first = first_line(err)
     why = f"; {unreachable}, so only the cache was read" if unreachable else ""
@@ -66,7 +62,7 @@ def hub_unreachable(timeout: float = 3.0) -> str:
     Without this check an offline machine waits ~25 s in the libraries' retries (1+2+4+8+8 s)
     before failing; with it, an unreachable Hub puts them in offline mode at once, which still
     loads anything already in the cache."""
-    from huggingface_hub import constants
+    constants = require("huggingface_hub.constants", "the Hugging Face Hub")
 
     url = urlparse(constants.ENDPOINT)
     host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
@@ -80,7 +76,7 @@ def hub_unreachable(timeout: float = 3.0) -> str:
 @contextlib.contextmanager
 def offline_when_unreachable():
     """Offline mode for both libraries while the Hub cannot be reached; yields why ('' if online)."""
-    from huggingface_hub import constants
+    constants = require("huggingface_hub.constants", "the Hugging Face Hub")
 
     if constants.HF_HUB_OFFLINE:
         yield ""
@@ -113,8 +109,7 @@ def _split_docs(texts: Iterator[str], per_line: bool) -> Iterator[str]:
 
 
 def _dataset_splits(spec: HubSource, cache: Path) -> tuple[dict[str, Callable[[], Iterator[str]]], str]:
-    import datasets
-
+    datasets = require("datasets", f"data.source={spec.name}")
     with offline_when_unreachable() as unreachable:
         try:
             ds = datasets.load_dataset(spec.repo, spec.config, revision=spec.revision, cache_dir=str(cache))
@@ -135,8 +130,8 @@ def _dataset_splits(spec: HubSource, cache: Path) -> tuple[dict[str, Callable[[]
 
 
 def _file_splits(spec: HubSource, cache: Path) -> tuple[dict[str, Callable[[], Iterator[str]]], str]:
-    from huggingface_hub import constants, hf_hub_download
-
+    constants = require("huggingface_hub.constants", f"data.source={spec.name}")
+    hf_hub_download = require("huggingface_hub", f"data.source={spec.name}").hf_hub_download
     paths = {}
     with offline_when_unreachable() as unreachable:
         for split, filename in spec.files.items():
@@ -151,5 +146,5 @@ def _file_splits(spec: HubSource, cache: Path) -> tuple[dict[str, Callable[[], I
 
 def open_hub(spec: HubSource, cache_dir: Path) -> tuple[dict[str, Callable[[], Iterator[str]]], str]:
     """Split name -> document iterator factory, and a fingerprint of the downloaded data."""
-    cache = Path(cache_dir).expanduser() / "hf"
+    cache = cache_folder(cache_dir, "hf")
     return _file_splits(spec, cache) if spec.files else _dataset_splits(spec, cache)
