@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import difflib
 import typing
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 
+from . import yamlsafe
 from .rules import validate
-from .schema import ConfigError, RunConfig
+from .schema import ConfigError, Range, RunConfig
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 CONFIG_DIRS = (_PACKAGE_DIR / "configs", _PACKAGE_DIR / "experiments")
@@ -28,7 +30,7 @@ def _suggest(word: str, options, prefix: str = "") -> str:
 
 
 def _hints(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 def _float_or_none(text: str):
@@ -39,7 +41,16 @@ def _float_or_none(text: str):
 
 
 def _convert(value: Any, tp: Any, path: str, source: str) -> Any:
-    """Check `value` against the annotation `tp`; return it converted (int -> float only)."""
+    """Check `value` against the annotation `tp` (and its Range, if any); return it converted (int -> float only)."""
+    if get_origin(tp) is Annotated:
+        base, *extras = get_args(tp)
+        value = _convert(value, base, path, source)
+        for extra in extras:
+            if isinstance(extra, Range):
+                extra.check(value, path, source)
+        return value
+    if tp is object:
+        return value
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -65,6 +76,8 @@ def _convert(value: Any, tp: Any, path: str, source: str) -> Any:
             value = _float_or_none(value)  # YAML 1.1 reads "3e-3" (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}={value!r} ({source}) must be a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}={value!r} ({source}) must be a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -113,10 +126,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip().lstrip("-")
     if not key:
         raise ConfigError(f"override {text!r} has no key before '='")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: cannot parse the value ({err.problem})") from None
+    value = yamlsafe.loads(raw, f"override {text!r}") if raw.strip() else ""
     return key.split("."), value
 
 
@@ -135,8 +145,29 @@ def apply_override(tree: dict, path: list[str], value: Any) -> dict:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {'.'.join(path)}: {part} is a value, not a section")
+    if isinstance(node.get(path[-1]), dict) and path[-1] != "options" and not isinstance(value, dict):
+        raise ConfigError(f"override {'.'.join(path)}={value!r}: {'.'.join(path)} is a section; set its keys "
+                          f"({'.'.join(path)}.<key>=value)")
+    if isinstance(value, dict) and path[-1] != "options" and _is_section(path):
+        raise ConfigError(f"override {'.'.join(path)}={value!r}: {'.'.join(path)} is a section; set its keys one "
+                          f"by one ({'.'.join(path)}.<key>=value) instead of replacing the whole section")
     node[path[-1]] = value
     return tree
+
+
+def _is_section(path: list[str]) -> bool:
+    """True when the dotted path names a dataclass section of RunConfig (model, train, model.norm ...)."""
+    cls = RunConfig
+    for part in path:
+        hints = _hints(cls)
+        if part not in hints:
+            return False
+        tp = hints[part]
+        tp = get_args(tp)[0] if get_origin(tp) is Annotated else tp
+        if not dataclasses.is_dataclass(tp):
+            return False
+        cls = tp
+    return True
 
 
 def find_config(name: str) -> Path:
@@ -146,19 +177,16 @@ def find_config(name: str) -> Path:
         if not path.is_file():
             raise ConfigError(f"config file {name} does not exist")
         return path
-    for folder in CONFIG_DIRS:
-        candidate = folder / f"{name}.yaml"
+    for candidate in (CONFIG_DIRS[0] / f"{name}.yaml", CONFIG_DIRS[1] / name / "experiment.yaml"):
         if candidate.is_file():
             return candidate
-    shipped = sorted(p.stem for d in CONFIG_DIRS for p in d.glob("*.yaml"))
+    shipped = sorted([p.stem for p in CONFIG_DIRS[0].glob("*.yaml")] +
+                     [p.parent.name for p in CONFIG_DIRS[1].glob("*/experiment.yaml")])
     raise ConfigError(f"no config named {name!r}; shipped: {', '.join(shipped)}{_suggest(name, shipped)}")
 
 
 def read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    data = yamlsafe.read_file(Path(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, train, ...)")
     return data
@@ -166,7 +194,8 @@ def read_yaml(path: Path) -> dict:
 
 def run_section(data: dict) -> dict:
     """An experiment YAML keeps the run config under `base`; a plain config is the run config."""
-    return data.get("base", {}) if "variants" in data else data
+    is_experiment = any(k in data for k in ("variants", "grid", "variants_from"))
+    return data.get("base", {}) if is_experiment else data
 
 
 def build_config(layers: list[tuple[dict, str]], overrides: list[str] = ()) -> RunConfig:

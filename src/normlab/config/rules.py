@@ -7,6 +7,7 @@ placement registries call `register_choices` / `register_rule` when they are imp
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Callable
 
 from .schema import ConfigError, RunConfig
@@ -51,22 +52,38 @@ def validate(cfg: RunConfig, sources: dict[str, str] | None = None) -> RunConfig
 @register_rule
 def _basic_shapes(cfg: RunConfig) -> str | None:
     m, t = cfg.model, cfg.train
-    if m.d_model <= 0 or m.n_head <= 0 or m.n_layer <= 0 or m.block_size <= 1:
-        return "model.d_model, model.n_head, model.n_layer must be positive and model.block_size > 1"
     if m.d_model % m.n_head:
         return f"model.d_model={m.d_model} must be divisible by model.n_head={m.n_head}"
     if m.pos == "rope" and (m.d_model // m.n_head) % 2:
         return f"model.pos=rope needs an even head dim; d_model/n_head = {m.d_model // m.n_head}"
-    if t.steps <= 0 or t.batch_size <= 0 or t.lr <= 0:
-        return "train.steps, train.batch_size and train.lr must be positive"
-    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
-        return f"train.betas={t.betas} must be two numbers in [0, 1)"
+    if len(t.betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                                    for b in t.betas):
+        return f"train.betas={t.betas!r} must be two numbers in [0, 1), e.g. [0.9, 0.95]"
     if t.warmup_steps < 0 or t.warmup_steps >= t.steps:
         return f"train.warmup_steps={t.warmup_steps} must be in [0, train.steps={t.steps})"
-    if not 0 < cfg.data.val_frac < 1:
-        return f"data.val_frac={cfg.data.val_frac} must be strictly between 0 and 1"
-    if min(m.attn.logit_clamp, m.attn.logit_softcap, m.out_logit_softcap) < 0:
-        return "logit_clamp / logit_softcap / out_logit_softcap must be >= 0 (0 = off)"
     if m.attn.logit_clamp and m.attn.logit_softcap:
         return "model.attn.logit_clamp and model.attn.logit_softcap are exclusive: choose one"
+    return None
+
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}")
+
+
+@register_rule
+def _name_is_a_folder_name(cfg: RunConfig) -> str | None:
+    """The run name becomes one folder under out_dir: no separators, no '.' or '..', nothing absolute."""
+    if not NAME.fullmatch(cfg.name) or ".." in cfg.name:
+        return (f"name={cfg.name!r} must be one folder name: letters, digits and . _ + = - (not starting with "
+                "'.' or '-', no '/' and no '..'), at most 200 characters")
+    if not cfg.out_dir.strip():
+        return "out_dir must not be empty (default: runs)"
+    return None
+
+
+@register_rule
+def _lists_hold_the_right_types(cfg: RunConfig) -> str | None:
+    if not all(isinstance(n, str) for n in cfg.probes.names):
+        return f"probes.names={cfg.probes.names!r} must be a list of probe names (strings), e.g. [all]"
+    if not all(isinstance(t, str) for t in cfg.data.special_tokens):
+        return f"data.special_tokens={cfg.data.special_tokens!r} must be a list of strings"
     return None

@@ -7,12 +7,46 @@ checked in `validate()` against the live registries, so a new variant needs no s
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 
 class ConfigError(ValueError):
     """A configuration problem, reported with the dotted key, its source and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed range of a number field, checked at load (Annotated[int, Range(ge=1)]); the message names it."""
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def text(self) -> str:
+        lo = f"[{_num(self.ge)}" if self.ge is not None else (f"({_num(self.gt)}" if self.gt is not None else "(-inf")
+        hi = f"{_num(self.le)}]" if self.le is not None else (f"{_num(self.lt)})" if self.lt is not None else "inf)")
+        return f"{lo}, {hi}"
+
+    def check(self, value, path: str, source: str) -> None:
+        ok = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+              and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        if not ok:
+            raise ConfigError(f"{path}={value!r} ({source}) is out of range; allowed: {self.text()}")
+
+
+def _num(x: float) -> str:
+    """A bound as a reader writes it: 1024, 2^20, 10^9, 1e-08."""
+    if isinstance(x, float) and x.is_integer() and abs(x) >= 1e6:
+        x = int(x)
+    if isinstance(x, int) and x >= 1 << 20 and (x & (x - 1)) == 0:
+        return f"2^{x.bit_length() - 1}"
+    if isinstance(x, int) and x >= 10 ** 6 and str(x).rstrip("0") == "1":
+        return f"10^{len(str(x)) - 1}"
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
 
 
 @dataclass
@@ -23,7 +57,7 @@ class NormConfig:
     """placement (registry `normlab list placements`): where the norms sit in the block"""
     final: Literal["auto", "always", "never"] = "auto"
     """norm before the output head: auto = the placement's rule (pre: yes, post/none: no)"""
-    eps: float = 1e-5
+    eps: Annotated[float, Range(gt=0, le=1)] = 1e-5
     """epsilon inside the square root (LayerNorm / RMSNorm)"""
     affine: bool = True
     """learnable per-channel gain"""
@@ -31,7 +65,7 @@ class NormConfig:
     """learnable per-channel bias (LayerNorm, DyT)"""
     options: dict = field(default_factory=dict)
     """kind-specific knobs, checked by the norm kind itself (e.g. dyt: {alpha_attn: 0.8})"""
-    mixln_post_frac: float = 0.25
+    mixln_post_frac: Annotated[float, Range(ge=0, le=1)] = 0.25
     """mixln: the first floor(frac * n_layer) blocks are post-norm, the rest pre-norm (Li et al. 2024)"""
 
 
@@ -39,23 +73,23 @@ class NormConfig:
 class AttentionConfig:
     qk_norm: bool = False
     """normalize q and k per head (RMSNorm over the head dim) before the dot product"""
-    logit_clamp: float = 0.0
+    logit_clamp: Annotated[float, Range(ge=0, le=1e9)] = 0.0
     """hard clamp of attention logits to [-c, c]; 0 = off (seed 001 uses 30)"""
-    logit_softcap: float = 0.0
+    logit_softcap: Annotated[float, Range(ge=0, le=1e9)] = 0.0
     """soft cap c*tanh(s/c) on attention logits; 0 = off (Gemma 2 uses 50)"""
 
 
 @dataclass
 class NGPTConfig:
-    alpha_init: float = 0.05
+    alpha_init: Annotated[float, Range(gt=0, le=10)] = 0.05
     """initial eigen learning rate alpha_A = alpha_M (= alpha_C for cross-attention) of the hypersphere step"""
-    s_qk_init: float = 1.0
+    s_qk_init: Annotated[float, Range(gt=0, le=1e4)] = 1.0
     """initial per-channel scale of the normalized q and k"""
-    s_uv_init: float = 1.0
+    s_uv_init: Annotated[float, Range(gt=0, le=1e4)] = 1.0
     """initial per-channel scale of the MLP pre-activations (times sqrt(d_model), as in NVIDIA/ngpt)"""
-    s_z_init: float = 1.0
+    s_z_init: Annotated[float, Range(gt=0, le=1e4)] = 1.0
     """initial per-token scale of the output logits"""
-    base_scale: float = 0.0
+    base_scale: Annotated[float, Range(ge=0, le=10)] = 0.0
     """storage scale of alpha, s_qk, s_z (the eigen-LR trick); 0 = 1/sqrt(d_model) as in NVIDIA/ngpt"""
 
 
@@ -63,37 +97,37 @@ class NGPTConfig:
 class ModelConfig:
     arch: Literal["gpt", "ngpt"] = "gpt"
     """block family: gpt = norm kind x placement blocks; ngpt = hypersphere blocks (Loshchilov et al. 2024)"""
-    encoder_layers: int = 0
+    encoder_layers: Annotated[int, Range(ge=0, le=1024)] = 0
     """encoder blocks; > 0 makes an encoder-decoder (n_layer decoder blocks with cross-attention)"""
-    vocab_size: int = 0
+    vocab_size: Annotated[int, Range(ge=0, le=1 << 21)] = 0
     """vocabulary size; 0 = take it from the tokenizer"""
-    d_model: int = 64
+    d_model: Annotated[int, Range(ge=1, le=1 << 16)] = 64
     """residual stream width"""
-    n_head: int = 4
+    n_head: Annotated[int, Range(ge=1, le=1024)] = 4
     """attention heads"""
-    n_layer: int = 4
+    n_layer: Annotated[int, Range(ge=1, le=1024)] = 4
     """transformer blocks"""
-    block_size: int = 64
+    block_size: Annotated[int, Range(ge=2, le=1 << 20)] = 64
     """context length in tokens"""
     mlp: Literal["relu", "gelu", "swiglu", "relu2"] = "gelu"
     """MLP activation"""
-    mlp_ratio: float = 4.0
+    mlp_ratio: Annotated[float, Range(gt=0, le=64)] = 4.0
     """MLP hidden width / d_model (swiglu uses 2/3 of it per branch, rounded)"""
     pos: Literal["learned", "rope", "none"] = "learned"
     """position encoding"""
-    rope_base: float = 10000.0
+    rope_base: Annotated[float, Range(gt=1, le=1e9)] = 10000.0
     """RoPE theta"""
     bias: bool = False
     """biases in linear layers"""
     tie_embeddings: bool = False
     """share the token embedding with the output head"""
-    init_std: float = 0.02
+    init_std: Annotated[float, Range(gt=0, le=10)] = 0.02
     """std of the normal init of every linear and embedding weight"""
-    resid_init_scale: float = 1.0
+    resid_init_scale: Annotated[float, Range(gt=0, le=100)] = 1.0
     """extra factor on the init std of residual output projections (seed 001 uses 0.01)"""
     depth_scaled_init: bool = False
     """divide the residual-projection init std by sqrt(2 * n_layer) (GPT-2)"""
-    out_logit_softcap: float = 0.0
+    out_logit_softcap: Annotated[float, Range(ge=0, le=1e9)] = 0.0
     """soft cap c*tanh(z/c) on output logits; 0 = off (Gemma 2 uses 30)"""
     norm: NormConfig = field(default_factory=NormConfig)
     """normalization: kind x placement"""
@@ -113,66 +147,64 @@ class DataConfig:
     """validation corpus; empty = the source's own validation split, else a held-out fraction (val_frac)"""
     tokenizer: Literal["char", "bpe"] = "char"
     """char: one id per character; bpe: byte-level BPE trained on the train split (HF `tokenizers`)"""
-    bpe_vocab_size: int = 4096
+    bpe_vocab_size: Annotated[int, Range(ge=257, le=1 << 20)] = 4096
     """BPE vocabulary size, special tokens included"""
     special_tokens: list = field(default_factory=lambda: ["<|endoftext|>"])
     """BPE special tokens; the first one is the document boundary"""
     cache_dir: str = "~/.cache/normlab"
     """downloads, trained tokenizers and token memmaps (reused while the text and settings are unchanged)"""
-    max_bytes: int = 0
+    max_bytes: Annotated[int, Range(ge=0, le=1 << 50)] = 0
     """read at most this many bytes of text per split (e.g. a slice of a large corpus); 0 = all"""
     batching: Literal["doc", "packed"] = "packed"
     """`doc`: each row is one document with boundary tokens; `packed`: random windows of the stream"""
-    val_frac: float = 0.1
+    val_frac: Annotated[float, Range(gt=0, lt=1)] = 0.1
     """fraction of documents held out for validation when there is no validation split (fixed by split_seed)"""
-    split_seed: int = 1234
+    split_seed: Annotated[int, Range(ge=0, le=(1 << 31) - 1)] = 1234
     """seed of the train/val split"""
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 200
+    steps: Annotated[int, Range(ge=1, le=10 ** 9)] = 200
     """optimizer steps"""
-    batch_size: int = 16
+    batch_size: Annotated[int, Range(ge=1, le=1 << 20)] = 16
     """sequences per step"""
-    lr: float = 1e-3
+    lr: Annotated[float, Range(gt=0, le=100)] = 1e-3
     """peak learning rate"""
     optimizer: Literal["adam", "adamw"] = "adamw"
     """optimizer"""
     betas: list = field(default_factory=lambda: [0.9, 0.95])
     """Adam betas [beta1, beta2]"""
-    adam_eps: float = 1e-8
+    adam_eps: Annotated[float, Range(gt=0, le=1)] = 1e-8
     """Adam epsilon"""
-    weight_decay: float = 0.0
+    weight_decay: Annotated[float, Range(ge=0, le=10)] = 0.0
     """decoupled weight decay (AdamW); never applied to gains, biases or embeddings"""
     schedule: Literal["constant", "linear", "cosine"] = "cosine"
     """LR schedule after warmup: constant, linear decay to 0, cosine to min_lr_frac * lr"""
-    warmup_steps: int = 0
+    warmup_steps: Annotated[int, Range(ge=0, le=10 ** 9)] = 0
     """linear warmup steps"""
-    min_lr_frac: float = 0.0
+    min_lr_frac: Annotated[float, Range(ge=0, le=1)] = 0.0
     """final LR as a fraction of lr (cosine)"""
-    grad_clip: float = 1.0
+    grad_clip: Annotated[float, Range(ge=0, le=1e9)] = 1.0
     """clip the global gradient norm; 0 = off"""
-    z_loss: float = 0.0
+    z_loss: Annotated[float, Range(ge=0, le=100)] = 0.0
     """weight of the z-loss mean(logsumexp(z)^2) (PaLM uses 1e-4); 0 = off"""
-    seed: int = 0
+    seed: Annotated[int, Range(ge=0, le=(1 << 31) - 1)] = 0
     """seed of init, data order and sampling: one seed, one bit-identical CPU run"""
-    log_every: int = 10
+    log_every: Annotated[int, Range(ge=1, le=10 ** 6)] = 10
     """read the buffered per-step losses every N steps (the step's only host sync; every step is still written)"""
-    eval_every: int = 100
+    eval_every: Annotated[int, Range(ge=1, le=10 ** 9)] = 100
     """validation every N steps (and at the end)"""
-    eval_batches: int = 8
+    eval_batches: Annotated[int, Range(ge=1, le=100_000)] = 8
     """validation batches (fixed)"""
-    ckpt_every: int = 0
+    ckpt_every: Annotated[int, Range(ge=0, le=10 ** 9)] = 0
     """checkpoint every N steps; 0 = only at the end"""
-    loss_bound: float = 0.0
+    loss_bound: Annotated[float, Range(ge=0, le=1e30)] = 0.0
     """stop as diverged when the training loss exceeds this; 0 = only on NaN/inf"""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """device"""
-    threads: int = 0
+    threads: Annotated[int, Range(ge=0, le=4096)] = 0
     """torch CPU threads; 0 = leave torch's default"""
-    watch_every: int = 0
-    """every N steps record the max attention logit (before clamp) and max |activation| (train/watch.py); 0 = off"""
     compile: Literal["none", "norms", "model"] = "none"
     """torch.compile: none = eager; norms = each norm module (fused kernels, seconds to build); model = the whole model"""
     compile_cache: str = "~/.cache/normlab/inductor"
@@ -189,31 +221,31 @@ class TrainConfig:
 
 @dataclass
 class ProbeConfig:
-    every: int = 100
+    every: Annotated[int, Range(ge=0, le=10 ** 9)] = 100
     """run the forward probes every N steps (and at step 0) on a fixed validation batch; 0 = off"""
     names: list = field(default_factory=lambda: ["all"])
     """probes to run (registry `normlab list probes`); [all] = every registered probe"""
-    batch_size: int = 8
+    batch_size: Annotated[int, Range(ge=1, le=4096)] = 8
     """sequences in the fixed probe batch (drawn once from the validation split)"""
-    overload_threshold: float = 0.75
+    overload_threshold: Annotated[float, Range(gt=0, le=1)] = 0.75
     """a head is in entropic overload when its entropy is above this fraction of the maximum"""
-    grad_every: int = 1
+    grad_every: Annotated[int, Range(ge=0, le=10 ** 9)] = 1
     """grad_norms every N steps, read from .grad before clipping (buffered: no extra host sync); 0 = off"""
     forensics: bool = True
     """on divergence, replay from the last good state, find the first bad layer, write forensics.json"""
-    snapshot_every: int = 100
+    snapshot_every: Annotated[int, Range(ge=0, le=10 ** 9)] = 100
     """keep an in-memory last-good state every N steps (at least train.log_every) for forensics"""
-    act_bound: float = 0.0
+    act_bound: Annotated[float, Range(ge=0, le=1e30)] = 0.0
     """forensics: an |activation| above this counts as bad; 0 = only non-finite values"""
 
 
 @dataclass
 class SampleConfig:
-    n: int = 5
+    n: Annotated[int, Range(ge=0, le=10_000)] = 5
     """samples written to samples.txt at the end"""
-    temperature: float = 0.5
+    temperature: Annotated[float, Range(ge=0, le=100)] = 0.5
     """softmax temperature"""
-    max_new_tokens: int = 0
+    max_new_tokens: Annotated[int, Range(ge=0, le=100_000)] = 0
     """tokens per sample; 0 = block_size"""
 
 

@@ -5,8 +5,8 @@ A pushed repo is a run (or experiment) directory that works as it is: after `nor
 `safetensors.torch.load_file` and no normlab at all. What goes up, per run: config.yaml,
 meta.json, summary.json, metrics.jsonl, samples.txt, tokenizer.json, probes/*.npz, the divergence
 forensics (forensics.json/.npz and forensics/last_good/, which `replay` needs), and the latest
-checkpoint's model.safetensors with its `latest` pointer; the optimizer state (state.pt, twice the
-weights) only with `with_optimizer`. An experiment adds experiment.json and its report (md, html,
+checkpoint's model.safetensors and state.json with its `latest` pointer; the optimizer state
+(state.safetensors, twice the weights) only with `with_optimizer`. An experiment adds experiment.json and its report (md, html,
 json, PNGs) and puts each run in its own folder. README.md is a model card written from the
 summaries. Seed 000 pushes bare weights (`--push_to_hub`) and reads them back in evaluate.py;
 pushing the whole directory keeps what its weight analysis needs, and the training curves.
@@ -18,9 +18,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..config import ConfigError
-from .checkpoint import latest_checkpoint
-from .rundir import read_json, write_json
+from .config import ConfigError
+from .rundir import latest_checkpoint, read_json, write_json
 
 RUN_FILES = ("config.yaml", "meta.json", "summary.json", "metrics.jsonl", "samples.txt", "tokenizer.json",
              "forensics.json", "forensics.npz")
@@ -62,8 +61,9 @@ def stage_run(run_dir: Path, dest: Path, with_optimizer: bool = False) -> None:
         target = dest / "checkpoints" / ckpt.name
         target.mkdir(parents=True)
         shutil.copy2(ckpt / "model.safetensors", target / "model.safetensors")
-        if with_optimizer and (ckpt / "state.pt").exists():
-            shutil.copy2(ckpt / "state.pt", target / "state.pt")
+        shutil.copy2(ckpt / "state.json", target / "state.json")
+        if with_optimizer:
+            shutil.copy2(ckpt / "state.safetensors", target / "state.safetensors")
         (dest / "checkpoints" / "latest").write_text(ckpt.name + "\n")
 
 
@@ -92,7 +92,7 @@ def stage(path: Path, dest: Path, with_optimizer: bool = False) -> list[tuple[st
 
 def model_card(path: Path, repo_id: str, runs: list[tuple[str, dict]]) -> str:
     """README.md for the repo: what was trained, the headline numbers, how to get it back."""
-    from ..config.load import read_yaml
+    from .config.load import read_yaml
 
     path = Path(path)
     title = path.name
@@ -126,7 +126,7 @@ def _hub():
 
 
 def _hub_error(action: str, repo_id: str, err: Exception) -> ConfigError:
-    from ..data.hub import first_line
+    from .data.hub import first_line
 
     return ConfigError(f"could not {action} {repo_id} ({type(err).__name__}: {first_line(err)}). Check the repo id, your "
                        "connection and your token (HF_TOKEN, or `hf auth login`)")
@@ -154,7 +154,7 @@ def pull(repo_id: str, out_dir: Path | None = None, revision: str | None = None)
     """Download a pushed repo into `out_dir` (default runs/hub/<user>--<name>) and return that path.
     A non-empty `out_dir` is refused: a pull never overwrites a run that is already on disk."""
     snapshot_download = _hub().snapshot_download
-    from ..data.hub import offline_when_unreachable
+    from .data.hub import offline_when_unreachable
 
     check_repo_id(repo_id)
     out = Path(out_dir) if out_dir else Path("runs") / "hub" / repo_id.replace("/", "--")

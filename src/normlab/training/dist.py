@@ -24,8 +24,8 @@ from torch import nn
 from ..config import ConfigError, TrainConfig
 from ..data import IGNORE, Batch, TokenData
 from ..model import build_model
-from .checkpoint import load_checkpoint, load_weights
-from .optim import build_optimizer
+from ..rundir import load_state
+from .optim import build_optimizer, load_optimizer_state, optimizer_state_by_name
 
 
 @dataclass(frozen=True)
@@ -125,23 +125,14 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = inner
 
 
-class _StateOnly:
-    """Stands in for an optimizer when only `state_dict()` is needed (saving a gathered state)."""
+def full_state(model: nn.Module, optimizer, info: DistInfo) -> tuple[nn.Module | None, dict | None]:
+    """(a plain model with full weights, optimizer state by parameter name) for save_checkpoint.
 
-    def __init__(self, state: dict):
-        self.state = state
-
-    def state_dict(self) -> dict:
-        return self.state
-
-
-def full_state(model: nn.Module, optimizer, info: DistInfo):
-    """(model, optimizer) whose weights and state_dict() are full tensors, for save_checkpoint.
-
-    Under FSDP every rank takes part in the gather; rank 0 receives a plain model copy and the
-    optimizer state keyed by parameter name (the form `load` restores at any world size)."""
+    Under FSDP every rank takes part in the gather and rank 0 receives the full tensors; (None, None)
+    on the other ranks. Otherwise the model itself and its name-keyed optimizer state."""
     if not (info.active and _is_fsdp(model)):
-        return model, optimizer
+        inner = unwrap(model)
+        return inner, optimizer_state_by_name(inner, optimizer)
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -150,29 +141,28 @@ def full_state(model: nn.Module, optimizer, info: DistInfo):
         return None, None
     plain = build_model(model.cfg)
     plain.load_state_dict(model_sd)
-    return plain, _StateOnly({"by_name": optim_sd})
+    return plain, {name: dict(state) for name, state in optim_sd["state"].items()}
 
 
-def load(ckpt, model: nn.Module, optimizer, cfg: TrainConfig, info: DistInfo) -> int:
-    """Restore a checkpoint written at any world size, by DDP or FSDP; return its step."""
-    state = torch.load(ckpt / "state.pt", weights_only=False)
-    by_name = "by_name" in state["optimizer"]
-    if not by_name and not _is_fsdp(model):
-        return load_checkpoint(ckpt, model, optimizer)
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+def load(ckpt, model: nn.Module, optimizer, cfg: TrainConfig, info: DistInfo) -> dict:
+    """Restore a checkpoint written at any world size (one process, DDP, FSDP, stacked); return state.json's dict."""
+    if not _is_fsdp(model):
+        inner = unwrap(model)
+        state, by_name, rng = load_state(ckpt, inner)
+        load_optimizer_state(inner, optimizer, by_name, str(ckpt / "state.safetensors"))
+    else:  # restore into a plain copy, then hand FSDP full, name-keyed state dicts to shard
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
-    opts = StateDictOptions(full_state_dict=True)
-    plain = build_model(unwrap(model).cfg)
-    if by_name:  # written under FSDP: weights are full, optimizer state is keyed by parameter name
-        load_weights(plain, ckpt)
-        model_sd, optim_sd = plain.state_dict(), state["optimizer"]["by_name"]
-    else:        # written by DDP / one process: restore into a plain copy, then re-key by name
+        plain = build_model(unwrap(model).cfg)
         plain_opt = build_optimizer(plain, cfg)
-        load_checkpoint(ckpt, plain, plain_opt)
+        state, by_name, rng = load_state(ckpt, plain)
+        load_optimizer_state(plain, plain_opt, by_name, str(ckpt / "state.safetensors"))
+        opts = StateDictOptions(full_state_dict=True)
         model_sd, optim_sd = get_state_dict(plain, plain_opt, options=opts)
-    set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd, options=opts)
-    torch.set_rng_state(state["torch_rng"])
-    return int(state["step"])
+        set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd, options=opts)
+    if rng is not None:
+        torch.set_rng_state(rng)
+    return state
 
 
 def _is_fsdp(model: nn.Module) -> bool:

@@ -1,0 +1,64 @@
+"""YAML that cannot surprise: safe types only, no aliases, no duplicate keys, bounded size, UTF-8.
+
+PyYAML's safe_load already refuses arbitrary Python objects. On top of that, aliases (*name) are
+refused, because a file of nested aliases (the "billion laughs") expands to gigabytes in memory;
+a key given twice in one mapping is an error (safe_load keeps the last silently); files over
+MAX_BYTES and non-UTF-8 files are refused with the file named.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .schema import ConfigError
+
+MAX_BYTES = 4 << 20
+
+
+class _StrictLoader(yaml.SafeLoader):
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(None, None, f"YAML aliases (*{event.anchor}) are not allowed in "
+                                                    "normlab files", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (list, dict)):
+                raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a plain value",
+                                                        key_node.start_mark)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} appears twice in one mapping",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def loads(text: str, where: str):
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML{at}: {problem}") from None
+
+
+def read_file(path: Path):
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ConfigError(f"{path}: {size} bytes; a config file may have at most {MAX_BYTES}")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
+    return loads(text, str(path))

@@ -1,0 +1,159 @@
+"""Checkpoints without pickle: checkpoints/step_NNNNNN/{model.safetensors, state.safetensors, state.json}.
+
+- model.safetensors: the plain model's weights (safetensors.torch.save_model: tied weights once).
+- state.safetensors: optimizer state keyed by parameter *name* (`optimizer/<param>/<key>`, e.g.
+  `optimizer/blocks.0.attn.qkv.weight/exp_avg`) and the torch RNG state (`rng/torch`). Keying by
+  name, not by position, lets a checkpoint move between one process, DDP, FSDP and stacked
+  training, whose optimizers order (or shape) their parameters differently.
+- state.json: format, step, how many lines metrics.jsonl / timing.jsonl had (a resume truncates
+  them to exactly that), and the parameter names that have optimizer state.
+A step folder is written under a temporary name and renamed into place, then `latest` is replaced
+atomically: a crash at any point leaves the previous checkpoint intact and pointed to. Every reader
+validates what it reads and names the broken file; nothing is ever unpickled (normlab 0.1's
+state.pt is refused, not loaded).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import ConfigError
+from .files import atomic_write_text, read_json, read_text, write_json
+
+FORMAT = 1
+FILES = ("model.safetensors", "state.safetensors", "state.json")
+_STEP_DIR = re.compile(r"^step_\d{6,}$")
+_OPT_KEYS = {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint that is missing, partial, corrupt, from an unsafe format or for another model."""
+
+
+def _safetensors_error(path: Path, err: Exception) -> CheckpointError:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:240]
+    return CheckpointError(f"{path}: cannot be loaded ({type(err).__name__}: {first})")
+
+
+def save_state(folder: Path, model: nn.Module, optimizer_state: dict[str, dict[str, torch.Tensor]], info: dict,
+               rng: torch.Tensor | None = None) -> Path:
+    """Write the three files into a temporary folder, then rename it to `folder`."""
+    from safetensors.torch import save_file, save_model
+
+    folder = Path(folder)
+    tmp = folder.parent / f".tmp_{folder.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(model, str(tmp / "model.safetensors"))
+    tensors = {f"optimizer/{name}/{key}": t.detach().contiguous().cpu()
+               for name, state in optimizer_state.items() for key, t in state.items()}
+    if rng is not None:
+        tensors["rng/torch"] = rng.contiguous()
+    save_file(tensors, str(tmp / "state.safetensors"))
+    write_json(tmp / "state.json", {"format": FORMAT, **info, "optimizer_params": sorted(optimizer_state)})
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def save_checkpoint(run_dir: Path, model: nn.Module, optimizer_state: dict, info: dict, rng=None,
+                    keep: int = 2) -> Path:
+    root = Path(run_dir) / "checkpoints"
+    final = save_state(root / f"step_{info['step']:06d}", model, optimizer_state, info, rng)
+    atomic_write_text(root / "latest", final.name + "\n")
+    for old in sorted(p for p in root.glob("step_*") if _STEP_DIR.match(p.name))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _existing(root: Path) -> str:
+    names = sorted(p.name for p in root.glob("step_*"))
+    return ", ".join(names) if names else "none"
+
+
+def check_folder(folder: Path, need_state: bool = True) -> Path:
+    """The checkpoint folder itself, refused unless its files are there: all three to resume, the weights
+    alone to sample or analyse (a pushed run carries the optimizer state only with --with-optimizer)."""
+    folder = Path(folder)
+    if need_state and (folder / "state.pt").exists() and not (folder / "state.safetensors").exists():
+        raise CheckpointError(f"{folder}: a normlab 0.1 checkpoint (state.pt, a pickle); it is not loaded because a "
+                              "pickle can run code. Retrain the run, or load only its weights (model.safetensors)")
+    missing = [f for f in (FILES if need_state else FILES[:1]) if not (folder / f).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder}: incomplete checkpoint, missing {', '.join(missing)}")
+    return folder
+
+
+def latest_checkpoint(run_dir: Path, need_state: bool = False) -> Path | None:
+    """The checkpoint `latest` points to; None when the run never wrote one. A missing, empty or dangling
+    `latest` beside existing checkpoints is an error that names what exists, never a silent restart."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return None
+    pointer = root / "latest"
+    if not pointer.exists():
+        if any(root.glob("step_*")):
+            raise CheckpointError(f"{pointer} is missing but checkpoints exist ({_existing(root)}); write the name "
+                                  "of the one to resume into it (e.g. step_000100)")
+        return None
+    name = read_text(pointer, max_bytes=256).strip()
+    if not _STEP_DIR.match(name):
+        raise CheckpointError(f"{pointer} holds {name!r}, not a checkpoint name like step_000100; existing "
+                              f"checkpoints: {_existing(root)}")
+    if not (root / name).is_dir():
+        raise CheckpointError(f"{pointer} points to {name}, which does not exist; existing checkpoints: "
+                              f"{_existing(root)}")
+    return check_folder(root / name, need_state)
+
+
+def load_weights(model: nn.Module, folder: Path) -> None:
+    """Weights from folder/model.safetensors into `model`: keys and shapes must match exactly."""
+    from safetensors.torch import load_model
+
+    path = Path(folder) / "model.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        load_model(model, str(path), strict=True)
+    except Exception as err:  # SafetensorError (corrupt/truncated), RuntimeError (keys or shapes differ)
+        raise _safetensors_error(path, err) from None
+
+
+def read_state(folder: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]], torch.Tensor | None]:
+    """(state.json's dict, optimizer state by parameter name, torch RNG state or None), validated."""
+    from safetensors.torch import load_file
+
+    folder = check_folder(folder)
+    info = read_json(folder / "state.json")
+    if info.get("format") != FORMAT:
+        raise CheckpointError(f"{folder / 'state.json'}: format {info.get('format')!r}, this normlab reads {FORMAT}")
+    for key in ("step", "metrics_lines"):
+        if not isinstance(info.get(key), int) or info[key] < 0:
+            raise CheckpointError(f"{folder / 'state.json'}: `{key}` must be a non-negative integer")
+    try:
+        tensors = load_file(str(folder / "state.safetensors"))
+    except Exception as err:  # SafetensorError, OSError
+        raise _safetensors_error(folder / "state.safetensors", err) from None
+    by_name: dict[str, dict[str, torch.Tensor]] = {}
+    rng = tensors.pop("rng/torch", None)
+    for key, t in tensors.items():
+        head, _, rest = key.partition("/")
+        name, _, field = rest.rpartition("/")
+        if head != "optimizer" or not name or field not in _OPT_KEYS:
+            raise CheckpointError(f"{folder / 'state.safetensors'}: unexpected tensor {key!r}")
+        by_name.setdefault(name, {})[field] = t
+    if sorted(by_name) != sorted(info.get("optimizer_params", [])):
+        raise CheckpointError(f"{folder}: state.safetensors and state.json disagree on which parameters have "
+                              "optimizer state (one of them is damaged)")
+    return info, by_name, rng
+
+
+def load_state(folder: Path, model: nn.Module) -> tuple[dict, dict, torch.Tensor | None]:
+    """Weights into `model`, and (info, optimizer state by name, rng) for the caller's optimizer."""
+    info, by_name, rng = read_state(folder)
+    load_weights(model, folder)
+    return info, by_name, rng

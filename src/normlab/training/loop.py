@@ -1,0 +1,138 @@
+"""The training loop: train(cfg) -> a finished run directory and its summary.
+
+    setup (setup.py) -> for each step: callbacks before, one optimizer step (step.py), callbacks
+    after (probes, log flush + divergence check, evaluation, checkpoint, progress) -> summary.
+The loop holds the run directory's lock for its whole life (one writer per run) and turns the
+first Ctrl-C / SIGTERM into a clean stop after a whole step with a checkpoint (signals.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..config import RunConfig
+from ..data import bits_per_byte
+from ..rundir import RunLock, atomic_write_text, now, read_metrics, write_json
+from .callbacks import Callback, Checkpointing, Evaluation, LogFlush, Progress, record_eval, save
+from .evaluation import generate_samples
+from .forensics import Forensics
+from .leakage import overlap_warning, plausibility_warning
+from .probing import Probing
+from .seq2seq import seq2seq_report
+from .setup import TrainingRun, setup
+from .signals import StopOnInterrupt
+from .step import train_step
+
+
+def default_callbacks(run: TrainingRun, progress: Callable[[int, int], None] | None) -> list[Callback]:
+    cbs = [Forensics(run), Probing(run), LogFlush(), Evaluation(), Checkpointing()]
+    return cbs + ([Progress(progress)] if progress else [])
+
+
+def run_steps(run: TrainingRun, callbacks: list[Callback], stop: StopOnInterrupt) -> int:
+    """Train steps [run.start_step, run.end_step); return the steps done (fewer on a stop or divergence)."""
+    t0 = time.perf_counter()
+    step = run.start_step
+    try:
+        for step in range(run.start_step, run.end_step):
+            if stop.requested:
+                return step
+            for cb in callbacks:
+                cb.before_step(run, step)
+            batch = run.batch(step)
+            result = train_step(run.trainer, batch, step, lambda: [cb.after_backward(run, step) for cb in callbacks])
+            run.log.add_step(step, result, batch.x.numel() * run.ranks.world)
+            for cb in callbacks:
+                cb.after_step(run, step)
+                if run.log.diverged:
+                    for c in callbacks:
+                        c.on_divergence(run)
+                    return step + 1
+        return run.end_step
+    finally:
+        run.train_time += time.perf_counter() - t0
+
+
+def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+          until_step: int | None = None, progress: Callable[[int, int], None] | None = None,
+          callbacks: list[Callback] = ()) -> dict:
+    """Train one run; return its summary. `until_step` stops early (as an interruption would)."""
+    import os
+
+    run_dir = Path(run_dir) if run_dir is not None else Path(cfg.out_dir) / cfg.name
+    main = os.environ.get("RANK", "0") == "0"
+    with (RunLock(run_dir) if main else contextlib.nullcontext()), StopOnInterrupt() as stop:
+        run = setup(cfg, run_dir, resume, overwrite)
+        run.end_step = cfg.train.steps if until_step is None else min(until_step, cfg.train.steps)
+        cbs = default_callbacks(run, progress) + list(callbacks)
+        for cb in cbs:
+            cb.on_start(run)
+        reached = run_steps(run, cbs, stop)
+        if not run.log.diverged and reached < cfg.train.steps:
+            save(run, reached)
+            summary = {"status": "interrupted", "step": reached}
+            for cb in cbs:
+                cb.on_end(run)
+        else:
+            summary = finish(run, cbs)
+        if run.ranks.is_main:
+            run.info.update(status=summary["status"], end=now())
+            write_json(run_dir / "meta.json", run.info)
+    return summary
+
+
+def finish(run: TrainingRun, callbacks: list[Callback]) -> dict:
+    """Final evaluation, checkpoint and samples of a complete run; summary.json for every ended run."""
+    from . import dist
+
+    cfg, run_dir = run.cfg, run.run_dir
+    run.log.flush()
+    diverged = run.log.diverged
+    summary = {"name": cfg.name, "params": run.model.num_params(), "steps": cfg.train.steps,
+               "steps_done": diverged[0] + 1 if diverged else cfg.train.steps,
+               "status": "diverged" if diverged else "complete",
+               "diverged_step": diverged[0] if diverged else None, "diverged_reason": diverged[1] if diverged else None,
+               "tokens_seen": (diverged[0] + 1 if diverged else cfg.train.steps) * cfg.train.batch_size
+               * cfg.model.block_size,  # positions processed (padding of doc batches included)
+               "train_time_s": round(run.train_time, 3),
+               "tokens_per_s": round(run.log.tokens_seen / run.train_time, 1) if run.train_time else None}
+    if not diverged:
+        summary["val_loss"] = record_eval(run, cfg.train.steps)
+        summary.update(val_figures(summary["val_loss"], run.corpus.val.bytes_per_token))
+        save(run, cfg.train.steps)
+        if cfg.data.task == "lm":  # every rank samples (FSDP needs all ranks in each forward)
+            samples = generate_samples(run.model, run.corpus.tokenizer, cfg, run.trainer.device)
+        else:
+            accuracy, samples = seq2seq_report(run.model, run.corpus.val, run.trainer.device, cfg.sample.n)
+            summary.update(accuracy)
+        if run.ranks.is_main:
+            atomic_write_text(run_dir / "samples.txt", "".join(s + "\n" for s in samples))
+    else:
+        summary["val_loss"] = None
+    dist.barrier(run.ranks)  # rank 0 has written every record
+    losses = [m["loss"] for m in read_metrics(run_dir / "metrics.jsonl") if "loss" in m] if run.ranks.is_main else []
+    finite = [x for x in losses if math.isfinite(x)]
+    summary["final_train_loss"] = _mean(finite[-max(1, len(finite) // 10):])
+    summary["min_train_loss"] = min(finite, default=None)
+    for cb in callbacks:
+        cb.on_end(run)
+    summary.update(run.notes)
+    summary["warnings"] = [w for w in (plausibility_warning(summary["val_loss"], summary.get("val_bpb"),
+                                                            run.corpus.val.stats["byte_entropy_bits"]),
+                                       overlap_warning(run.corpus.val.stats)) if w]
+    summary["data"] = {"train": run.corpus.train.stats, "val": run.corpus.val.stats}
+    if run.ranks.is_main:
+        write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def val_figures(val: float, bytes_per_token: float) -> dict:
+    return {"val_bpb": bits_per_byte(val, bytes_per_token), "val_ppl": math.exp(min(val, 700.0)),
+            "val_bytes_per_token": bytes_per_token}
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None

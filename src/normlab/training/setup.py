@@ -1,0 +1,173 @@
+"""Everything a run needs before its first step: the run directory checks, data, model, optimizer,
+the resume point, and the metrics log. `setup(...)` returns a `TrainingRun`; the loop only steps it.
+
+Resume rules (what makes a resumed run equal to an uninterrupted one, or refused):
+- the saved config.yaml must equal the new one except for keys that change speed or bookkeeping,
+  never what is computed (RESUMABLE_CHANGES); anything else that changed is named in the error;
+- the run continues from the checkpoint `latest` points to (a missing or broken pointer is an
+  error, never a silent restart); metrics.jsonl is truncated to the lines that checkpoint saw;
+- a folder that exists but holds no normlab run is never written into.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import ConfigError, RunConfig, dump_yaml, from_dict, read_yaml, to_dict
+from ..data import Corpus, build_corpus
+from ..model import build_model
+from ..rundir import atomic_write_text, latest_checkpoint, meta, read_json, write_json
+from . import accel, dist
+from .leakage import check_causality, check_targets
+from .metrics_log import MetricsLog
+from .optim import build_optimizer
+from .step import Trainer
+
+RESUMABLE_CHANGES = ("name", "out_dir", "train.log_every", "train.ckpt_every", "train.compile", "train.compile_cache",
+                     "train.threads", "train.device", "train.fused_optimizer", "train.cpu_malloc", "sample.")
+RUN_MARKERS = ("config.yaml", "metrics.jsonl", "meta.json", "summary.json")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is visible; use train.device=cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+@dataclass
+class TrainingRun:
+    """A run being trained: its config, directory, data, trainer, log and progress."""
+    cfg: RunConfig
+    run_dir: Path
+    corpus: Corpus
+    trainer: Trainer
+    log: MetricsLog
+    start_step: int
+    info: dict
+    end_step: int = 0
+    notes: dict = field(default_factory=dict)          # extra summary.json fields from callbacks
+    val_losses: list = field(default_factory=list)
+    train_time: float = 0.0
+
+    @property
+    def model(self):
+        return self.trainer.model
+
+    @property
+    def ranks(self) -> dist.DistInfo:
+        return self.trainer.ranks
+
+    @property
+    def diverged_step(self) -> int | None:
+        return self.log.diverged[0] if self.log.diverged else None
+
+    def batch(self, step: int):
+        t = self.cfg.train
+        return dist.local_batch(self.corpus.train, t.batch_size, t.seed, step, self.ranks)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "options":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_changes(saved: RunConfig, wanted: RunConfig) -> list[str]:
+    """'key: old -> new' for every key that differs and would change what the run computes."""
+    old, new = _flat(to_dict(saved)), _flat(to_dict(wanted))
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
+            if not any(k == s or (s.endswith(".") and k.startswith(s)) for s in RESUMABLE_CHANGES)]
+
+
+def saved_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.yaml"
+    return from_dict(RunConfig, read_yaml(path), source=str(path))
+
+
+def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a path that is a file, a folder that is not a normlab run, or an existing run without --resume."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} exists and is not a directory; choose another name or out_dir")
+    if not run_dir.is_dir() or not any(p.name != ".lock" for p in run_dir.iterdir()):
+        return
+    if not any((run_dir / m).exists() for m in RUN_MARKERS):
+        raise ConfigError(f"{run_dir} exists and holds files that are not a normlab run; choose another name or "
+                          "out_dir (nothing was written)")
+    if overwrite:
+        for child in run_dir.iterdir():
+            if child.name != ".lock":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    elif not resume:
+        raise ConfigError(f"{run_dir} already holds a run; resume it (--resume, or resume=True), pass "
+                          "overwrite=True to start it again, or choose another name")
+
+
+def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, write: bool) -> tuple[RunConfig, Corpus]:
+    corpus = build_corpus(cfg.data, cfg.model.block_size)
+    vocab = corpus.tokenizer.vocab_size
+    if cfg.model.vocab_size == 0:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=vocab))
+    elif cfg.model.vocab_size < vocab:
+        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's {vocab}; "
+                          "use 0 to take it from the tokenizer")
+    if resume and (run_dir / "config.yaml").exists():
+        changed = config_changes(saved_config(run_dir), cfg)
+        if changed:
+            raise ConfigError(f"cannot resume {run_dir}: its config differs in {'; '.join(changed)}. A resumed run "
+                              "must compute what the original would have; start a new run name instead")
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        atomic_write_text(run_dir / "tokenizer.json", corpus.tokenizer.to_json())
+    return cfg, corpus
+
+
+def _guard(model, corpus: Corpus, cfg: RunConfig, device) -> None:
+    """Refuse to train a model that sees the future or batches whose targets are not the next token."""
+    b = corpus.train.batch(min(2, cfg.train.batch_size), seed=cfg.train.seed, step=0)
+    check_targets(b.x, b.y, -1)
+    src = b.src.to(device) if getattr(b, "src", None) is not None else None
+    check_causality(model, b.x.to(device), cfg.model.vocab_size, src=src)
+
+
+def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool = False) -> TrainingRun:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    ranks = dist.init(cfg.train.device)  # torchrun: one process per rank; else a no-op
+    device = dist.device_for(ranks, resolve_device(cfg.train.device))
+    dist.check_batch(cfg.train, ranks)
+    if ranks.is_main:
+        check_run_dir(run_dir, resume, overwrite)
+    accel.setup_backends(device, cfg.train)
+    cfg, corpus = _prepare(cfg, run_dir, resume, write=ranks.is_main)
+    dist.barrier(ranks)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model).to(device)
+    _guard(model, corpus, cfg, device)
+    step_model = accel.accelerate(dist.wrap(model, cfg.train, ranks, device), cfg.train)
+    optimizer = build_optimizer(model, cfg.train)
+    trainer = Trainer(model, optimizer, device, cfg.train, step_model, ranks)
+    ckpt = latest_checkpoint(run_dir, need_state=True) if resume else None
+    state = dist.load(ckpt, model, optimizer, cfg.train, ranks) if ckpt is not None else {}
+    start = state.get("step", 0)
+    log = MetricsLog(run_dir, ranks, cfg.train.loss_bound, state.get("metrics_lines", 0),
+                     state.get("timing_lines", 0))
+    info = meta(str(device))
+    info["world_size"] = ranks.world
+    if ranks.is_main:
+        if resume and (run_dir / "meta.json").exists():
+            info["start"] = read_json(run_dir / "meta.json").get("start", info["start"])
+            info["resumed_at_step"] = start
+        write_json(run_dir / "meta.json", info)
+    return TrainingRun(cfg, run_dir, corpus, trainer, log, start, info)
