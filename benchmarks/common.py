@@ -26,8 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import normlab as nl  # noqa: E402
 from normlab.data import CharTokenizer, TokenData  # noqa: E402
-from normlab.train import accel, build_optimizer  # noqa: E402
-from normlab.train.loop import _Loop  # noqa: E402
+from normlab.training import Trainer, accel, build_optimizer  # noqa: E402
+from normlab.training.callbacks import LogFlush  # noqa: E402
+from normlab.training.loop import run_steps  # noqa: E402
+from normlab.training.metrics_log import MetricsLog  # noqa: E402
+from normlab.training.setup import TrainingRun  # noqa: E402
+from normlab.training.signals import StopOnInterrupt  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ def normlab_config(s: Shape, kind: str, placement: str, compile_mode: str = "non
 
 
 class NormlabRunner:
-    """normlab's real training loop (`_Loop.run`: schedule, batch, step, clip, buffered logging)."""
+    """normlab's real training loop (`training.loop.run_steps`: schedule, batch, step, clip, buffered logging)."""
 
     def __init__(self, cfg, data: TokenData, device: str = "cpu"):
         torch.manual_seed(0)
@@ -138,13 +142,15 @@ class NormlabRunner:
         step_model = accel.accelerate(self.model, cfg.train)
         self.opt = build_optimizer(self.model, cfg.train)
         corpus = type("C", (), {"train": data, "val": data})()
-        self._dir = tempfile.TemporaryDirectory()  # nothing is written there (no writer, probes off)
-        self.loop = _Loop(cfg, self.model, self.opt, corpus, torch.device(device), None, self._dir.name, None,
-                          step_model)
+        self._dir = tempfile.TemporaryDirectory()  # only metrics.jsonl is written there (probes off)
+        trainer = Trainer(self.model, self.opt, torch.device(device), cfg.train, step_model)
+        log = MetricsLog(self._dir.name, trainer.ranks, 0.0)
+        self.run_state = TrainingRun(cfg, self._dir.name, corpus, trainer, log, 0, {})
         self.step = 0
 
     def run(self, n: int) -> None:
-        self.loop.run(self.step, self.step + n)
+        self.run_state.start_step, self.run_state.end_step = self.step, self.step + n
+        run_steps(self.run_state, [LogFlush()], StopOnInterrupt())
         self.step += n
 
 

@@ -5,7 +5,7 @@
 
 Shape: vocab 50304 (GPT-2's 50257 padded to a multiple of 128, as nanoGPT does), d 768, 12 heads,
 12 layers, block 1024, tied embeddings, GELU, learned positions, rmsnorm / pre unless --kind.
-Runs normlab's real loop (`_Loop.run`) on random tokens; the first `--warmup` steps (compile) are
+Runs normlab's real loop (`training.loop.run_steps`) on random tokens; the first `--warmup` steps (compile) are
 not timed. MFU = (6N + 12 L T d) * tokens/s / peak, with the peak measured on a 8192^3 bf16
 matmul here (the datasheet's dense bf16 figure is printed beside it for comparison).
 Not run in the CPU-only session that wrote it: the numbers in RESULTS.md come from a GPU session.

@@ -11,7 +11,7 @@ from .config import ConfigError, RunConfig, load_config  # noqa: E402
 from .model import GPT, PLACEMENTS, build_model  # noqa: E402
 from .norms import NORMS, build_norm, register_norm  # noqa: E402
 from .probes import PROBES, Recorder, probe_model  # noqa: E402
-from .train import train  # noqa: E402
+from .training import train  # noqa: E402
 
 __all__ = ["ConfigError", "GPT", "NORMS", "PLACEMENTS", "PROBES", "Recorder", "RunConfig", "build_model", "build_norm",
            "load_config", "probe_model", "register_norm", "train", "__version__"]

@@ -124,26 +124,6 @@ class NGPT(nn.Module):
     generate = GPT.generate  # the same sampling loop: it only calls self(idx) and reads cfg.block_size
 
 
-def eigen_lrs(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, list[float]]:
-    """Mean effective |alpha| per layer from a state dict: {'alpha_attn': [...], 'alpha_mlp': [...], ...}.
-
-    Keys look like `blocks.3.alpha_attn.weight` (decoder-only) or `decoder.3.alpha_cross.weight`.
-    """
-    factor = cfg.ngpt.alpha_init / ngpt_base_scale(cfg)
-    out: dict[str, list[float]] = {}
-    for name in sorted(tensors, key=_layer_order):
-        parts = name.split(".")
-        if len(parts) == 4 and parts[2].startswith("alpha_") and parts[3] == "weight":
-            key = parts[2] if parts[0] == "blocks" else f"{parts[0]}.{parts[2]}"
-            out.setdefault(key, []).append(float((tensors[name].float() * factor).abs().mean()))
-    return out
-
-
-def _layer_order(name: str):
-    parts = name.split(".")
-    return (parts[0], int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1, name)
-
-
 @register_rule
 def _ngpt_is_its_own_normalization(cfg: RunConfig) -> str | None:
     m, t = cfg.model, cfg.train

@@ -1,7 +1,7 @@
 """NORMS registry: norm kind name -> nn.Module class taking (dim, cfg, role).
 
-A kind is one small file with one class decorated by `register_norm`. The explicit imports at
-the bottom (no auto-discovery) keep every variant greppable. `role` says where the norm sits
+A kind is one small file with one class decorated by `register_norm`; every module of this folder
+is imported (registry.import_all), so the file is the registration. `role` says where the norm sits
 (attn_in, attn_out, attn_post, mlp_in, mlp_out, mlp_post, final, q, k) for kinds whose init depends
 on it (DyT). Kind-specific knobs live in a nested `Options` dataclass filled strictly from
 `model.norm.options`; a registered config rule checks them before any model is built.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import ConfigError, NormConfig, from_dict, register_choices, register_rule
-from ..registry import registrar
+from ..registry import import_all, registrar
 
 NORMS: dict[str, type[nn.Module]] = {}
 
@@ -56,7 +56,6 @@ def _norm_options_are_valid(cfg) -> str | None:
     return None
 
 
-from . import (dyt, gated_rmsnorm, identity, layernorm, preaffine_rmsnorm, rmsnorm,  # noqa: E402,F401
-               scalenorm)  # (registration side effects)
+import_all(__name__, __path__, skip=("kernels",))  # every other module of this folder is one norm kind
 
 __all__ = ["NORMS", "build_norm", "describe", "norm_options", "register_norm"]

@@ -2,10 +2,12 @@
 
 A probe reads the outputs the Recorder captured (module outputs matched by name globs) or the
 model's parameters, and returns a small summary: floats (-> metrics.jsonl as probe/<name>/<key>)
-and numpy arrays (-> probes/step_N.npz as <name>/<key>). One probe per file, imported explicitly
-below so grep finds every one. Definitions: DESIGN.md (Probes), norm-methods.md sections 6 and 8.
+and numpy arrays (-> probes/step_N.npz as <name>/<key>). One probe per file; every module of this folder
+is imported (registry.import_all), so adding a probe is adding a file. Definitions: DESIGN.md (Probes), norm-methods.md sections 6 and 8.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -13,11 +15,37 @@ from ..config import ProbeConfig, register_rule
 from ..registry import registrar
 
 
+@dataclass(frozen=True)
+class Figure:
+    """A figure a probe's outputs make in every report (the report loops over the registry and draws it).
+
+    kind: "layers" (a scalar per layer over training: key = scalar prefix, one panel per variant),
+    "heads" (a layers x heads grid: key = npz array, at the first/middle/last probe step or the last),
+    "profile" (top-k and median per layer at the last step), "channels" (per-channel vectors at the
+    last step, by index and sorted), "histogram" (a vector's distribution at the last step)."""
+    kind: str
+    key: str
+    file: str
+    title: str
+    caption: str
+    log: bool = False
+    steps: str = "spread"          # heads: "spread" (first, middle, last) or "last"
+    cmap: str = "viridis"
+
+
 class Probe:
-    """Base class: `patterns` are the module-name globs it reads; `reduce(view)` returns its summary."""
+    """Base class: `patterns` are the module-name globs it reads; `reduce(view)` returns its summary.
+
+    `stage` says when the training loop runs it: "forward" (a probe pass on the fixed probe batch,
+    every probes.every steps) or "gradients" (after backward, before clipping, every probes.grad_every
+    steps: such a probe implements `tracker(model)` returning an object with `keys` and `measure()`,
+    a device tensor of len(keys) values or None)."""
 
     name = ""
+    stage = "forward"
     patterns: tuple[str, ...] = ()
+    peaks: dict[str, str] = {}   # summary.json key -> prefix of this probe's scalar keys whose max over training it holds
+    figures: tuple[Figure, ...] = ()
 
     def __init__(self, cfg: ProbeConfig):
         self.cfg = cfg
@@ -66,9 +94,10 @@ def _probe_settings(cfg) -> str | None:
     return None
 
 
-from . import (attn_entropy, attn_sinks, embedding_norms, grad_norms, logit_stats,  # noqa: E402,F401
-               massive_activations, nan_counts, ngpt_eigen_lrs, norm_weights)
+from ..registry import import_all  # noqa: E402
 from .recorder import Recorder, View, flatten, probe_model, unwrap  # noqa: E402
 
-__all__ = ["PROBES", "Probe", "Recorder", "View", "describe", "flatten", "probe_model", "register_probe",
+import_all(__name__, __path__, skip=("recorder",))  # every other module of this folder is one probe
+
+__all__ = ["Figure", "PROBES", "Probe", "Recorder", "View", "describe", "flatten", "probe_model", "register_probe",
            "resolve_names", "unwrap"]

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from . import Probe, register_probe
+from . import Figure, Probe, register_probe
 from .recorder import ATTENTION_PATTERNS, labels_array
 
 
@@ -42,6 +42,15 @@ class AttnEntropy(Probe):
     """mean -sum A log A per layer/head (nats); overload = share of heads above 3/4 of log(t+1) (Jha & Reagen 2024)."""
 
     patterns = ATTENTION_PATTERNS
+    figures = (
+        Figure("heads", "per_head", "probe_entropy_heads.png", "Head-wise attention entropy (nats)",
+               "Mean entropy of each head's attention rows, per layer, early / middle / late in training (seed "
+               "004's heatmap). Look for layers whose heads all sit near the maximum log(t+1): near-uniform "
+               "attention, the 'entropic overload' of norm-free GELU models."),
+        Figure("layers", "", "probe_entropy_layers.png", "Layer-wise attention entropy during training (nats)",
+               "Mean attention entropy per layer over training. Collapse toward 0 in deep layers is 'entropy "
+               "collapse' (instability); staying at the maximum means attention never learned to focus."),
+    )
 
     def reduce(self, view):
         out, ents, norms, labels = {}, [], [], []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Probe, register_probe
+from . import Figure, Probe, register_probe
 from .recorder import ATTENTION_PATTERNS, labels_array
 
 
@@ -16,6 +16,10 @@ class AttnSinks(Probe):
     """mean_t A[t, 0] per layer/head: attention mass on the first position (Xiao et al. 2023, StreamingLLM)."""
 
     patterns = ATTENTION_PATTERNS
+    figures = (Figure("heads", "per_head", "probe_sinks.png", "Attention mass on position 0",
+                      "Mean attention on the first token per layer and head at the last probe step (StreamingLLM's "
+                      "sink). Values near 1 are heads that park their attention on position 0.", steps="last",
+                      cmap="magma"),)
 
     def reduce(self, view):
         out, rows, labels = {}, [], []

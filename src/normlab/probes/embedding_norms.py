@@ -7,13 +7,17 @@ from __future__ import annotations
 
 from torch import nn
 
-from . import Probe, register_probe
+from . import Figure, Probe, register_probe
 from .recorder import short_name
 
 
 @register_probe("embedding_norms")
 class EmbeddingNorms(Probe):
     """row norms ||E_i|| of every nn.Embedding and of an untied lm_head: mean/max to metrics, rows to npz."""
+
+    figures = (Figure("histogram", "rows/", "probe_embedding_norms.png", "Embedding row norms",
+                      "Distribution of the L2 norm of each token's row in the input embedding and the output head "
+                      "at the last probe step (nGPT keeps them at 1)."),)
 
     def reduce(self, view):
         out, seen = {}, set()

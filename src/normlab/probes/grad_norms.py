@@ -11,7 +11,7 @@ import re
 import torch
 from torch import nn
 
-from . import Probe, register_probe
+from . import Figure, Probe, register_probe
 from .recorder import layer_of
 
 
@@ -31,7 +31,7 @@ def group_of(name: str) -> str:
 class GradNormTracker:
     """Per-layer and per-group gradient norms of a model as one tensor; `keys` names its entries."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, prefix: str = ""):
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.params = [p for _, p in named]
         layers = list(dict.fromkeys(layer_of(n) for n, _ in named))
@@ -42,6 +42,8 @@ class GradNormTracker:
             member[self.keys.index(layer_of(n)), j] = 1
             member[self.keys.index(f"group/{group_of(n)}"), j] = 1
         member[-1] = 1
+        self.names = list(self.keys)
+        self.keys = [prefix + k for k in self.keys]
         device = self.params[0].device if self.params else "cpu"
         self.member = member.to(device)
 
@@ -56,12 +58,20 @@ class GradNormTracker:
         return (self.member @ norms.float().pow(2)).sqrt()
 
     def as_dict(self, values: torch.Tensor) -> dict[str, float]:
-        return dict(zip(self.keys, values.tolist()))
+        return dict(zip(self.names, values.tolist()))
 
 
 @register_probe("grad_norms")
 class GradNorms(Probe):
     """||grad|| per layer and per parameter group (attn/mlp/norm/embed/head) and in total, before clipping."""
+
+    stage = "gradients"
+    figures = (Figure("layers", "", "probe_grad_norms.png", "Gradient norm per layer (before clipping)",
+                      "||grad|| per layer every probes.grad_every steps. Post-Norm's gradients grow toward the "
+                      "output at init (Xiong et al. 2020); spikes here precede loss spikes.", log=True),)
+
+    def tracker(self, model: nn.Module) -> GradNormTracker:
+        return GradNormTracker(model, prefix=f"probe/{self.name}/")
 
     def reduce(self, view):
         tracker = GradNormTracker(view.model)

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from . import Probe, register_probe
+from . import Figure, Probe, register_probe
 from .recorder import ATTENTION_PATTERNS
 
 
@@ -27,6 +27,11 @@ class LogitStats(Probe):
     """max attention logit q.k/sqrt(D) per layer (before clamp/cap); output logits max |z| and std."""
 
     patterns = ATTENTION_PATTERNS + ("",)
+    peaks = {"max_attn_logit": "attn_max/"}
+    figures = (Figure("layers", "attn_max", "probe_attn_logit_max.png", "Largest attention logit q.k/sqrt(D) per layer",
+                      "The maximum pre-softmax attention logit per layer (before any clamp or cap). exp() overflows "
+                      "float32 near 88.7; without normalization these grow with the learning rate (Wortsman et al. "
+                      "2023)."),)
 
     def reduce(self, view):
         out = {f"attn_max/{a.label}": finite_max(a.scores) for a in view.attention}

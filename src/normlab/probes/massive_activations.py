@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import Probe, register_probe
+from . import Figure, Probe, register_probe
 from .recorder import labels_array
 
 
@@ -30,6 +30,15 @@ class MassiveActivations(Probe):
     """top-3 and median |h| of the residual stream per layer, with channel and position (Sun et al. 2024)."""
 
     patterns = ("**.blocks.*",)
+    peaks = {"max_act": "top1/"}
+    figures = (
+        Figure("layers", "top1", "probe_massive_top1.png", "Largest |h| of the residual stream per layer",
+               "The top |activation| after each block over training (Sun et al. 2024): massive activations "
+               "appear after the first layers and stay.", log=True),
+        Figure("profile", "", "probe_massive_activations.png", "Massive activations: top-3 and median |h| per layer",
+               "Top-3 and median |h| of the residual stream per layer at the last probe step; a top value "
+               "1000x the median is a massive activation."),
+    )
 
     def reduce(self, view):
         out, tops, channels, positions, medians, labels = {}, [], [], [], [], []

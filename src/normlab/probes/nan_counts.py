@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import Probe, register_probe
+from . import Figure, Probe, register_probe
 from .recorder import ATTENTION_PATTERNS, labels_array, layer_of
 
 
@@ -22,6 +22,13 @@ class NanCounts(Probe):
     """count of non-finite values per layer: attention probabilities and block activations (seed 004)."""
 
     patterns = ATTENTION_PATTERNS + ("**.blocks.*", "**.blocks.*.*")
+    figures = (
+        Figure("layers", "attn", "probe_nan_attention.png", "Non-finite values in attention probabilities, per layer",
+               "NaN/inf counts in the attention probabilities on the probe batch (seed 004). Any non-zero value "
+               "marks the layer where numerical failure starts."),
+        Figure("layers", "act", "probe_nan_activations.png", "Non-finite values in activations, per layer",
+               "NaN/inf counts in each block's outputs on the probe batch."),
+    )
 
     def reduce(self, view):
         out, heads, labels = {}, [], []

@@ -9,13 +9,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..norms import NORMS
-from . import Probe, register_probe
+from . import Figure, Probe, register_probe
 from .recorder import short_name
 
 
 @register_probe("norm_weights")
 class NormWeights(Probe):
     """each norm parameter per layer and channel: mean and min |w| to metrics, the vectors to npz."""
+
+    figures = (Figure("channels", "vec/", "probe_norm_weights.png", "Norm weights by channel",
+                      "Every learned norm parameter at the last probe step, by channel index (left) and sorted "
+                      "(right), seed 0 (seed 000's weight plots). A channel whose gain falls toward 0 is "
+                      "suppressing a residual sink."),)
 
     def reduce(self, view):
         kinds = tuple(NORMS.values())
