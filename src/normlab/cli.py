@@ -1,6 +1,6 @@
 """Command line: each subcommand parses its arguments and calls one function of the layers below.
 
-    normlab run prepost [overrides] [--seeds 3] [--jobs 2]   train an experiment, write its report
+    normlab run prepost [overrides] [--seeds 5|10-14|3,7,11] [--jobs 2] [--preset smoke] [--replicate DIR]
     normlab train <config|yaml> [overrides] [--resume]        one run
     normlab sample <run-dir> [--n 5] [--prompt ma]          (seq2seq runs: the output for --prompt)
     normlab report <experiment-dir>
@@ -22,64 +22,111 @@ from pathlib import Path
 
 import click
 
-from .config import ConfigError, RunConfig, dump_yaml, from_dict, load_config, read_yaml
+from .config import ConfigError, RunConfig, dump_yaml, load_config
+
+
+def _debug() -> bool:
+    return os.environ.get("NORMLAB_DEBUG", "") not in ("", "0") or "--debug" in sys.argv
 
 
 class _Group(click.Group):
-    """Turn ConfigError (bad user input) into one clear line and exit code 2, never a traceback."""
+    """Bad input is one clear line and exit code 2, never a traceback; an unexpected error is one line too
+    (exit 1), with the traceback only under --debug or NORMLAB_DEBUG=1 (for bug reports)."""
 
     def invoke(self, ctx):
+        from .training.signals import EXIT_INTERRUPTED
+
         try:
             return super().invoke(ctx)
         except ConfigError as err:
+            if _debug():
+                raise
             click.secho(f"error: {err}", fg="red", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            click.secho("interrupted", fg="yellow", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except MemoryError:
+            click.secho("error: out of memory; use a smaller model or batch", fg="red", err=True)
+            sys.exit(1)
+        except Exception as err:  # noqa: BLE001  (a bug: one line for the user, the traceback with --debug)
+            if _debug():
+                raise
+            first = (str(err).strip().splitlines() or [""])[0][:300]
+            click.secho(f"error: internal error {type(err).__name__}: {first} (run with --debug or NORMLAB_DEBUG=1 for "
+                        "the traceback, and please report it)", fg="red", err=True)
+            sys.exit(1)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+class _ListedCommand(click.Command):
+    """A command whose help ends with a list computed when help is shown (experiments, shipped configs)."""
+
+    def __init__(self, *args, lister=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lister = lister
+
+    def format_epilog(self, ctx, formatter):
+        if self.lister is not None:
+            with formatter.section("Available"):
+                formatter.write_text(self.lister())
+        super().format_epilog(ctx, formatter)
+
+
+def _experiments_text() -> str:
+    from .experiments import list_experiments, load_experiment
+
+    lines = []
+    for name in list_experiments():
+        spec = load_experiment(name)
+        presets = f" [presets: {', '.join(spec.presets)}]" if spec.presets else ""
+        lines.append(f"{name}: {spec.title}{presets}")
+    return "\n".join(lines) + "\n\nExample: normlab run prepost --seeds 5-9 --replicate runs/prepost"
+
+
+def _configs_text() -> str:
+    from .config.load import CONFIG_DIRS
+
+    names = sorted(p.stem for p in CONFIG_DIRS[0].glob("*.yaml"))
+    return ("Shipped configs: " + ", ".join(names) + " (or any experiment name: its base config, or a YAML path)"
+            "\n\nExample: normlab train debug model.norm.kind=dyt train.lr=3e-3")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="normlab")
-def main():
+@click.option("--debug", is_flag=True, help="show the full traceback of an error (for bug reports)")
+def main(debug):
     """normlab: how should a transformer normalize, and what breaks when it does not?"""
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+@main.command(cls=_ListedCommand, lister=_experiments_text, context_settings={"ignore_unknown_options": True})
 @click.argument("experiment")
 @click.argument("overrides", nargs=-1)
-@click.option("--seeds", type=click.IntRange(1), help="number of seeds (0..N-1); default: the experiment's")
-@click.option("--jobs", type=click.IntRange(1), help="runs in parallel processes; default: the experiment's")
+@click.option("--seeds", help="seeds: a count (5 = 0..4), a range (10-14) or a list (3,7,11); default: the experiment's")
+@click.option("--jobs", type=click.IntRange(1, 64), help="processes in parallel; default: the experiment's")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="parent of the experiment folder [runs]")
-@click.option("--preset", help="a named scale preset of the experiment (e.g. gpu, paper); see its YAML `presets`")
-def run(experiment, overrides, seeds, jobs, out_dir, preset):
+@click.option("--preset", help="a named preset of the experiment (smoke, gpu, paper ...; see the list below)")
+@click.option("--skip-failed", is_flag=True, help="do not retry runs whose summary says failed")
+@click.option("--replicate", type=click.Path(file_okay=False),
+              help="an earlier run of this experiment on other seeds: write a replication table of the verdicts")
+def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replicate):
     """Train every variant x seed of EXPERIMENT (resuming unfinished runs) and write its report."""
-    from .experiments import expand, load_experiment, run_all
-    from .report import build_report, markdown_table_only
-    from .train.rundir import write_json
+    from .experiments.run import exit_code, run_experiment
+    from .report import summary_table
 
-    spec = load_experiment(experiment)
-    seed_list = list(range(seeds)) if seeds else list(spec.seeds)
-    planned = expand(spec, list(overrides), seed_list, out_dir, preset)
-    exp_dir = planned[0].run_dir.parent
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    info = {k: getattr(spec, k) for k in ("name", "title", "description", "seed_ref")}
-    info.update(variants=list(spec.variants), seeds=seed_list, overrides=list(overrides), preset=preset,
-                runs=[{"variant": p.variant, "seed": p.seed, "dir": p.run_dir.name} for p in planned])
-    write_json(exp_dir / "experiment.json", info)
-    click.echo(f"{spec.name}: {len(spec.variants)} variants x {len(seed_list)} seeds -> {exp_dir}")
-    t0 = time.perf_counter()
-    results = run_all(planned, jobs or spec.jobs)
-    wall = time.perf_counter() - t0
-    bad = {n: s for n, s in results.items() if s.get("status") not in ("complete",)}
-    for name, s in bad.items():
-        click.secho(f"  {name}: {s.get('status')} {s.get('diverged_reason') or s.get('error') or ''}", fg="yellow")
-    for name, s in results.items():
-        for warning in s.get("warnings") or []:
-            click.secho(f"  warning {name}: {warning}", fg="red")
-    paths = build_report(exp_dir)
-    click.echo(markdown_table_only(exp_dir))
-    click.echo(f"trained in {wall:.1f} s; report: {paths['report.html']} (and report.md, results.json, PNGs)")
+    result = run_experiment(experiment, list(overrides), seeds, jobs, out_dir, preset, skip_failed, replicate,
+                            echo=click.echo)
+    if result.interrupted:
+        sys.exit(exit_code(result))
+    from .experiments import load_experiment
+
+    click.echo(summary_table(result.exp_dir, load_experiment(experiment)))
+    click.echo(f"trained in {result.wall_s:.1f} s; report: {result.report['report.html']} "
+               "(and report.md, results.json, PNGs)")
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+@main.command(cls=_ListedCommand, lister=_configs_text, context_settings={"ignore_unknown_options": True})
 @click.argument("config")
 @click.argument("overrides", nargs=-1)
 @click.option("--resume", is_flag=True, help="continue the run in <out_dir>/<name> from its last checkpoint")
@@ -87,8 +134,9 @@ def train(config, overrides, resume):
     """Train one run from CONFIG (a shipped name like `debug`, or a YAML path) with dotted overrides."""
     from rich.progress import Progress
 
-    from .train import train as train_run
-    from .train.dist import shutdown as shutdown_dist
+    from .training import train as train_run
+    from .training.dist import shutdown as shutdown_dist
+    from .training.signals import EXIT_INTERRUPTED
 
     cfg = load_config(config, list(overrides))
     run_dir = Path(cfg.out_dir) / cfg.name
@@ -104,30 +152,37 @@ def train(config, overrides, resume):
     if summary.get("status") == "interrupted":
         click.echo(f"stopped at step {summary['step']}; continue with: normlab train {config} "
                    f"{' '.join(overrides)} --resume".replace("  ", " "))
+        sys.exit(EXIT_INTERRUPTED)
     if summary.get("status") == "diverged":
         sys.exit(3)
 
 
+MAX_SAMPLES = 10_000
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--n", "n", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--n", "n", type=click.IntRange(1, MAX_SAMPLES), default=5, show_default=True)
 @click.option("--prompt", default="", help="text the samples start with (seq2seq runs: the input to map)")
-@click.option("--temperature", type=click.FloatRange(0), help="default: the run's sample.temperature")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--temperature", type=click.FloatRange(0, 100), help="default: the run's sample.temperature")
+@click.option("--seed", type=click.IntRange(0, 2 ** 63 - 1), default=0, show_default=True)
 def sample(run_dir, n, prompt, temperature, seed):
     """Generate N samples from the last checkpoint of RUN_DIR."""
     from .data import load_tokenizer
     from .model import build_model
-    from .train import generate_samples, latest_checkpoint, load_weights
+    from .rundir import latest_checkpoint, load_weights
+    from .training import generate_samples, saved_config
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
-    cfg = from_dict(RunConfig, read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
+    cfg = saved_config(run_dir)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise ConfigError(f"{run_dir} has no checkpoint yet; train it first (normlab train ... --resume)")
     if temperature is not None:
+        if temperature != temperature:
+            raise ConfigError("--temperature must be a number in [0, 100] (0 = greedy)")
         cfg.sample.temperature = temperature
     tok = load_tokenizer(run_dir / "tokenizer.json")
     try:
@@ -160,14 +215,15 @@ def _sample_seq2seq(model, tok, cfg, prompt: str, n: int) -> None:
 @main.command()
 @click.argument("exp_dir", type=click.Path(exists=True, file_okay=False))
 def report(exp_dir):
-    """Rebuild the report of EXP_DIR from its finished run directories."""
+    """Rebuild the report of EXP_DIR from its run directories (finished ones; a partial sweep says what is missing)."""
+    from .experiments import list_experiments, load_experiment
     from .report import build_report
+    from .rundir import read_json
 
-    try:
-        paths = build_report(exp_dir)
-    except FileNotFoundError as err:
-        raise ConfigError(str(err)) from None
-    for path in paths.values():
+    info_path = Path(exp_dir) / "experiment.json"
+    name = read_json(info_path).get("name") if info_path.exists() else None
+    spec = load_experiment(name) if isinstance(name, str) and name in list_experiments() else None
+    for path in build_report(exp_dir, spec).values():
         click.echo(path)
 
 
@@ -176,11 +232,11 @@ def report(exp_dir):
 @click.argument("repo_id")
 @click.option("--private", is_flag=True, help="create the repo as private")
 @click.option("--revision", help="branch to push to (default: main)")
-@click.option("--with-optimizer", is_flag=True, help="also push state.pt (optimizer state, ~2x the weights)")
+@click.option("--with-optimizer", is_flag=True, help="also push state.safetensors (optimizer state, ~2x the weights)")
 @click.option("--message", help="commit message")
 def push(path, repo_id, private, revision, with_optimizer, message):
     """Push a run or experiment directory PATH to the Hugging Face Hub model repo REPO_ID."""
-    from .train.publish import push as push_dir
+    from .publish import push as push_dir
 
     url = push_dir(Path(path), repo_id, private=private, revision=revision, with_optimizer=with_optimizer,
                    message=message)
@@ -193,7 +249,7 @@ def push(path, repo_id, private, revision, with_optimizer, message):
 @click.option("--revision", help="branch, tag or commit (default: main)")
 def pull(repo_id, out_dir, revision):
     """Download a run or experiment that `normlab push` uploaded to REPO_ID."""
-    from .train.publish import describe_pull, pull as pull_dir
+    from .publish import describe_pull, pull as pull_dir
 
     click.echo(describe_pull(pull_dir(repo_id, Path(out_dir) if out_dir else None, revision)))
 
@@ -202,7 +258,7 @@ def pull(repo_id, out_dir, revision):
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def replay(run_dir):
     """Replay a diverged RUN_DIR from its last good state to the failing batch; exit 0 if it reproduces."""
-    from .train.forensics import replay_run
+    from .training.forensics import replay_run
 
     result = replay_run(run_dir)
     rec, rep = result["recorded"], result["replayed"]

@@ -7,9 +7,9 @@ import normlab as nl
 from normlab.config import NormConfig
 from normlab.data import build_corpus
 from normlab.norms import build_norm
-from normlab.train import read_metrics
-from normlab.train.accel import optimizer_flags
-from normlab.train.dist import DistInfo, local_batch, unwrap
+from normlab.rundir import read_metrics
+from normlab.training.accel import optimizer_flags
+from normlab.training.dist import DistInfo, local_batch, unwrap
 
 
 SHORT = ["train.steps=10", "train.eval_every=10", "sample.n=1"]
@@ -100,7 +100,7 @@ def test_compiled_training_follows_the_eager_curve(tiny, tmp_path, mode):
 
 @pytest.mark.parametrize("setting,calls", [("retain", 1), ("default", 0)])
 def test_cpu_malloc_setting_decides_whether_freed_memory_is_retained(tmp_path, monkeypatch, setting, calls):
-    from normlab.train import accel
+    from normlab.training import accel
 
     seen = []
     monkeypatch.setattr(accel, "retain_freed_memory", lambda: seen.append(1) or True)
@@ -112,7 +112,7 @@ def test_cpu_malloc_setting_decides_whether_freed_memory_is_retained(tmp_path, m
 def test_retain_freed_memory_sets_glibc_options_once():
     import sys
 
-    from normlab.train import accel
+    from normlab.training import accel
 
     if not sys.platform.startswith("linux"):
         assert accel.retain_freed_memory() is False

@@ -103,8 +103,10 @@ def test_bits_per_byte_and_entropy_by_hand():
 def test_bpe_settings_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="needs data.batching=packed"):
         load_config("debug", ["data.tokenizer=bpe", "data.batching=doc"])
-    with pytest.raises(ConfigError, match="at least 256 byte symbols"):
+    with pytest.raises(ConfigError, match=r"allowed: \[257, 2\^20\]"):
         load_config("debug", ["data.tokenizer=bpe", "data.bpe_vocab_size=100"])
+    with pytest.raises(ConfigError, match="at least 256 byte symbols"):   # + 3 special tokens
+        load_config("debug", ["data.tokenizer=bpe", "data.bpe_vocab_size=258", "data.special_tokens=[a, b, c]"])
 
 
 def test_decode_returns_every_non_boundary_special_token_verbatim(tmp_path):
@@ -179,7 +181,7 @@ def test_a_document_longer_than_a_batch_is_streamed_to_the_same_ids(tmp_path, mo
 def test_vocab_size_is_bounded_before_the_library_aborts():
     with pytest.raises(ConfigError) as err:
         load_config("debug", ["data.tokenizer=bpe", "data.bpe_vocab_size=1000000000"])
-    assert str(err.value).startswith("data.bpe_vocab_size=1000000000 is too large: allowed 257 .. 1048576 (2**20")
+    assert str(err.value).startswith("data.bpe_vocab_size=1000000000 (CLI override") and "[257, 2^20]" in str(err.value)
     assert load_config("debug", ["data.tokenizer=bpe", f"data.bpe_vocab_size={2 ** 20}"]).data.bpe_vocab_size == 2 ** 20
 
 

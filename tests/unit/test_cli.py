@@ -12,17 +12,34 @@ def invoke(*args):
 
 
 def test_run_prepost_tiny_end_to_end(tmp_path):
-    r = invoke("run", "prepost", "train.steps=30", "train.eval_every=15", "--seeds", 1, "--jobs", 2, "--out", tmp_path)
+    r = invoke("run", "prepost", "train.steps=30", "train.eval_every=15", "--seeds", "3-4", "--jobs", 2,
+               "--out", tmp_path)
     assert r.exit_code == 0, r.output
-    exp = tmp_path / "prepost"
+    [exp] = tmp_path.glob("prepost-seeds3-4-mod*")   # another seed set and overrides: a folder of its own
     for f in ("report.md", "report.html", "results.json", "loss_curves.png", "avg_loss.png"):
         assert (exp / f).exists(), f
     results = json.loads((exp / "results.json").read_text())
-    assert results["table"]["Parameters"]["pre"]["mean"] == 25_968
+    assert results["table"]["Parameters"]["pre"]["mean"] == 25_968 and results["seeds"] == [3, 4]
+    assert sorted(r["name"] for r in results["runs"]) == sorted(f"{v}-seed{s}" for v in ("pre", "post", "none")
+                                                                 for s in (3, 4))
     assert {r["status"] for r in results["runs"]} == {"complete"}
-    assert "report:" in r.output and "| Avg loss (first 50 steps) |" in r.output
-    again = invoke("run", "prepost", "train.steps=30", "train.eval_every=15", "--seeds", 1, "--out", tmp_path)
-    assert again.exit_code == 0 and "pre-seed0" not in again.output   # finished runs are reused, not retrained
+    assert "report:" in r.output and "| Avg loss (first 50 steps) |" in r.output and "| claim |" in r.output
+    assert "No-Norm (modified: train.steps=30, train.eval_every=15)\n" in (exp / "report.md").read_text()
+    again = invoke("run", "prepost", "train.steps=30", "train.eval_every=15", "--seeds", "3-4", "--out", tmp_path)
+    assert again.exit_code == 0 and "pre-seed3" not in again.output   # finished runs are reused, not retrained
+    assert "(0 to train, 6 finished already)" in again.output
+
+
+def test_seeds_are_chosen_on_the_command_line_not_by_train_seed(tmp_path):
+    r = CliRunner().invoke(main, ["run", "prepost", "train.seed=10", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--seeds" in r.output and "Traceback" not in r.output
+    for bad in ("0", "5-2", "a,b", "1,2,x", "5000000"):
+        r = CliRunner().invoke(main, ["run", "prepost", "--seeds", bad, "--out", str(tmp_path)])
+        assert r.exit_code == 2 and "--seeds" in r.output, (bad, r.output)
+    from normlab.experiments import parse_seeds
+
+    assert parse_seeds("5", 3) == [0, 1, 2, 3, 4] and parse_seeds("10-14", 3) == [10, 11, 12, 13, 14]
+    assert parse_seeds("3,7,11", 3) == [3, 7, 11] and parse_seeds(None, 3) == [0, 1, 2]
 
 
 def test_train_sample_and_report_commands(tmp_path):

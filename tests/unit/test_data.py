@@ -125,7 +125,7 @@ def test_char_path_honours_max_bytes(tmp_path):
     assert held.train.stats["n_docs"] == len(_capped_by_hand(train, 50)) == 4
     assert held.val.stats["n_docs"] == len(_capped_by_hand(val_docs, 50)) == 4
     assert build_corpus(DataConfig(source=f"text:{path}"), block_size=8).train.stats["n_docs"] == 180   # 0 = all
-    with pytest.raises(ConfigError, match=r"data.max_bytes=-1 must be >= 0"):
+    with pytest.raises(ConfigError, match=r"data.max_bytes=-1 \(CLI override 'data.max_bytes=-1'\) is out of range; allowed: \[0, 2\^50\]"):
         load_config("debug", ["data.max_bytes=-1"])
 
 

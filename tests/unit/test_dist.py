@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import normlab as nl
-from normlab.train import read_metrics
+from normlab.rundir import read_metrics
 
 pytestmark = pytest.mark.distributed
 

@@ -9,8 +9,8 @@ from normlab.cli import main
 from normlab.config import ConfigError, DataConfig, load_config
 from normlab.data import IGNORE, CharTokenizer, Seq2SeqData, build_corpus
 from normlab.model import EncoderDecoder, build_model, inference
-from normlab.train import read_metrics
-from normlab.train.seq2seq import task_accuracy
+from normlab.rundir import read_metrics
+from normlab.training.seq2seq import task_accuracy
 
 S2S = ["model.encoder_layers=2", "data.task=reverse", "model.pos=rope"]
 MODES = {"normal": [], "ngpt": ["model.arch=ngpt", "model.norm.placement=none"]}
@@ -113,7 +113,7 @@ def test_inference_returns_a_string_and_refuses_long_input():
     ([*S2S, "model.norm.placement=post"], "model.norm.placement must be pre (got 'post')"),
     (["model.encoder_layers=2", "data.task=sort"], "set model.pos=rope (got 'learned')"),
     ([*S2S, "model.attn.logit_clamp=30"], "supports none of"),
-    (["model.encoder_layers=-1"], "must be >= 0"),
+    (["model.encoder_layers=-1"], "model.encoder_layers=-1 (CLI override 'model.encoder_layers=-1') is out of range; allowed: [0, 1024]"),
 ])
 def test_encdec_config_refusals_say_why(overrides, message):
     with pytest.raises(ConfigError) as err:

@@ -1,4 +1,4 @@
-"""Leakage guard (causality, targets, implausible loss), the stability watch, and a BPE run's summary."""
+"""Leakage guard (causality, targets, implausible loss), probe maxima, and a BPE run's summary."""
 import json
 import math
 
@@ -6,9 +6,8 @@ import pytest
 import torch
 
 import normlab as nl
-from normlab.train import leakage, loop
-from normlab.train.leakage import LeakageError, check_causality, check_targets, plausibility_warning
-from normlab.train.watch import StabilityWatch
+from normlab.training import leakage, setup
+from normlab.training.leakage import LeakageError, check_causality, check_targets, plausibility_warning
 
 
 def _model(*overrides):
@@ -42,7 +41,7 @@ def test_targets_must_be_the_next_token():
 
 
 def test_train_refuses_a_leaky_model(tiny, monkeypatch):
-    monkeypatch.setattr(loop, "build_model", lambda cfg: _Peeking(nl.build_model(cfg)))
+    monkeypatch.setattr(setup, "build_model", lambda cfg: _Peeking(nl.build_model(cfg)))
     with pytest.raises(LeakageError, match="refusing to train"):
         nl.train(tiny("name=leak"))
 
@@ -57,39 +56,30 @@ def test_seed_000_loss_gets_a_warning_and_honest_losses_do_not():
     assert leakage.PLAUSIBLE_FRAC * 4.4 > bpb * 10
 
 
-def test_watch_matches_a_hand_computation():
+def test_probe_maxima_match_a_hand_computation():
+    """The probes that replaced train/watch.py: max |residual| per block and max attention logit (before clamp)."""
     model = _model("model.pos=rope", "model.d_model=16", "model.n_head=2").eval()
     x = torch.randint(0, 11, (2, 10))
-    watch = StabilityWatch(model)
     outs, qs, ks = [], [], []
     hooks = [b.register_forward_hook(lambda m, i, o: outs.append(o)) for b in model.blocks]
     hooks += [b.attn.tap_q.register_forward_hook(lambda m, i, o: qs.append(o)) for b in model.blocks]
     hooks += [b.attn.tap_k.register_forward_hook(lambda m, i, o: ks.append(o)) for b in model.blocks]
-    watch.active = True
-    model(x)
-    got = watch.pop()
-    expected_act = max(o.abs().max().item() for o in outs)
-    expected_logit = 0.0
-    for q, k in zip(qs, ks):
-        s = (q.double() @ k.double().transpose(-2, -1)) / math.sqrt(q.shape[-1])
-        for t in range(10):
-            expected_logit = max(expected_logit, s[..., t, : t + 1].abs().max().item())
-    assert got["max_act"].item() == pytest.approx(expected_act, rel=1e-6)
-    assert got["max_attn_logit"].item() == pytest.approx(expected_logit, rel=1e-5)
-    watch.active = False
-    model(x)
-    assert watch.pop() == {}
-    watch.close()
+    got = nl.probe_model(model, x, ["logit_stats", "massive_activations"])
     for h in hooks:
         h.remove()
+    for layer, (o, q, k) in enumerate(zip(outs, qs, ks)):
+        s = (q.double() @ k.double().transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        logit = max(s[..., t, : t + 1].max().item() for t in range(10))
+        assert got["logit_stats"][f"attn_max/layer{layer}"] == pytest.approx(logit, rel=1e-5)
+        assert got["massive_activations"][f"top1/layer{layer}"] == pytest.approx(o.abs().max().item(), rel=1e-6)
     assert all(not b._forward_hooks for b in model.blocks)
 
 
-def test_bpe_run_reports_bpb_perplexity_and_watch(tmp_path, tiny):
+def test_bpe_run_reports_bpb_perplexity_and_probe_peaks(tmp_path, tiny):
     text = tmp_path / "t.txt"
     text.write_text("".join(f"the cat number {i % 17} sat on mat {i % 5}.\n" for i in range(400)))
     cfg = tiny("name=bpe", "data.tokenizer=bpe", f"data.source=text:{text}", "data.bpe_vocab_size=300",
-               f"data.cache_dir={tmp_path / 'cache'}", "train.watch_every=5", "train.steps=10")
+               f"data.cache_dir={tmp_path / 'cache'}", "probes.every=5", "train.steps=10")
     s = nl.train(cfg)
     val = s["data"]["val"]
     assert s["val_bpb"] == pytest.approx(s["val_loss"] * val["n_tokens"] / (val["n_bytes"] * math.log(2)))
@@ -98,5 +88,5 @@ def test_bpe_run_reports_bpb_perplexity_and_watch(tmp_path, tiny):
     # 85 distinct lines repeated: every validation line also sits in train, and the guard says so
     assert len(s["warnings"]) == 1 and "validation documents (100%) also occur verbatim" in s["warnings"][0]
     metrics = [json.loads(line) for line in (tmp_path / "bpe" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics if "max_act" in m] == [0, 5]
+    assert [m["step"] for m in metrics if "probe/massive_activations/top1/layer0" in m] == [0, 5, 10]
     assert json.loads((tmp_path / "bpe" / "tokenizer.json").read_text())["model"]["type"] == "BPE"

@@ -8,8 +8,8 @@ import normlab as nl
 from normlab.config import ConfigError, load_config
 from normlab.model import build_model
 from normlab.model.mha import ScaledVector
-from normlab.model.ngpt import NGPT, eigen_lrs, hypersphere_step
-from normlab.train import latest_checkpoint
+from normlab.model.ngpt import NGPT, hypersphere_step
+from normlab.rundir import latest_checkpoint
 
 from causality import assert_causal  # tests/unit/causality.py
 
@@ -84,14 +84,20 @@ def test_eigen_lr_scaling_formula_and_its_effect_on_adam():
     torch.testing.assert_close(v() - init, torch.full((4,), lr * init / scaling), rtol=1e-4, atol=0)
 
 
-def test_eigen_lrs_reads_effective_alphas_per_layer():
+def test_eigen_lrs_probe_reads_effective_alphas_per_layer():
+    """The ngpt_eigen_lrs probe (it used to call a method no model had, and recorded nothing)."""
+    import normlab as nl
+
     model = build_model(_cfg("model.n_layer=3", "model.d_model=16"))
     with torch.no_grad():
         model.blocks[2].alpha_mlp.weight.fill_(-0.5)
-    out = eigen_lrs(model.state_dict(), model.cfg)
-    assert set(out) == {"alpha_attn", "alpha_mlp"} and len(out["alpha_attn"]) == 3
-    assert out["alpha_attn"] == pytest.approx([0.05] * 3)
-    assert out["alpha_mlp"][2] == pytest.approx(0.5 * 0.05 / (1 / 4))   # |p| * init / base_scale, base 1/sqrt(16)
+    out = nl.probe_model(model, torch.randint(0, 11, (2, 6)), ["ngpt_eigen_lrs"])["ngpt_eigen_lrs"]
+    scalars = {k: v for k, v in out.items() if not k.startswith("vec/")}
+    assert set(scalars) == {f"alpha_{s}/layer{i}" for s in ("attn", "mlp") for i in range(3)}
+    assert [scalars[f"alpha_attn/layer{i}"] for i in range(3)] == pytest.approx([0.05] * 3)
+    assert scalars["alpha_mlp/layer2"] == pytest.approx(0.5 * 0.05 / (1 / 4))   # |p| * init / base_scale, base 1/sqrt(16)
+    assert nl.probe_model(build_model(load_config("debug", ["model.vocab_size=11"]).model),
+                          torch.randint(0, 11, (2, 6)), ["ngpt_eigen_lrs"])["ngpt_eigen_lrs"] == {}
 
 
 def _rope(x, T):
@@ -164,7 +170,7 @@ def test_ngpt_is_deterministic_and_trains_bit_identically(tiny, tmp_path):
     ("train.weight_decay=0.1", "trains without weight decay"),
     ("train.warmup_steps=10", "set train.warmup_steps=0 (got 10)"),
     ("model.resid_init_scale=0.01", "renormalized at build"),
-    ("model.ngpt.alpha_init=0", "must be > 0"),
+    ("model.ngpt.alpha_init=0", "is out of range; allowed: (0, 10]"),
 ])
 def test_ngpt_config_refusals_say_why(override, message):
     with pytest.raises(ConfigError) as err:

@@ -98,7 +98,7 @@ def test_rezero_residual_formula():
     (["model.norm.kind=identity", "model.norm.placement=deepnorm"], "grows by \\(2L\\)\\^¼ per sublayer"),
     (["model.norm.placement=rezero", "model.norm.final=always"],
      "placement=rezero with model.norm.final=always is refused: ReZero is norm-free by design"),
-    (["model.norm.placement=mixln", "model.norm.mixln_post_frac=1.5"], "mixln_post_frac=1.5 must be in \\[0, 1\\]"),
+    (["model.norm.placement=mixln", "model.norm.mixln_post_frac=1.5"], "mixln_post_frac=1.5 .* is out of range; allowed: \\[0, 1\\]"),
 ])
 def test_validity_refusals_name_the_reason(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -176,9 +176,11 @@ def test_embedding_norms_and_missing_ngpt_alphas():
     np.testing.assert_allclose(out["embedding_norms"]["rows/wte"], model.wte.weight.norm(dim=-1).detach().numpy())
     assert out["embedding_norms"]["lm_head/max"] == pytest.approx(float(model.lm_head.weight.detach().norm(dim=-1).max()))
     assert out["ngpt_eigen_lrs"] == {}   # a model without eigen learning rates is skipped, not an error
-    model.eigen_lrs = lambda: {"blocks.0.alpha_a": torch.full((4,), 0.05)}
+    from normlab.model.mha import ScaledVector
+
+    model.blocks[0].alpha_attn = ScaledVector(4, 0.05, 0.5)   # any module with a ScaledVector alpha is read
     s = probe_model(model, _idx(), ["ngpt_eigen_lrs"])["ngpt_eigen_lrs"]
-    assert s["layer0.alpha_a"] == pytest.approx(0.05) and s["vec/layer0.alpha_a"].shape == (4,)
+    assert s["alpha_attn/layer0"] == pytest.approx(0.05) and s["vec/alpha_attn/layer0"].shape == (4,)
 
 
 def _hook_count(model):

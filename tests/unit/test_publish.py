@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 import normlab as nl
 from normlab.cli import main
 from normlab.config import ConfigError
-from normlab.train import publish
+from normlab import publish
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -64,7 +64,7 @@ def test_push_a_run_then_pull_it_back_and_sample(tmp_path, fake_hub):
     r = CliRunner().invoke(main, ["pull", "alice/tiny-run", "--out", str(out)], catch_exceptions=False)
     assert r.exit_code == 0, r.output and "one run (complete)" in r.output
     ckpt = (out / "checkpoints" / "latest").read_text().strip()
-    assert not (out / "checkpoints" / ckpt / "state.pt").exists()            # no optimizer unless asked
+    assert not (out / "checkpoints" / ckpt / "state.safetensors").exists()   # no optimizer unless asked
     ours = load_file(run / "checkpoints" / ckpt / "model.safetensors")
     theirs = load_file(out / "checkpoints" / ckpt / "model.safetensors")
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
@@ -92,7 +92,7 @@ def test_push_an_experiment_keeps_its_report_and_only_finished_runs(tmp_path, fa
     assert [r["dir"] for r in info["runs"]] == ["a-seed0", "b-seed0"]
     assert (out / "a-seed0" / "metrics.jsonl").exists() and (out / "b-seed0" / "tokenizer.json").exists()
     ckpt = (out / "a-seed0" / "checkpoints" / "latest").read_text().strip()
-    assert (out / "a-seed0" / "checkpoints" / ckpt / "state.pt").exists()    # --with-optimizer
+    assert (out / "a-seed0" / "checkpoints" / ckpt / "state.safetensors").exists()    # --with-optimizer
     r = CliRunner().invoke(main, ["report", str(out)], catch_exceptions=False)
     assert r.exit_code == 0 and (out / "report.md").exists()
     assert "| a-seed0 |" in (out / "README.md").read_text()

@@ -11,7 +11,7 @@ from normlab.config import load_config
 from normlab.data import IGNORE
 from normlab.model import build_model
 from normlab.model.attention import SelfAttention
-from normlab.train.loop import lm_loss
+from normlab.training import lm_loss
 
 
 def _cfg(*overrides):

@@ -1,10 +1,12 @@
 import json
 
+import numpy as np
 import torch
 
 import normlab as nl
-from normlab.train import lr_at, read_metrics
-from normlab.train.checkpoint import latest_checkpoint
+from normlab.rundir import read_metrics
+from normlab.training import lr_at
+from normlab.rundir import latest_checkpoint
 from normlab.config import TrainConfig
 
 
@@ -62,18 +64,23 @@ def test_existing_run_is_not_overwritten_without_resume(tiny):
     try:
         nl.train(tiny("name=keep"))
     except nl.ConfigError as err:
-        assert "pass --resume" in str(err)
+        assert "--resume" in str(err) and "overwrite=True" in str(err)
     else:
         raise AssertionError("an existing run was overwritten")
 
 
-def test_non_finite_loss_stops_cleanly(tiny, tmp_path):
-    summary = nl.train(tiny("name=boom", "model.norm.placement=none", "train.lr=1e4", "train.grad_clip=0",
-                            "train.steps=60"))
-    assert summary["status"] == "diverged"
-    step = summary["diverged_step"]
-    assert step is not None and step < 59 and "non-finite" in summary["diverged_reason"]
-    assert json.loads((tmp_path / "boom" / "summary.json").read_text())["diverged_step"] == step
+def test_non_finite_loss_stops_cleanly(tiny, tmp_path, monkeypatch):
+    from inject import inject_nan
+
+    cfg = tiny("name=boom", "train.steps=60")
+    inject_nan(monkeypatch, cfg, 23, "blocks.0.attn")
+    summary = nl.train(cfg)
+    assert summary["status"] == "diverged" and summary["diverged_step"] == 23
+    assert "non-finite" in summary["diverged_reason"] and summary["steps_done"] == 24
+    assert json.loads((tmp_path / "boom" / "summary.json").read_text())["diverged_step"] == 23
+    losses = _losses(tmp_path / "boom")
+    assert len(losses) == 30 and all(np.isfinite(losses[:23])) and not np.isfinite(losses[23])  # flushed to step 29
+    assert latest_checkpoint(tmp_path / "boom") is None   # a diverged state is never checkpointed
 
 
 def test_loss_bound_stops_the_run(tiny):
@@ -92,7 +99,7 @@ def test_schedules():
 
 
 def test_no_weight_decay_on_gains_biases_or_embeddings():
-    from normlab.train.optim import param_groups
+    from normlab.training.optim import param_groups
 
     cfg = nl.load_config("debug", ["model.vocab_size=11", "model.bias=true"]).model
     model = nl.build_model(cfg)

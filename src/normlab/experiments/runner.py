@@ -1,84 +1,190 @@
-"""Run planned runs in parallel processes, skipping finished ones and resuming interrupted ones.
+"""Train planned runs in parallel worker processes: reuse finished ones, resume interrupted ones.
 
-Each run is independent: a run that diverges or raises is recorded and the sweep goes on.
-Workers are spawned (not forked) so each gets a clean torch with its own thread count.
+Each task (one run, or a stacked group of runs) trains in its own spawned process (a clean torch
+with its own thread count). A run that diverges or raises is recorded and the sweep goes on.
+Safety, as a user expects of a sweep:
+- workers die with the parent (PR_SET_PDEATHSIG on Linux, a parent watch elsewhere), so a killed
+  `normlab run` never leaves orphans training beside a re-run (each run directory is also locked);
+- workers sit in their own process group: a terminal Ctrl-C reaches only the parent, which asks
+  each worker once (SIGINT) to stop after its current step and checkpoint; a second Ctrl-C kills
+  them and the parent exits at once;
+- a run whose summary says `failed` is retried on the next run (unless skip_failed).
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import multiprocessing as mp
 import os
+import queue as queue_mod
+import signal
+import sys
+import threading
+import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from ..config import dump_yaml, from_dict, RunConfig, read_yaml
-from ..train import train
-from ..train.rundir import read_json, write_json
+from ..config import ConfigError, RunConfig, from_dict
+from ..rundir import read_json, write_json
 from .spec import PlannedRun
 
+FINISHED = ("complete", "diverged")
 
-def is_finished(run: PlannedRun) -> bool:
-    """A run is reused only if it completed (or diverged) under exactly the same config."""
-    summary, config = run.run_dir / "summary.json", run.run_dir / "config.yaml"
-    if not (summary.exists() and config.exists()):
-        return False
-    saved = from_dict(RunConfig, read_yaml(config))
+
+def run_state(run: PlannedRun) -> str:
+    """new | finished | failed | partial; refuses (ConfigError) a run directory trained with another config."""
+    from ..training.setup import config_changes, saved_config
+
+    folder = run.run_dir
+    if not (folder / "config.yaml").exists():
+        return "new"
+    saved = saved_config(folder)
     wanted = dataclasses.replace(run.cfg, model=dataclasses.replace(run.cfg.model, vocab_size=saved.model.vocab_size))
-    return dump_yaml(saved) == dump_yaml(wanted)
+    changed = config_changes(saved, wanted)
+    if changed:
+        raise ConfigError(f"{folder} was trained with another config ({'; '.join(changed[:6])}); this sweep would "
+                          "extend or overwrite it. Give the sweep its own folder (--out DIR) or remove that one")
+    status = read_json(folder / "summary.json").get("status") if (folder / "summary.json").exists() else None
+    if status in FINISHED:
+        return "finished"
+    return "failed" if status == "failed" else "partial"
 
 
-def _worker(cfg_dict: dict, run_dir: str, threads: int, queue) -> dict:
+@dataclass
+class Task:
+    """Runs trained together in one process: one run, or a stack of same-shape runs."""
+    runs: list[PlannedRun]
+    threads: int = 1
+
+    @property
+    def name(self) -> str:
+        return self.runs[0].cfg.name if len(self.runs) == 1 else f"{self.runs[0].variant} x{len(self.runs)}"
+
+
+def _die_with_parent(parent: int) -> None:
+    """The worker ends when the sweep's parent process does (kill -9 of `normlab run` included)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _worker(index: int, runs: list[tuple[dict, str]], threads: int, messages, parent: int) -> None:
+    os.setpgrp()  # a terminal Ctrl-C goes to the parent alone, which forwards one SIGINT
+    _die_with_parent(parent)
     import torch
 
     torch.set_num_threads(threads)
-    cfg = from_dict(RunConfig, cfg_dict)
-    name = Path(run_dir).name
+    from ..training import train
 
-    def report(step, total):
-        if queue is not None and (step % 25 == 0 or step == total):
-            queue.put((name, step, total))
-    try:
-        return train(cfg, run_dir, resume=True, progress=report)
-    except Exception as err:  # one broken run must not stop the sweep
-        summary = {"name": name, "status": "failed", "error": f"{type(err).__name__}: {err}",
-                   "traceback": traceback.format_exc()}
-        write_json(Path(run_dir) / "summary.json", summary)
-        return summary
+    for cfg_dict, run_dir in runs:
+        cfg = from_dict(RunConfig, cfg_dict)
+        name = Path(run_dir).name
 
-
-def run_all(runs: list[PlannedRun], jobs: int = 1, show_progress: bool = True) -> dict[str, dict]:
-    """Train every run not already finished; return {run name: summary}."""
-    results = {r.cfg.name: read_json(r.run_dir / "summary.json") for r in runs if is_finished(r)}
-    todo = [r for r in runs if r.cfg.name not in results]
-    if not todo:
-        return results
-    jobs = max(1, min(jobs, len(todo)))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager, Progress(
-            TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            disable=not show_progress, transient=False) as bar:
-        queue = manager.Queue()
-        tasks = {r.cfg.name: bar.add_task(r.cfg.name, total=r.cfg.train.steps) for r in todo}
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(_worker, dataclasses.asdict(r.cfg), str(r.run_dir), threads, queue): r
-                       for r in todo}
-            pending = set(futures)
-            while pending:
-                done, pending = cf.wait(pending, timeout=0.3)
-                _drain(queue, bar, tasks)
-                for fut in done:
-                    run = futures[fut]
-                    results[run.cfg.name] = fut.result()
-                    bar.update(tasks[run.cfg.name], completed=run.cfg.train.steps)
-            _drain(queue, bar, tasks)
-    return results
+        def progress(step, total, name=name):
+            if step % 25 == 0 or step == total:
+                messages.put(("progress", name, step, total))
+        try:
+            summary = train(cfg, run_dir, resume=True, progress=progress)
+        except KeyboardInterrupt:
+            summary = {"status": "interrupted"}
+        except Exception as err:  # one broken run must not stop the sweep
+            summary = {"name": name, "status": "failed", "error": f"{type(err).__name__}: {err}",
+                       "traceback": traceback.format_exc()}
+            if not isinstance(err, ConfigError) or (Path(run_dir) / "config.yaml").exists():
+                write_json(Path(run_dir) / "summary.json", summary)
+        messages.put(("done", name, summary))
+        if summary.get("status") == "interrupted":
+            break
+    messages.put(("exit", index, None))
 
 
-def _drain(queue, bar, tasks) -> None:
-    while not queue.empty():
-        name, step, total = queue.get_nowait()
-        bar.update(tasks[name], completed=step)
+@dataclass
+class Sweep:
+    """The parent side: start up to `jobs` workers, collect their messages, handle Ctrl-C."""
+    tasks: list[Task]
+    jobs: int
+    on_progress: Callable[[str, int, int], None] = lambda name, step, total: None
+    on_done: Callable[[str, dict], None] = lambda name, summary: None
+    results: dict = field(default_factory=dict)
+    interrupted: bool = False
+
+    def run(self) -> dict[str, dict]:
+        ctx = mp.get_context("spawn")
+        messages = ctx.Queue()
+        pending = list(enumerate(self.tasks))
+        running: dict[int, object] = {}
+        previous = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)} \
+            if threading.current_thread() is threading.main_thread() else {}
+        self._running = running
+        try:
+            while pending or running:
+                while pending and len(running) < self.jobs and not self.interrupted:
+                    i, task = pending.pop(0)
+                    payload = [(dataclasses.asdict(r.cfg), str(r.run_dir)) for r in task.runs]
+                    proc = ctx.Process(target=_worker, args=(i, payload, task.threads, messages, os.getpid()))
+                    proc.start()
+                    running[i] = proc
+                if self.interrupted and not running:
+                    break
+                self._drain(messages, running)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return self.results
+
+    def _drain(self, messages, running) -> None:
+        try:
+            kind, key, *rest = messages.get(timeout=0.3)
+        except queue_mod.Empty:
+            for i, proc in list(running.items()):
+                if not proc.is_alive():  # died without saying so (killed, out of memory)
+                    running.pop(i)
+                    for run in self.tasks[i].runs:
+                        self.results.setdefault(run.cfg.name, {"status": "failed",
+                                                               "error": f"worker exited with code {proc.exitcode}"})
+            return
+        if kind == "progress":
+            self.on_progress(key, *rest)
+        elif kind == "done":
+            self.results[key] = rest[0]
+            self.on_done(key, rest[0])
+        elif kind == "exit":
+            proc = running.pop(key, None)
+            if proc is not None:
+                proc.join()
+
+    def _stop(self, signum, frame) -> None:
+        if self.interrupted:  # second Ctrl-C: no more waiting
+            for proc in self._running.values():
+                if proc.is_alive():
+                    os.kill(proc.pid, signal.SIGKILL)
+            raise KeyboardInterrupt
+        self.interrupted = True
+        for proc in self._running.values():
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGINT)
+
+
+def threads_per_worker(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def plan_tasks(runs: list[PlannedRun], skip_failed: bool = False) -> tuple[list[Task], dict[str, str]]:
+    """Tasks for the runs that still need training, and the state of every run."""
+    states = {r.cfg.name: run_state(r) for r in runs}  # raises before anything trains if one was changed
+    todo = [r for r in runs if states[r.cfg.name] in ("new", "partial") or
+            (states[r.cfg.name] == "failed" and not skip_failed)]
+    return [Task([r]) for r in todo], states

@@ -1,38 +1,84 @@
-"""Experiment YAML -> ExperimentSpec -> one RunConfig per (variant, seed).
+"""An experiment is one folder: experiments/<name>/experiment.yaml (+ metrics.py, figures.py).
 
-An experiment file has `base` (a run config), `variants` (name -> dotted overrides), `seeds` and
-`jobs`. Run directories are named deterministically: <out_dir>/<experiment>/<variant>-seed<k>.
+experiment.yaml holds the run config (`base`), the variants (a mapping name -> dotted overrides, a
+`grid` of axes whose product names the variants, or `variants_from: valid_pairs` for the
+registries' validity matrix), the default seeds and why they suffice, presets, the source's own
+setup, and the claims as data (claims.py). `expand` turns it into one validated RunConfig per
+(variant, seed); every claim's variants are checked when the experiment loads. Folders are
+discovered, never listed: adding an experiment is adding a folder.
 """
 from __future__ import annotations
 
+import fnmatch
+import importlib.util
+import itertools
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
-from ..config import ConfigError, RunConfig, build_config, find_config, from_dict, read_yaml
+from ..config import ConfigError, RunConfig, build_config, from_dict, read_yaml
+from ..report.claims import ClaimSpec, parse_claims
 
 EXPERIMENT_DIR = Path(__file__).resolve().parent
+MAX_SEEDS = 1000
 
 
 @dataclass
 class ExperimentSpec:
     name: str = ""
-    """experiment name"""
+    """experiment name (= its folder)"""
     title: str = ""
     """one-line title for the report"""
     description: str = ""
     """what is compared and how"""
     seed_ref: str = ""
-    """the public seed experiment this reproduces"""
-    seeds: list = field(default_factory=lambda: [0])
-    """training seeds"""
-    jobs: int = 1
-    """runs trained in parallel processes"""
+    """the public seed experiment this reproduces (000-004), if any"""
+    source: str = ""
+    """where the source's numbers come from (seed README, paper table ...)"""
+    seeds: int = 5
+    """default number of training seeds (0..seeds-1)"""
+    seeds_why: str = ""
+    """why the default seed count suffices (power for the source's effect, or the CPU time it costs)"""
+    jobs: int = 2
+    """processes that train in parallel"""
     base: dict = field(default_factory=dict)
     """the shared run config"""
     variants: dict = field(default_factory=dict)
     """variant name -> {dotted.key: value} overrides"""
+    grid: list = field(default_factory=list)
+    """axes [{name: overrides}, ...]: one variant per combination, named name1_name2_..."""
+    variants_from: str = ""
+    """'valid_pairs': one variant per valid norm kind x placement of the registries (the zoo)"""
+    groups: dict = field(default_factory=dict)
+    """group name -> list of variants or a glob ('rmsnorm-pre_*'): a side of a claim over several variants"""
     presets: dict = field(default_factory=dict)
-    """preset name -> {dotted.key: value} overrides for every variant (`normlab run X --preset gpu`)"""
+    """preset name -> {dotted.key: value} overrides for every variant (`normlab run X --preset smoke`)"""
+    seed_setup: dict = field(default_factory=dict)
+    """the source's own setup (data, params, steps, tokens ...), shown beside ours in the report"""
+    claims: list = field(default_factory=list)
+    """the source's claims as data (experiments/claims.py)"""
+    folder: str = ""
+    """filled by the loader: the experiment's folder"""
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder)
+
+    def module(self, name: str) -> ModuleType | None:
+        """The folder's optional metrics.py / figures.py, imported once (its metrics register themselves)."""
+        return load_module(self.path / f"{name}.py", f"normlab.experiments._{self.name.replace('-', '_')}.{name}")
+
+    @property
+    def claim_specs(self) -> list[ClaimSpec]:
+        if "_claims" not in self.__dict__:
+            self.__dict__["_claims"] = parse_claims(self.claims, self.name)
+        return self.__dict__["_claims"]
+
+    @property
+    def groups_resolved(self) -> dict[str, list[str]]:
+        return resolve_groups(self)
 
 
 @dataclass
@@ -43,19 +89,130 @@ class PlannedRun:
     run_dir: Path
 
 
+def load_module(path: Path, qualname: str) -> ModuleType | None:
+    if not path.is_file():
+        return None
+    if qualname in sys.modules:
+        return sys.modules[qualname]
+    spec = importlib.util.spec_from_file_location(qualname, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[qualname] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def list_experiments() -> list[str]:
-    return sorted(p.stem for p in EXPERIMENT_DIR.glob("*.yaml"))
+    return sorted(p.parent.name for p in EXPERIMENT_DIR.glob("*/experiment.yaml"))
+
+
+def experiment_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"experiment file {name} does not exist")
+        return path
+    if path.is_dir() and (path / "experiment.yaml").is_file():
+        return path / "experiment.yaml"
+    candidate = EXPERIMENT_DIR / name / "experiment.yaml"
+    if candidate.is_file():
+        return candidate
+    import difflib
+
+    known = list_experiments()
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise ConfigError(f"no experiment named {name!r}; shipped: {', '.join(known)}{hint}")
 
 
 def load_experiment(name: str) -> ExperimentSpec:
-    path = find_config(name)
+    path = experiment_path(name)
     data = read_yaml(path)
-    if "variants" not in data:
+    if not any(k in data for k in ("variants", "grid", "variants_from")):
         raise ConfigError(f"{path} is a run config, not an experiment (no `variants`); use `normlab train {name}`")
-    spec = from_dict(ExperimentSpec, data, source=path.name)
-    if not spec.variants:
-        raise ConfigError(f"{path}: `variants` is empty")
+    spec = from_dict(ExperimentSpec, data, source=str(path))
+    spec.folder = str(path.parent)
+    spec.name = spec.name or path.parent.name
+    if not 1 <= spec.seeds <= MAX_SEEDS or not 1 <= spec.jobs <= 64:
+        raise ConfigError(f"{path}: seeds must be in [1, {MAX_SEEDS}] and jobs in [1, 64]")
+    spec.variants = all_variants(spec, path)
+    spec.module("metrics")  # registers the folder's metrics and preconditions before the claims are checked
+    for claim in spec.claim_specs:
+        claim.check_sides(spec.variants, resolve_groups(spec))
     return spec
+
+
+def all_variants(spec: ExperimentSpec, path: Path) -> dict:
+    variants = dict(spec.variants)
+    for combo in itertools.product(*[list(axis.items()) for axis in spec.grid]) if spec.grid else []:
+        variants["_".join(name for name, _ in combo)] = {k: v for _, o in combo for k, v in o.items()}
+    if spec.variants_from:
+        if spec.variants_from != "valid_pairs":
+            raise ConfigError(f"{path}: variants_from={spec.variants_from!r}; the only generator is valid_pairs")
+        variants.update(pair_variants())
+    if not variants:
+        raise ConfigError(f"{path}: no variants")
+    for name, changes in variants.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,120}", str(name)) or not isinstance(changes, dict):
+            raise ConfigError(f"{path}: variant {name!r} must be a simple name mapping dotted keys to values")
+    return variants
+
+
+def pair_variants() -> dict:
+    """One variant per valid (kind, placement) of the registries; a placement that uses no norm once, by its name."""
+    from ..model import kind_is_used, valid_pairs
+
+    out = {}
+    for kind, placement in valid_pairs():
+        if kind_is_used(placement):
+            out[f"{kind}-{placement}"] = {"model.norm.kind": kind, "model.norm.placement": placement}
+        else:
+            out.setdefault(placement, {"model.norm.placement": placement})
+    return out
+
+
+def resolve_groups(spec: ExperimentSpec) -> dict[str, list[str]]:
+    """Declared groups (lists or globs) plus one group per grid-axis value (every variant built with it)."""
+    groups: dict[str, list[str]] = {}
+    for axis in spec.grid:
+        for value in axis:
+            if "_" in value:
+                raise ConfigError(f"experiment {spec.name}: grid value {value!r} must not contain '_' (it joins names)")
+            groups[value] = [v for v in spec.variants if value in v.split("_")]
+    for name, members in spec.groups.items():
+        pattern = [members] if isinstance(members, str) else list(members)
+        groups[name] = [v for v in spec.variants if any(fnmatch.fnmatchcase(v, p) for p in pattern)]
+        if not groups[name]:
+            raise ConfigError(f"experiment {spec.name}: group {name!r} matches no variant")
+    return groups
+
+
+def parse_seeds(text: str | int | None, default: int) -> list[int]:
+    """`5` (0..4), `10-14`, `3,7,11` -> a sorted list of distinct seeds; None -> 0..default-1."""
+    if text is None:
+        return list(range(default))
+    text = str(text).strip()
+    try:
+        if re.fullmatch(r"\d+", text):
+            seeds = list(range(int(text)))
+        elif m := re.fullmatch(r"(\d+)-(\d+)", text):
+            lo, hi = int(m.group(1)), int(m.group(2))
+            seeds = list(range(lo, hi + 1)) if lo <= hi else []
+        elif re.fullmatch(r"\d+(,\d+)+", text):
+            seeds = sorted({int(s) for s in text.split(",")})
+        else:
+            seeds = []
+    except ValueError:
+        seeds = []
+    if not seeds or len(seeds) > MAX_SEEDS or max(seeds) >= 2 ** 31:
+        raise ConfigError(f"--seeds {text!r}: give a count (5 = seeds 0..4), a range (10-14) or a list (3,7,11); "
+                          f"1 to {MAX_SEEDS} seeds, each below 2^31")
+    return seeds
+
+
+def seeds_label(seeds: list[int]) -> str:
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+    return "_".join(map(str, seeds))
 
 
 def preset_overrides(spec: ExperimentSpec, preset: str | None) -> list[str]:
@@ -68,22 +225,38 @@ def preset_overrides(spec: ExperimentSpec, preset: str | None) -> list[str]:
     return [f"{k}={_yaml_scalar(v)}" for k, v in spec.presets[preset].items()]
 
 
+def experiment_dir_name(spec: ExperimentSpec, seeds: list[int], preset: str | None, overrides: list[str]) -> str:
+    """runs/<name> for the default setup; a changed preset, seed set or override set gets its own folder,
+    so two setups never share (or silently extend) each other's run directories."""
+    import hashlib
+
+    name = spec.name + (f"-{preset}" if preset else "")
+    if seeds != list(range(spec.seeds)):
+        name += f"-seeds{seeds_label(seeds)}"
+    if overrides:
+        name += "-mod" + hashlib.sha1("\n".join(sorted(overrides)).encode()).hexdigest()[:6]
+    return name
+
+
 def expand(spec: ExperimentSpec, overrides: list[str] = (), seeds: list[int] | None = None,
-           out_dir: str | None = None, preset: str | None = None) -> list[PlannedRun]:
+           out_dir: str | None = None, preset: str | None = None, exp_name: str | None = None) -> list[PlannedRun]:
     """variants x seeds -> validated RunConfigs (every one validated before any training starts)."""
+    for o in overrides:
+        if o.split("=", 1)[0].strip().lstrip("-") == "train.seed":
+            raise ConfigError(f"override {o!r}: under `normlab run` the seeds come from --seeds (e.g. --seeds 10-14 "
+                              "or --seeds 3,7,11), not from train.seed")
+    seeds = list(range(spec.seeds)) if seeds is None else list(seeds)
     planned = []
-    overrides = preset_overrides(spec, preset) + list(overrides)
+    all_overrides = preset_overrides(spec, preset) + list(overrides)
+    folder = exp_name or experiment_dir_name(spec, seeds, preset, list(overrides))
     for variant, changes in spec.variants.items():
-        if not isinstance(changes, dict):
-            raise ConfigError(f"experiment {spec.name}: variant {variant!r} must map dotted keys to values")
         variant_overrides = [f"{k}={_yaml_scalar(v)}" for k, v in changes.items()]
-        for seed in (spec.seeds if seeds is None else seeds):
-            cfg = build_config([(spec.base, f"{spec.name}.yaml base")],
-                               variant_overrides + list(overrides) + [f"train.seed={seed}"])
-            root = Path(out_dir or cfg.out_dir) / spec.name
-            name = f"{variant}-seed{seed}"
-            cfg.name, cfg.out_dir = name, str(root)
-            planned.append(PlannedRun(variant, seed, cfg, root / name))
+        for seed in seeds:
+            cfg = build_config([(spec.base, f"{spec.name}/experiment.yaml base")],
+                               variant_overrides + all_overrides + [f"train.seed={seed}"])
+            root = Path(out_dir or cfg.out_dir) / folder
+            cfg.name, cfg.out_dir = f"{variant}-seed{seed}", str(root)
+            planned.append(PlannedRun(variant, seed, cfg, root / cfg.name))
     return planned
 
 

@@ -9,6 +9,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+LOSS_CAPTION = ("Training loss per step, smoothed (EMA), mean over seeds ± sd: the whole run, its start and its end. "
+                "A band that widens is a seed-dependent effect; a curve that stops early diverged.")
+CUMULATIVE_CAPTION = ("Cumulative average of the training loss (mean over steps 0..t), mean over seeds ± sd: "
+                      "which variant leads at each point of training (seed 003's second figure).")
+VAL_CAPTION = "Validation loss at each evaluation step: thin lines are seeds, thick the mean."
+
+
+def png(fig) -> bytes:
+    """A figure as PNG bytes (closed afterwards, so a report of many figures does not hold them all)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 # Seed 003's colours for its three variants; others cycle through tab10.
 _FIXED = {"pre": "tab:green", "post": "tab:orange", "none": "tab:red"}
 
@@ -87,7 +104,10 @@ def loss_panels(curves: dict[str, np.ndarray], beta: float = 0.95, first: int = 
     """Three panels as in seed 003: smoothed full run, first `first` steps, last `last` steps."""
     order = list(curves)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    # windows are per curve: variants may train for different numbers of steps (ngpt's enc-dec runs)
+    # windows are per curve: variants may train for different numbers of steps (ngpt's enc-dec runs);
+    # a title never claims a window the runs did not have (the last 200 steps of a 60-step run)
+    longest = max((c.shape[1] for c in curves.values()), default=0)
+    first, last = min(first, longest), min(last, longest)
     views = [(axes[0], lambda m: slice(0, m), beta, "Smoothed loss (EMA %.2f), whole run" % beta),
              (axes[1], lambda m: slice(0, min(first, m)), 0.6, f"First {first} steps (EMA 0.6)"),
              (axes[2], lambda m: slice(max(0, m - last), m), beta, f"Last {last} steps (EMA {beta:.2f})")]

@@ -73,7 +73,7 @@ def layer_curves(series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], ti
     return fig
 
 
-def massive_profile(data: dict[str, tuple[list[str], np.ndarray, np.ndarray]]):
+def massive_profile(data: dict[str, tuple[list[str], np.ndarray, np.ndarray]], title: str = ""):
     """data: {variant: (layer labels, top3 (L x 3), median (L,))}: top-1/2/3 and median |h| per layer, log y."""
     fig, axes = _panels(len(data))
     for ax, (variant, (labels, top, median)) in zip(axes, data.items()):
@@ -88,12 +88,12 @@ def massive_profile(data: dict[str, tuple[list[str], np.ndarray, np.ndarray]]):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("|h| (residual stream)")
     axes[0].legend(fontsize=7)
-    fig.suptitle("Massive activations: top-3 and median |h| per layer (last probe step)")
+    fig.suptitle(title or "Massive activations: top-3 and median |h| per layer (last probe step)")
     fig.tight_layout()
     return fig
 
 
-def norm_weight_profiles(weights: dict[str, dict[str, np.ndarray]]):
+def norm_weight_profiles(weights: dict[str, dict[str, np.ndarray]], title: str = "Norm weights"):
     """weights: {variant: {param name: vector}}; per variant, by channel index (left) and sorted (right)."""
     variants = list(weights)
     fig, axes = plt.subplots(len(variants), 2, figsize=(12, 3.3 * len(variants)), squeeze=False)
@@ -103,7 +103,7 @@ def norm_weight_profiles(weights: dict[str, dict[str, np.ndarray]]):
         for color, (name, w) in zip(colors, vectors.items()):
             axes[row][0].plot(np.arange(w.size), w, color=color, lw=0.9, label=name)
             axes[row][1].plot(np.arange(w.size), np.sort(w), color=color, lw=0.9)
-        axes[row][0].set_title(f"{v}: norm weights by channel")
+        axes[row][0].set_title(f"{v}: {title.lower()}")
         axes[row][1].set_title(f"{v}: sorted")
         for ax in axes[row]:
             ax.set_xlabel("channel")

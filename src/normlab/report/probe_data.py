@@ -1,7 +1,8 @@
-"""Probe outputs of run directories -> per-variant arrays -> the generic probe figures of every report.
+"""Probe outputs of run directories -> per-variant arrays -> the figures every probe declares.
 
 Reads metrics.jsonl (`probe/<probe>/<key>` scalars) and probes/step_N.npz (`<probe>/<key>` arrays);
-writes nothing. `probe_figures(groups)` is what report/build.py adds whenever runs have probe data.
+writes nothing. `probe_figures(groups)` loops over the probe registry: each probe's `figures` say
+what to draw (probes/__init__.py, Figure), so adding a probe adds its figures to every report.
 Curves and grids are means over the seeds of a variant (steps missing in a seed, e.g. after a
 divergence, are left out of that step's mean).
 """
@@ -13,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train.rundir import read_metrics
+from ..rundir import read_metrics, read_npz
 from . import plots_probes as pp
-from .runs import RunData
 
 _LAYER = re.compile(r"^(?:.*\.)?layer\d+$")
 
@@ -33,16 +33,16 @@ class ProbeRun:
         return self.arrays[step if step in steps else steps[-1]][key]
 
 
-def load_probes(run_dir: Path) -> ProbeRun | None:
+def load_probes(run_dir: Path, metrics: list[dict] | None = None) -> ProbeRun | None:
     run_dir = Path(run_dir)
     out = ProbeRun()
-    for record in read_metrics(run_dir / "metrics.jsonl"):
+    for record in metrics if metrics is not None else read_metrics(run_dir / "metrics.jsonl"):
         for key, value in record.items():
-            if key.startswith("probe/"):
+            if key.startswith("probe/") and isinstance(value, (int, float)):
                 out.scalars.setdefault(key[6:], {})[record["step"]] = float(value)
     for path in sorted((run_dir / "probes").glob("step_*.npz")):
-        with np.load(path) as data:
-            out.arrays[int(path.stem[5:])] = {k: data[k] for k in data.files}
+        if path.stem[5:].isdigit():
+            out.arrays[int(path.stem[5:])] = read_npz(path)
     return out if (out.scalars or out.arrays) else None
 
 
@@ -55,8 +55,7 @@ def layer_series(runs: list[ProbeRun], prefix: str) -> dict[str, tuple[np.ndarra
         per_seed = [r.scalars.get(f"{prefix}/{layer}", {}) for r in runs]
         steps = sorted({s for d in per_seed for s in d})
         values = np.array([[d.get(s, np.nan) for s in steps] for d in per_seed], dtype=float)
-        with np.errstate(all="ignore"):
-            out[layer] = (np.array(steps), _nanmean0(values))
+        out[layer] = (np.array(steps), _nanmean0(values))
     return out
 
 
@@ -75,8 +74,7 @@ def mean_grid(runs: list[ProbeRun], key: str, step: int | None = None) -> np.nda
     shapes = {g.shape for g in grids}
     if not grids or len(shapes) != 1:
         return grids[0] if grids else None
-    with np.errstate(all="ignore"):
-        return _nanmean0(np.stack(grids).astype(float))
+    return _nanmean0(np.stack(grids).astype(float))
 
 
 def chosen_steps(runs: list[ProbeRun], key: str, n: int = 3) -> list[int]:
@@ -88,63 +86,57 @@ def chosen_steps(runs: list[ProbeRun], key: str, n: int = 3) -> list[int]:
     return [steps[round(i * (len(steps) - 1) / (n - 1))] for i in range(n)]
 
 
-def by_variant(groups: dict[str, list[RunData]]) -> dict[str, list[ProbeRun]]:
-    out = {}
-    for variant, runs in groups.items():
-        loaded = [p for p in (load_probes(r.run_dir) for r in runs) if p is not None]
-        if loaded:
-            out[variant] = loaded
-    return out
+def by_variant(groups: dict) -> dict[str, list[ProbeRun]]:
+    return {v: loaded for v, runs in groups.items() if (loaded := [r.probes for r in runs if r.probes is not None])}
 
 
-def probe_figures(groups: dict[str, list[RunData]]) -> dict[str, object]:
-    """Every probe figure the data allows; {} when no run recorded probes."""
+def probe_figures(groups: dict) -> dict[str, tuple[object, str]]:
+    """{file name: (figure, caption)} for every figure the registered probes declare and the data allows."""
+    from ..probes import PROBES
+
     data = by_variant(groups)
+    figs: dict[str, tuple[object, str]] = {}
     if not data:
-        return {}
-    figs = {}
-    heat = {v: {s: mean_grid(rs, "attn_entropy/per_head", s) for s in chosen_steps(rs, "attn_entropy/per_head")}
-            for v, rs in data.items()}
-    heat = {v: g for v, g in heat.items() if g}
-    if heat:
-        figs["probe_entropy_heads.png"] = pp.grid_heatmaps(heat, "Head-wise attention entropy (nats)", "viridis")
-    for name, prefix, title, log in [
-            ("probe_entropy_layers.png", "attn_entropy", "Layer-wise attention entropy during training (nats)", False),
-            ("probe_nan_attention.png", "nan_counts/attn", "Layer-wise NaN/inf counts in attention probabilities", False),
-            ("probe_nan_activations.png", "nan_counts/act", "Layer-wise NaN/inf counts in activations", False),
-            ("probe_grad_norms.png", "grad_norms", "Gradient norm per layer (before clipping)", True),
-            ("probe_attn_logit_max.png", "logit_stats/attn_max", "Max attention logit q.k/sqrt(D) per layer", False),
-            ("probe_massive_top1.png", "massive_activations/top1", "Largest |h| of the residual stream per layer",
-             True)]:
-        series = {v: layer_series(rs, prefix) for v, rs in data.items()}
-        series = {v: s for v, s in series.items() if s}
-        if series:
-            figs[name] = pp.layer_curves(series, title, log)
-    _last_step_figures(data, figs)
+        return figs
+    for name, cls in PROBES.items():
+        for f in cls.figures:
+            fig = _draw(name, f, data)
+            if fig is not None:
+                figs[f.file] = (fig, f.caption)
     return figs
 
 
-def _last_step_figures(data: dict[str, list[ProbeRun]], figs: dict) -> None:
-    """Figures of the final probe step: sinks, massive activations, norm weights, embedding norms."""
-    sinks = {v: {"last": g} for v, rs in data.items() if (g := mean_grid(rs, "attn_sinks/per_head")) is not None}
-    if sinks:
-        figs["probe_sinks.png"] = pp.grid_heatmaps(sinks, "Attention mass on position 0 (last probe step)", "magma")
-    massive = {}
+def _draw(probe: str, f, data: dict[str, list[ProbeRun]]):
+    key = f"{probe}/{f.key}".rstrip("/")
+    if f.kind == "layers":
+        series = {v: s for v, rs in data.items() if (s := layer_series(rs, key))}
+        return pp.layer_curves(series, f.title, f.log) if series else None
+    if f.kind == "heads":
+        grids = {}
+        for v, rs in data.items():
+            steps = chosen_steps(rs, key) if f.steps == "spread" else [None]
+            g = {s if s is not None else "last": mean_grid(rs, key, s) for s in steps}
+            g = {s: a for s, a in g.items() if a is not None}
+            if g:
+                grids[v] = g
+        return pp.grid_heatmaps(grids, f.title, f.cmap) if grids else None
+    if f.kind == "profile":
+        return _massive(probe, data, f.title)
+    prefix = key + "/"
+    vectors = {v: w for v, rs in data.items() if (w := _vectors(rs[0], prefix))}
+    if not vectors:
+        return None
+    return pp.norm_weight_profiles(vectors, f.title) if f.kind == "channels" else pp.embedding_histograms(vectors)
+
+
+def _massive(probe: str, data, title: str):
+    out = {}
     for v, rs in data.items():
-        top, med = mean_grid(rs, "massive_activations/top3"), mean_grid(rs, "massive_activations/median")
-        labels = rs[0].array("massive_activations/labels")
+        top, med = mean_grid(rs, f"{probe}/top3"), mean_grid(rs, f"{probe}/median")
+        labels = rs[0].array(f"{probe}/labels")
         if top is not None and med is not None and labels is not None and len(labels) == len(top):
-            massive[v] = (list(labels), top, med)
-    if massive:
-        figs["probe_massive_activations.png"] = pp.massive_profile(massive)
-    weights = {v: _vectors(rs[0], "norm_weights/vec/") for v, rs in data.items()}
-    weights = {v: w for v, w in weights.items() if w}
-    if weights:
-        figs["probe_norm_weights.png"] = pp.norm_weight_profiles(weights)
-    rows = {v: _vectors(rs[0], "embedding_norms/rows/") for v, rs in data.items()}
-    rows = {v: r for v, r in rows.items() if r}
-    if rows:
-        figs["probe_embedding_norms.png"] = pp.embedding_histograms(rows)
+            out[v] = (list(labels), top, med)
+    return pp.massive_profile(out, title) if out else None
 
 
 def _vectors(run: ProbeRun, prefix: str) -> dict[str, np.ndarray]:
@@ -152,4 +144,4 @@ def _vectors(run: ProbeRun, prefix: str) -> dict[str, np.ndarray]:
     if not run.arrays:
         return {}
     last = run.arrays[max(run.arrays)]
-    return {k[len(prefix):]: v for k, v in last.items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in last.items() if k.startswith(prefix) and v.ndim == 1}

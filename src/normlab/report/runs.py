@@ -1,15 +1,16 @@
-"""Read finished run directories into plain arrays (the report never trains)."""
+"""Read run directories into plain arrays (the report never trains; it reads run-directory files only)."""
 from __future__ import annotations
 
 import functools
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..config import ConfigError
 from ..config.load import read_yaml
-from ..train.rundir import read_json, read_metrics
+from ..rundir import read_json, read_metrics
 
 
 @dataclass
@@ -24,13 +25,41 @@ class RunData:
 
     @property
     def status(self) -> str:
-        return self.summary.get("status", "unknown")
+        return self.summary.get("status", "missing")
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("complete", "diverged")
 
     @functools.cached_property
     def config(self) -> dict:
         """The run's resolved config.yaml as a plain dict ({} when there is none), read once."""
         path = self.run_dir / "config.yaml"
         return (read_yaml(path) or {}) if path.exists() else {}
+
+    @functools.cached_property
+    def metrics(self) -> list[dict]:
+        return read_metrics(self.run_dir / "metrics.jsonl")
+
+    @functools.cached_property
+    def probes(self):
+        """Probe scalars and arrays of the run (report/probe_data.py), or None without probe data."""
+        from .probe_data import load_probes
+
+        return load_probes(self.run_dir, self.metrics)
+
+    @property
+    def task(self) -> str:
+        return (self.config.get("data") or {}).get("task", "lm")
+
+    @property
+    def vocab_size(self) -> int:
+        return int((self.config.get("model") or {}).get("vocab_size") or 0)
+
+    @property
+    def ln_vocab(self) -> float:
+        """The loss of a uniform prediction over the vocabulary (nats)."""
+        return math.log(self.vocab_size) if self.vocab_size > 1 else float("nan")
 
 
 def _split_name(name: str) -> tuple[str, int]:
@@ -42,18 +71,22 @@ def load_run(run_dir: Path, variant: str | None = None, seed: int | None = None)
     run_dir = Path(run_dir)
     summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {"status": "missing"}
     metrics = read_metrics(run_dir / "metrics.jsonl")
-    n_steps = summary.get("steps") or (1 + max((m["step"] for m in metrics), default=-1))
-    loss = np.full(n_steps, np.nan)
+    steps = summary.get("steps")
+    n_steps = steps if isinstance(steps, int) and 0 < steps < 10 ** 9 else 1 + max((m["step"] for m in metrics),
+                                                                                  default=-1)
+    loss = np.full(max(n_steps, 0), np.nan)
     val = []
     for m in metrics:
-        if "loss" in m and m["step"] < n_steps:
+        if "loss" in m and 0 <= m["step"] < n_steps and isinstance(m["loss"], (int, float)):
             loss[m["step"]] = float(m["loss"])
-        if "val_loss" in m:
+        if "val_loss" in m and isinstance(m["val_loss"], (int, float)):
             val.append((m["step"], float(m["val_loss"])))
     samples_path = run_dir / "samples.txt"
-    samples = samples_path.read_text().splitlines() if samples_path.exists() else []
+    samples = samples_path.read_text(encoding="utf-8", errors="replace").splitlines() if samples_path.exists() else []
     v, s = _split_name(run_dir.name)
-    return RunData(variant or v, s if seed is None else seed, run_dir, summary, loss, val, samples)
+    run = RunData(variant or v, s if seed is None else seed, run_dir, summary, loss, val, samples)
+    run.__dict__["metrics"] = metrics  # cached_property: read once
+    return run
 
 
 def load_experiment_runs(exp_dir: Path) -> tuple[dict, list[RunData]]:
@@ -62,13 +95,20 @@ def load_experiment_runs(exp_dir: Path) -> tuple[dict, list[RunData]]:
     exp_dir = Path(exp_dir)
     info_path = exp_dir / "experiment.json"
     if info_path.exists():
-        info = json.loads(info_path.read_text())
-        runs = [load_run(exp_dir / r["dir"], r["variant"], r["seed"]) for r in info["runs"]]
+        info = read_json(info_path)
+        listed = info.get("runs")
+        if not isinstance(listed, list) or not all(isinstance(r, dict) and isinstance(r.get("dir"), str)
+                                                   for r in listed):
+            raise ConfigError(f"{info_path}: `runs` must be a list of {{variant, seed, dir}} objects")
+        from ..rundir import inside
+
+        runs = [load_run(inside(exp_dir, r["dir"], f"{info_path} run dir"), r.get("variant"), r.get("seed"))
+                for r in listed]
     else:
         dirs = sorted(p for p in exp_dir.iterdir() if p.is_dir() and
                       ((p / "summary.json").exists() or (p / "metrics.jsonl").exists()))
         if not dirs:
-            raise FileNotFoundError(f"{exp_dir} has no run directories (folders with summary.json)")
+            raise ConfigError(f"{exp_dir} has no run directories (folders with summary.json or metrics.jsonl)")
         runs = [load_run(d) for d in dirs]
         info = {"name": exp_dir.name, "title": exp_dir.name, "variants": sorted({r.variant for r in runs})}
     return info, runs

@@ -1,0 +1,91 @@
+"""`normlab run X`: plan the runs, train what is missing, write experiment.json and the report.
+
+The experiment folder is runs/<name> for the experiment as shipped; a preset, another seed set or
+CLI overrides get their own folder (runs/<name>-smoke, runs/<name>-seeds5-9, runs/<name>-mod1a2b3c),
+so a changed setup never extends or overwrites another's runs. `replicate` compares the verdicts
+with an earlier run of the experiment on other seeds (report/replication.py).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import ConfigError
+from ..report import build_report
+from ..rundir import write_json
+from .runner import Sweep, plan_tasks, threads_per_worker
+from .spec import expand, load_experiment, parse_seeds, seeds_label
+
+
+@dataclass
+class ExperimentResult:
+    exp_dir: Path
+    results: dict[str, dict]
+    wall_s: float
+    interrupted: bool = False
+    report: dict = field(default_factory=dict)
+
+
+def _console(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None = None, jobs: int | None = None,
+                   out: str | None = None, preset: str | None = None, skip_failed: bool = False,
+                   replicate: str | None = None, echo=_console) -> ExperimentResult:
+    spec = load_experiment(name)
+    seed_list = parse_seeds(seeds, spec.seeds)
+    if replicate is not None and not (Path(replicate) / "results.json").is_file():
+        raise ConfigError(f"--replicate {replicate}: no results.json there (run the original experiment first)")
+    planned = expand(spec, list(overrides), seed_list, out, preset)
+    exp_dir = planned[0].run_dir.parent
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    tasks, states = plan_tasks(planned, skip_failed)
+    info = {"name": spec.name, "title": spec.title, "description": spec.description, "seed_ref": spec.seed_ref,
+            "source": spec.source, "variants": list(spec.variants), "seeds": seed_list,
+            "seeds_default": spec.seeds, "overrides": list(overrides), "preset": preset,
+            "claims": spec.claims, "runs": [{"variant": p.variant, "seed": p.seed, "dir": p.run_dir.name}
+                                            for p in planned]}
+    write_json(exp_dir / "experiment.json", info)
+    reused = sum(s == "finished" for s in states.values())
+    echo(f"{spec.name}: {len(spec.variants)} variants x seeds {seeds_label(seed_list)} -> {exp_dir} "
+         f"({len(planned) - reused} to train, {reused} finished already)")
+    n_jobs = max(1, min(jobs or spec.jobs, len(tasks) or 1))
+    for task in tasks:
+        task.threads = threads_per_worker(n_jobs)
+    t0 = time.perf_counter()
+    sweep = Sweep(tasks, n_jobs, on_done=lambda run, s: echo(_done_line(run, s)))
+    results = sweep.run()
+    wall = time.perf_counter() - t0
+    if sweep.interrupted:
+        flags = [f"--seeds {seeds}" if seeds is not None else "", f"--preset {preset}" if preset else "",
+                 f"--out {out}" if out else ""]
+        echo(f"interrupted: finished runs are kept and stopped runs saved a checkpoint; continue with: normlab run "
+             f"{name} {' '.join(overrides)} {' '.join(f for f in flags if f)}".replace("  ", " ").strip())
+        return ExperimentResult(exp_dir, results, wall, interrupted=True)
+    if replicate is not None:
+        from ..report.replication import write_replication
+
+        build_report(exp_dir, spec)  # results.json with this seed set's verdicts first
+        write_replication(Path(replicate), exp_dir)
+    paths = build_report(exp_dir, spec)
+    return ExperimentResult(exp_dir, results, wall, report=paths)
+
+
+def _done_line(run: str, s: dict) -> str:
+    status = s.get("status")
+    if status == "complete":
+        return f"  {run}: complete, val loss {s.get('val_loss', float('nan')):.4f} ({s.get('train_time_s', 0):.1f} s)"
+    if status == "diverged":
+        return f"  {run}: diverged at step {s.get('diverged_step')} ({s.get('diverged_reason')})"
+    return f"  {run}: {status} {s.get('error') or ''}".rstrip()
+
+
+def exit_code(result: ExperimentResult) -> int:
+    from ..training.signals import EXIT_INTERRUPTED
+
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+__all__ = ["ExperimentResult", "exit_code", "run_experiment"]
