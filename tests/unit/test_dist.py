@@ -39,18 +39,22 @@ def _torchrun(tmp_path, *overrides, resume=False):
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_two_processes_match_one(tmp_path, parallel):
     nl.train(nl.load_config("debug", [f"out_dir={tmp_path}", "name=one", *ARGS]))
-    _torchrun(tmp_path, "name=two", f"train.parallel={parallel}")
+    _torchrun(tmp_path, "name=two", f"train.parallel={parallel}", "train.ckpt_every=10")
     one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert len(one) == len(two) == 20
     assert max(abs(a - b) for a, b in zip(one, two)) < TOL, (one, two)
     meta = (tmp_path / "two" / "meta.json").read_text()
     assert '"world_size": 2' in meta and (tmp_path / "two" / "samples.txt").exists()
-    # ... and its final checkpoint (full weights; FSDP's optimizer state keyed by name) resumes in 1 process
-    more = [f"out_dir={tmp_path}", *ARGS, "train.steps=24"]
-    nl.train(nl.load_config("debug", [*more, "name=one"]), resume=True)
-    nl.train(nl.load_config("debug", [*more, "name=two"]), resume=True)
+    # ... and its step-10 checkpoint (full weights; optimizer state keyed by name) resumes in 1 process:
+    # point `latest` back at it, as if the 2-process run had stopped there
+    ckpt = tmp_path / "two" / "checkpoints"
+    assert (ckpt / "step_000010" / "state.safetensors").exists()
+    (ckpt / "latest").write_text("step_000010\n")
+    (tmp_path / "two" / "summary.json").unlink()
+    nl.train(nl.load_config("debug", [f"out_dir={tmp_path}", *ARGS, "name=two", f"train.parallel={parallel}"]),
+             resume=True)
     one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
-    assert len(one) == len(two) == 24 and max(abs(a - b) for a, b in zip(one, two)) < TOL
+    assert len(one) == len(two) == 20 and max(abs(a - b) for a, b in zip(one, two)) < TOL
 
 
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])

@@ -28,7 +28,8 @@ from .optim import build_optimizer
 from .step import Trainer
 
 RESUMABLE_CHANGES = ("name", "out_dir", "train.log_every", "train.ckpt_every", "train.compile", "train.compile_cache",
-                     "train.threads", "train.device", "train.fused_optimizer", "train.cpu_malloc", "sample.")
+                     "train.threads", "train.device", "train.fused_optimizer", "train.cpu_malloc", "train.parallel",
+                     "sample.")
 RUN_MARKERS = ("config.yaml", "metrics.jsonl", "meta.json", "summary.json")
 
 
