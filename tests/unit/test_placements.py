@@ -4,7 +4,8 @@ import torch
 
 from normlab.config import ConfigError, load_config
 from normlab.model import build_model, pair_reason
-from normlab.model.placement import deepnorm_constants, mixln_post_layers
+from normlab.model.placements.deepnorm import deepnorm_constants
+from normlab.model.placements.mixln import mixln_post_layers
 
 
 def _cfg(*overrides):
@@ -72,17 +73,17 @@ def test_rezero_is_the_identity_at_init_with_one_gate_per_block():
     for block in model.blocks:
         assert torch.equal(block(x), x)
     gates = [n for n, _ in model.named_parameters() if "resweight" in n]
-    assert gates == ["blocks.0.resweight", "blocks.1.resweight", "blocks.2.resweight"]
+    assert gates == ["blocks.0.resweight.weight", "blocks.1.resweight.weight", "blocks.2.resweight.weight"]
     assert model.norm_final is None and not any("norm" in n for n, _ in model.named_parameters())
     logits = model(torch.randint(0, 11, (2, 5)))
     logits.square().mean().backward()
-    assert model.blocks[0].resweight.grad.abs() > 0     # the gate learns although F's grads start at 0
+    assert model.blocks[0].resweight.weight.grad.abs() > 0     # the gate learns although F's grads start at 0
 
 
 def test_rezero_residual_formula():
     block = build_model(_cfg("model.norm.placement=rezero")).blocks[0].double()
     with torch.no_grad():
-        block.resweight.fill_(0.3)
+        block.resweight.weight.fill_(0.3)
     x = torch.randn(2, 5, 16, dtype=torch.float64)
     h = x + 0.3 * block.attn(x)
     torch.testing.assert_close(block(x), h + 0.3 * block.mlp(h))

@@ -2,7 +2,7 @@
 from .encdec import EncoderDecoder, inference
 from .gpt import GPT, Block, build_model
 from .ngpt import NGPT
-from .placement import PLACEMENTS, Placement, has_final_norm, register_placement
+from .placements import PLACEMENTS, Placement, has_final_norm, register_placement
 from .validity import kind_is_used, pair_reason, valid_pairs
 
 __all__ = ["GPT", "NGPT", "Block", "EncoderDecoder", "inference", "PLACEMENTS", "Placement", "build_model",

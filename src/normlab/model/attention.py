@@ -4,7 +4,9 @@ Shapes: B batch, T query time, S key time, C d_model, H heads, D head dim.
 Logit clamp / soft-cap need the logits, which the fused kernel never materializes: with either on
 we compute softmax(q k^T) explicitly; with both off the fused path is used.
 `tap_q` / `tap_k` are nn.Identity tap points so probes can read q and k (after RoPE and QK-norm)
-without editing the model.
+without editing the model; `probabilities(q, k)` is the one place the attention weights are
+defined (scale, causal mask, clamp / soft-cap): the explicit path multiplies them with v, and the
+probes call it on the tapped q and k, so what is probed is what the model computes.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def attention_logits_transform(scores: torch.Tensor, clamp: float, softcap: floa
 class SelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_head, self.head_dim = cfg.n_head, cfg.d_model // cfg.n_head
+        self.n_head, self.head_dim, self.causal = cfg.n_head, cfg.d_model // cfg.n_head, True
         self.clamp, self.softcap = cfg.attn.logit_clamp, cfg.attn.logit_softcap
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
@@ -60,9 +62,13 @@ class SelfAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
     def _explicit(self, q, k, v):
-        T = q.shape[-2]
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # B,H,T,T
-        scores = attention_logits_transform(scores, self.clamp, self.softcap)
-        mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-        scores = scores.masked_fill(~mask, float("-inf"))
-        return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
+        return self.probabilities(q, k)[0].to(q.dtype) @ v
+
+    def probabilities(self, q: torch.Tensor, k: torch.Tensor, pad=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(attention weights B,H,T,S in float32 or wider, raw logits q.k/sqrt(D) before clamp/cap, masked -inf)."""
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        scores = (q.to(dtype) @ k.to(dtype).transpose(-2, -1)) / math.sqrt(self.head_dim)  # B,H,T,S
+        T, S = scores.shape[-2:]
+        hidden = ~torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+        logits = attention_logits_transform(scores, self.clamp, self.softcap).masked_fill(hidden, float("-inf"))
+        return torch.softmax(logits, dim=-1), scores.masked_fill(hidden, float("-inf"))

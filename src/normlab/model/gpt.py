@@ -13,7 +13,7 @@ from ..norms import build_norm
 from .attention import SelfAttention
 from .init import init_weights
 from .mlp import MLP
-from .placement import PLACEMENTS, has_final_norm
+from .placements import PLACEMENTS, has_final_norm
 
 SUBLAYERS = ("attn", "mlp")
 

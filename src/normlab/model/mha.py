@@ -65,7 +65,25 @@ class MultiHeadAttention(nn.Module):
         self.normalized = cfg.arch == "ngpt"
         if self.normalized:
             self.s_qk = ScaledVector(C, cfg.ngpt.s_qk_init, ngpt_base_scale(cfg))
-        self.tap_q, self.tap_k = nn.Identity(), nn.Identity()
+        self.tap_q, self.tap_k, self.tap_pad = nn.Identity(), nn.Identity(), nn.Identity()
+
+    @property
+    def scale(self) -> float:
+        """nGPT's softmax scale is +sqrt(D) (q.k of unit vectors lies in [-1, 1]); otherwise 1/sqrt(D)."""
+        return math.sqrt(self.head_dim) if self.normalized else 1.0 / math.sqrt(self.head_dim)
+
+    def probabilities(self, q: torch.Tensor, k: torch.Tensor, pad: torch.Tensor | None = None):
+        """(attention weights B,H,T,S, logits q.k*scale with masked entries -inf), as forward computes them:
+        the model's own scale, its causal mask only if it is causal, and key padding (pad: B,S, True = ignore)."""
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        scores = (q.to(dtype) @ k.to(dtype).transpose(-2, -1)) * self.scale  # B,H,T,S
+        if self.causal:
+            T, S = scores.shape[-2:]
+            scores = scores.masked_fill(~torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T),
+                                        float("-inf"))
+        if pad is not None:
+            scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
+        return torch.softmax(scores, dim=-1), scores
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
                 pad: torch.Tensor | None = None) -> torch.Tensor:
@@ -85,6 +103,8 @@ class MultiHeadAttention(nn.Module):
         q, k = self.tap_q(q), self.tap_k(k)
         if pad is not None and self.causal:
             raise ValueError("a causal attention takes no key padding mask (padding sits after the content)")
+        if pad is not None:
+            pad = self.tap_pad(pad)
         mask = None if pad is None else ~pad[:, None, None, :]                            # B,1,1,S
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.causal, scale=scale)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import register_rule
 from ..norms import NORMS
-from .placement import PLACEMENTS
+from .placements import PLACEMENTS
 
 
 def _slot_names(slots) -> str:

@@ -7,7 +7,8 @@
 Globs match dotted module names segment by segment: `*` is one segment, `**` any number of them
 (`**.blocks.*` = every block, also inside `encoder.`), "" the model itself. The model knows nothing
 about probes (STYLE.md section 5; the hook pattern follows litgpt generate/tp.py). Fused SDPA never
-shows attention probabilities, so `View.attention` recomputes them from the `tap_q`/`tap_k` outputs.
+shows attention probabilities, so `View.attention` asks each attention module for them
+(`probabilities(q, k, pad)`, the module's own definition) on its `tap_q`/`tap_k`/`tap_pad` outputs.
 """
 from __future__ import annotations
 
@@ -59,9 +60,13 @@ def short_name(name: str) -> str:
 
 
 def layer_of(name: str) -> str:
-    """The layer a module belongs to: layer3 (or encoder.layer3), else its first segment (wte, lm_head)."""
-    m = re.match(r"^(.*?)blocks\.(\d+)(\.|$)", name)
-    return f"{m.group(1)}layer{m.group(2)}" if m else (name.split(".")[0] or "model")
+    """The layer a module belongs to: layer3 (decoder-only blocks.3), encoder.layer0 / decoder.layer1 (an
+    encoder-decoder's stacks), else its first segment (wte, lm_head)."""
+    m = re.match(r"^(.*?)(blocks|encoder|decoder)\.(\d+)(\.|$)", name)
+    if not m:
+        return name.split(".")[0] or "model"
+    stack = "" if m.group(2) == "blocks" else f"{m.group(2)}."
+    return f"{m.group(1)}{stack}layer{m.group(3)}"
 
 
 @dataclass
@@ -70,23 +75,6 @@ class AttentionMap:
     probs: torch.Tensor     # B,H,T,S post-softmax (float32 or float64), masked entries exactly 0
     scores: torch.Tensor    # B,H,T,S raw q.k/sqrt(D) before clamp/softcap, masked entries -inf
     causal: bool
-
-
-def attention_from_taps(q: torch.Tensor, k: torch.Tensor, clamp: float = 0.0, softcap: float = 0.0,
-                        causal: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(transform(q k^T / sqrt(D)) + causal mask), as model/attention.py computes it."""
-    from ..model.attention import attention_logits_transform
-
-    dtype = torch.promote_types(q.dtype, torch.float32)
-    q, k = q.to(dtype), k.to(dtype)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # B,H,T,S
-    logits = attention_logits_transform(scores, clamp, softcap)
-    if causal:
-        T, S = scores.shape[-2:]
-        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
-        logits = logits.masked_fill(~mask, float("-inf"))
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return torch.softmax(logits, dim=-1), scores
 
 
 class View:
@@ -101,20 +89,20 @@ class View:
 
     @functools.cached_property
     def attention(self) -> list[AttentionMap]:
+        """Every attention module's weights, from its own `probabilities(q, k, pad)` on the tapped tensors."""
         maps = []
         for name, q in self.matching("**.tap_q"):
             parent = name.rsplit(".", 1)[0] if "." in name else ""
-            k = self.outputs.get(f"{parent}.tap_k" if parent else "tap_k")
-            if k is None:
-                continue
+            prefix = f"{parent}." if parent else ""
+            k = self.outputs.get(f"{prefix}tap_k")
             module = self.model.get_submodule(parent)
-            causal = getattr(module, "is_causal", True)
-            probs, scores = attention_from_taps(q, k, getattr(module, "clamp", 0.0), getattr(module, "softcap", 0.0),
-                                                causal)
+            if k is None or not hasattr(module, "probabilities"):
+                continue
+            probs, scores = module.probabilities(q, k, self.outputs.get(f"{prefix}tap_pad"))
             label = layer_of(parent)
             if not parent.endswith(".attn") and parent != "attn" and label != parent:
                 label += "." + parent.rsplit(".", 1)[-1]
-            maps.append(AttentionMap(label, probs, scores, causal))
+            maps.append(AttentionMap(label, probs, scores, bool(getattr(module, "causal", True))))
         return maps
 
     @functools.cached_property
@@ -127,7 +115,7 @@ class View:
         return self.outputs.get("")
 
 
-ATTENTION_PATTERNS = ("**.tap_q", "**.tap_k")
+ATTENTION_PATTERNS = ("**.tap_q", "**.tap_k", "**.tap_pad")
 
 
 class Recorder:

@@ -1,0 +1,7 @@
+"""none: x + F(x), no norms (CS336's layer_norm_ablation); model.norm.final=always keeps a final norm."""
+from . import register_placement, sublayer
+
+
+@register_placement("none", [], False, "x + F(x); no norms", "CS336 layer_norm_ablation")
+def none(block, sub, x):
+    return x + sublayer(block, sub)(x)
