@@ -61,6 +61,10 @@ class Task:
     def name(self) -> str:
         return self.runs[0].cfg.name if len(self.runs) == 1 else f"{self.runs[0].variant} x{len(self.runs)}"
 
+    def payload(self) -> list[tuple[dict, str]]:
+        """What a worker process (or a Ray task) needs: plain data, no live objects."""
+        return [(dataclasses.asdict(r.cfg), str(r.run_dir)) for r in self.runs]
+
 
 def _die_with_parent(parent: int) -> None:
     """The worker ends when the sweep's parent process does (kill -9 of `normlab run` included)."""
@@ -81,23 +85,25 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker(index: int, runs: list[tuple[dict, str]], threads: int, messages, parent: int) -> None:
-    os.setpgrp()  # a terminal Ctrl-C goes to the parent alone, which forwards one SIGINT
-    _die_with_parent(parent)
+def train_task(runs: list[tuple[dict, str]], threads: int, progress: Callable[[str, int, int], None] | None = None,
+               on_done: Callable[[str, dict], None] | None = None) -> dict[str, dict]:
+    """Train one task's runs (config dict, run dir) in this process; {run name: summary}. The body of every
+    launcher's worker (local processes, Ray tasks): a run that raises is recorded as failed, the rest go on."""
     import torch
 
     torch.set_num_threads(threads)
     from ..training import train
 
+    results = {}
     for cfg_dict, run_dir in runs:
         cfg = from_dict(RunConfig, cfg_dict)
         name = Path(run_dir).name
 
-        def progress(step, total, name=name):
-            if step % 25 == 0 or step == total:
-                messages.put(("progress", name, step, total))
+        def report(step, total, name=name):
+            if progress is not None and (step % 25 == 0 or step == total):
+                progress(name, step, total)
         try:
-            summary = train(cfg, run_dir, resume=True, progress=progress)
+            summary = train(cfg, run_dir, resume=True, progress=report)
         except KeyboardInterrupt:
             summary = {"status": "interrupted"}
         except Exception as err:  # one broken run must not stop the sweep
@@ -105,9 +111,19 @@ def _worker(index: int, runs: list[tuple[dict, str]], threads: int, messages, pa
                        "traceback": traceback.format_exc()}
             if not isinstance(err, ConfigError) or (Path(run_dir) / "config.yaml").exists():
                 write_json(Path(run_dir) / "summary.json", summary)
-        messages.put(("done", name, summary))
+        results[name] = summary
+        if on_done is not None:
+            on_done(name, summary)
         if summary.get("status") == "interrupted":
             break
+    return results
+
+
+def _worker(index: int, runs: list[tuple[dict, str]], threads: int, messages, parent: int) -> None:
+    os.setpgrp()  # a terminal Ctrl-C goes to the parent alone, which forwards one SIGINT
+    _die_with_parent(parent)
+    train_task(runs, threads, progress=lambda name, step, total: messages.put(("progress", name, step, total)),
+               on_done=lambda name, summary: messages.put(("done", name, summary)))
     messages.put(("exit", index, None))
 
 
@@ -133,7 +149,7 @@ class Sweep:
             while pending or running:
                 while pending and len(running) < self.jobs and not self.interrupted:
                     i, task = pending.pop(0)
-                    payload = [(dataclasses.asdict(r.cfg), str(r.run_dir)) for r in task.runs]
+                    payload = task.payload()
                     proc = ctx.Process(target=_worker, args=(i, payload, task.threads, messages, os.getpid()))
                     proc.start()
                     running[i] = proc

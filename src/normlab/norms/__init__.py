@@ -7,6 +7,10 @@ on it (DyT). Kind-specific knobs live in a nested `Options` dataclass filled str
 `model.norm.options`; a registered config rule checks them before any model is built.
 A class attribute `normalizes = False` marks a kind that does not rescale by a statistic of its
 input (DyT, identity): the validity matrix (model/validity.py) keeps it off the residual sum.
+Stacked training (training/stacked.py) runs a kind with x of shape [E, N, C] and every parameter
+with a leading member axis broadcast against it ([E, 1, C] for a per-channel vector, [E, 1, 1] for
+a scalar): a forward must be written so that broadcasting does the right thing, and take a fused
+path (kernels.py, F.rms_norm, F.layer_norm) only when `kernels.plain(*params)`.
 """
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ class DyT(nn.Module):
     def forward(self, x):
         # CPU torch.tanh is scalar code (~20x a multiply); below ~32K elements the kernel's extra small
         # ops cost more than tanh itself (measured: 1.7x vs 2.4x F.layer_norm at 8K, 2.7x vs 2.1x at 64K)
-        if kernels.use_cpu_kernels(x, min_numel=DYT_KERNEL_MIN_NUMEL):
+        if kernels.use_cpu_kernels(x, self.alpha, self.weight, self.bias, min_numel=DYT_KERNEL_MIN_NUMEL):
             return kernels.dyt(x, self.alpha, self.weight, self.bias)
         z = self.alpha * x
         # inductor's CPU tanh is slow as well: compiled, this form costs 1.96x F.layer_norm fwd+bwd, tanh 3.59x

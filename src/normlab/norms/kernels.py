@@ -33,11 +33,17 @@ from torch.autograd.function import once_differentiable
 ENABLED = True  # False: every norm runs its written-out autograd formula (e.g. for double backward)
 
 
-def use_cpu_kernels(x: torch.Tensor, min_numel: int = 0) -> bool:
+def use_cpu_kernels(x: torch.Tensor, *params: torch.Tensor | None, min_numel: int = 0) -> bool:
     """True where these forms beat torch's own: eager, CPU, float32/float64, at least `min_numel`
-    elements (below it a kernel's extra Python and tiny ops can cost more than they save)."""
+    elements (below it a kernel's extra Python and tiny ops can cost more than they save), and plain
+    parameters (per channel or scalar: a stacked run's [E, 1, C] parameters take the formula)."""
     return (ENABLED and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and x.numel() >= min_numel and not torch.compiler.is_compiling())
+            and x.numel() >= min_numel and not torch.compiler.is_compiling() and plain(*params))
+
+
+def plain(*params: torch.Tensor | None) -> bool:
+    """No parameter carries a member axis (stacked training, training/stacked.py): each is None, 0-d or 1-d."""
+    return all(p is None or p.dim() <= 1 for p in params)
 
 
 class _RMSNorm(torch.autograd.Function):

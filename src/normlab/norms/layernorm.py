@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import register_norm
+from . import kernels, register_norm
 
 
 @register_norm("layernorm")
@@ -17,4 +17,11 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim)) if cfg.bias else None
 
     def forward(self, x):
-        return F.layer_norm(x, (self.dim,), self.weight, self.bias, self.eps)
+        if kernels.plain(self.weight, self.bias):
+            return F.layer_norm(x, (self.dim,), self.weight, self.bias, self.eps)
+        # a stacked run's per-member [E, 1, C] parameters: the same formula, broadcast (training/stacked.py)
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # statistics in at least float32
+        mean = xf.mean(-1, keepdim=True)
+        y = ((xf - mean) * torch.rsqrt((xf - mean).square().mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+        y = y * self.weight if self.weight is not None else y
+        return y + self.bias if self.bias is not None else y

@@ -15,11 +15,11 @@ def rms_normalize(x: torch.Tensor, eps: float, weight: torch.Tensor | None = Non
     float32/64 elsewhere takes F.rms_norm (fused kernels on CUDA; under torch.compile inductor fuses
     it); lower precisions are upcast by hand so the statistics are float32 whatever the kernel does.
     """
-    if kernels.use_cpu_kernels(x):
+    if kernels.use_cpu_kernels(x, weight):
         return kernels.rms_norm(x, weight, eps)
-    if x.dtype in (torch.float32, torch.float64):
+    if x.dtype in (torch.float32, torch.float64) and kernels.plain(weight):
         return F.rms_norm(x, (x.shape[-1],), weight, eps)
-    xf = x.float()
+    xf = x.to(torch.promote_types(x.dtype, torch.float32))  # statistics in at least float32
     y = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
     return y * weight if weight is not None else y
 

@@ -26,8 +26,8 @@ class ScaleNorm(nn.Module):
             self.register_buffer("scale", scale, persistent=False)
 
     def forward(self, x):
-        if kernels.use_cpu_kernels(x):
+        if kernels.use_cpu_kernels(x, self.scale):
             return kernels.scale_norm(x, self.scale, self.eps)
-        xf = x.float()  # the norm in float32, as for RMSNorm (bf16 sums of squares lose digits)
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # bf16 sums of squares lose digits
         y = xf / xf.norm(dim=-1, keepdim=True).clamp(min=self.eps)
         return (self.scale * y).to(x.dtype)
