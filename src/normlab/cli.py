@@ -110,13 +110,14 @@ def main(debug):
 @click.option("--skip-failed", is_flag=True, help="do not retry runs whose summary says failed")
 @click.option("--replicate", type=click.Path(file_okay=False),
               help="an earlier run of this experiment on other seeds: write a replication table of the verdicts")
-def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replicate):
+@click.option("--no-stack", is_flag=True, help="one process per run (default: same-shape runs train stacked)")
+def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replicate, no_stack):
     """Train every variant x seed of EXPERIMENT (resuming unfinished runs) and write its report."""
     from .experiments.run import exit_code, run_experiment
     from .report import summary_table
 
     result = run_experiment(experiment, list(overrides), seeds, jobs, out_dir, preset, skip_failed, replicate,
-                            echo=click.echo)
+                            echo=click.echo, stack=not no_stack)
     if result.interrupted:
         sys.exit(exit_code(result))
     from .experiments import load_experiment

@@ -27,7 +27,7 @@ def test_run_prepost_tiny_end_to_end(tmp_path):
     assert "No-Norm (modified: train.steps=30, train.eval_every=15)\n" in (exp / "report.md").read_text()
     again = invoke("run", "prepost", "train.steps=30", "train.eval_every=15", "--seeds", "3-4", "--out", tmp_path)
     assert again.exit_code == 0 and "pre-seed3" not in again.output   # finished runs are reused, not retrained
-    assert "(0 to train, 6 finished already)" in again.output
+    assert "(0 to train, 6 finished already; 0 task(s))" in again.output
 
 
 def test_seeds_are_chosen_on_the_command_line_not_by_train_seed(tmp_path):

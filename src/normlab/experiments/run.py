@@ -33,7 +33,7 @@ def _console(line: str) -> None:
 
 def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None = None, jobs: int | None = None,
                    out: str | None = None, preset: str | None = None, skip_failed: bool = False,
-                   replicate: str | None = None, echo=_console) -> ExperimentResult:
+                   replicate: str | None = None, echo=_console, stack: bool = True) -> ExperimentResult:
     spec = load_experiment(name)
     seed_list = parse_seeds(seeds, spec.seeds)
     if replicate is not None and not (Path(replicate) / "results.json").is_file():
@@ -41,7 +41,7 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
     planned = expand(spec, list(overrides), seed_list, out, preset)
     exp_dir = planned[0].run_dir.parent
     exp_dir.mkdir(parents=True, exist_ok=True)
-    tasks, states = plan_tasks(planned, skip_failed)
+    tasks, states = plan_tasks(planned, skip_failed, stack)
     info = {"name": spec.name, "title": spec.title, "description": spec.description, "seed_ref": spec.seed_ref,
             "source": spec.source, "variants": list(spec.variants), "seeds": seed_list,
             "seeds_default": spec.seeds, "overrides": list(overrides), "preset": preset,
@@ -49,8 +49,10 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
                                             for p in planned]}
     write_json(exp_dir / "experiment.json", info)
     reused = sum(s == "finished" for s in states.values())
+    stacked = sum(len(t.runs) for t in tasks if len(t.runs) > 1)
     echo(f"{spec.name}: {len(spec.variants)} variants x seeds {seeds_label(seed_list)} -> {exp_dir} "
-         f"({len(planned) - reused} to train, {reused} finished already)")
+         f"({len(planned) - reused} to train, {reused} finished already; {len(tasks)} task(s)"
+         + (f", {stacked} runs stacked" if stacked else "") + ")")
     n_jobs = max(1, min(jobs or spec.jobs, len(tasks) or 1))
     for task in tasks:
         task.threads = threads_per_worker(n_jobs)

@@ -94,6 +94,8 @@ def train_task(runs: list[tuple[dict, str]], threads: int, progress: Callable[[s
     torch.set_num_threads(threads)
     from ..training import train
 
+    if len(runs) > 1:
+        return _train_stack(runs, progress, on_done)
     results = {}
     for cfg_dict, run_dir in runs:
         cfg = from_dict(RunConfig, cfg_dict)
@@ -116,6 +118,30 @@ def train_task(runs: list[tuple[dict, str]], threads: int, progress: Callable[[s
             on_done(name, summary)
         if summary.get("status") == "interrupted":
             break
+    return results
+
+
+def _train_stack(runs: list[tuple[dict, str]], progress, on_done) -> dict[str, dict]:
+    """Several same-shape runs as one stacked model (training/stacked_loop.py); on an error every member
+    is recorded as failed (the next sweep retries them, or trains them alone with --no-stack)."""
+    from ..training.stacked_loop import train_stacked
+
+    cfgs = [from_dict(RunConfig, c) for c, _ in runs]
+    dirs = [Path(d) for _, d in runs]
+    try:
+        results = train_stacked(cfgs, dirs, progress)
+    except KeyboardInterrupt:
+        results = {d.name: {"status": "interrupted"} for d in dirs}
+    except Exception as err:  # noqa: BLE001  (recorded per member, the sweep goes on)
+        results = {}
+        for d in dirs:
+            results[d.name] = {"name": d.name, "status": "failed", "error": f"{type(err).__name__}: {err}",
+                               "traceback": traceback.format_exc(), "stacked": len(dirs)}
+            if (d / "config.yaml").exists():
+                write_json(d / "summary.json", results[d.name])
+    for name, summary in results.items():
+        if on_done is not None:
+            on_done(name, summary)
     return results
 
 
@@ -198,9 +224,23 @@ def threads_per_worker(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
-def plan_tasks(runs: list[PlannedRun], skip_failed: bool = False) -> tuple[list[Task], dict[str, str]]:
-    """Tasks for the runs that still need training, and the state of every run."""
+MAX_STACK = 64  # members per stacked task (memory grows with E; beyond ~64 tiny members the gain flattens on a CPU)
+
+
+def plan_tasks(runs: list[PlannedRun], skip_failed: bool = False, stack: bool = True) -> tuple[list[Task], dict[str, str]]:
+    """Tasks for the runs that still need training (same-shape runs stacked into one task unless stack is
+    False), and the state of every run."""
     states = {r.cfg.name: run_state(r) for r in runs}  # raises before anything trains if one was changed
     todo = [r for r in runs if states[r.cfg.name] in ("new", "partial") or
             (states[r.cfg.name] == "failed" and not skip_failed)]
-    return [Task([r]) for r in todo], states
+    if not stack:
+        return [Task([r]) for r in todo], states
+    from ..training.stacked_loop import stack_key
+
+    groups: dict[str, list[PlannedRun]] = {}
+    alone = []
+    for r in todo:
+        key = stack_key(r.cfg)
+        (groups.setdefault(key, []) if key is not None else alone).append(r)
+    tasks = [Task(g[i:i + MAX_STACK]) for g in groups.values() for i in range(0, len(g), MAX_STACK)]
+    return tasks + [Task([r]) for r in alone], states

@@ -63,8 +63,8 @@ class GPT(nn.Module):
         if T > self.cfg.block_size:
             raise ValueError(f"sequence length {T} exceeds model.block_size={self.cfg.block_size}")
         x = self.wte(idx)  # B,T,C
-        if self.wpe is not None:
-            x = x + self.wpe(torch.arange(T, device=idx.device))
+        if self.wpe is not None:  # positions per row (not one [T] row): a stacked run's wpe is per member
+            x = x + self.wpe(torch.arange(T, device=idx.device).expand(idx.shape[0], T))
         for block in self.blocks:
             x = block(x)
         if self.norm_final is not None:
@@ -80,7 +80,9 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                  generator: torch.Generator | None = None, stop_token: int | None = None) -> torch.Tensor:
-        """Sample continuations of idx (B, T). Stops a row's growth at stop_token only for B == 1."""
+        """Sample continuations of idx (B, T), all rows at once; stops early once every row has produced
+        stop_token (rows are cut there by the caller)."""
+        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
         for _ in range(max_new_tokens):
             logits = self(idx[:, -self.cfg.block_size:])[:, -1, :].float()
             if temperature <= 0:
@@ -89,8 +91,10 @@ class GPT(nn.Module):
                 probs = F.softmax(logits / temperature, dim=-1)
                 nxt = torch.multinomial(probs, 1, generator=generator)
             idx = torch.cat([idx, nxt], dim=1)
-            if stop_token is not None and idx.shape[0] == 1 and nxt.item() == stop_token:
-                break
+            if stop_token is not None:
+                done |= nxt[:, 0] == stop_token
+                if bool(done.all()):
+                    break
         return idx
 
 

@@ -28,16 +28,21 @@ def evaluate(model, data, cfg: RunConfig, device) -> float:
 
 def generate_samples(model, tok, cfg: RunConfig, device, prompt: str = "", n: int | None = None,
                      seed: int | None = None) -> list[str]:
-    """Samples start at the boundary token (+ prompt) and end at the next boundary token."""
+    """Samples start at the boundary token (+ prompt) and end at the next boundary token; all n are drawn
+    as one batch (one forward per position instead of n)."""
+    n = cfg.sample.n if n is None else n
+    if n == 0:
+        return []
     was_training = model.training
     model.eval()
     g = torch.Generator(device=device).manual_seed(cfg.train.seed if seed is None else seed)
     max_new = cfg.sample.max_new_tokens or cfg.model.block_size
     start = [tok.bos] + tok.encode(prompt)
-    out = []
-    for _ in range(cfg.sample.n if n is None else n):
-        idx = torch.tensor([start], device=device)
-        ids = model.generate(idx, max_new, cfg.sample.temperature, g, stop_token=tok.bos)[0].tolist()
-        out.append(tok.decode(ids[1:]).split("\n")[0] if ids else "")
+    idx = torch.tensor([start] * n, device=device)
+    rows = model.generate(idx, max_new, cfg.sample.temperature, g, stop_token=tok.bos)[:, len(start):].tolist()
     model.train(was_training)
+    out = []
+    for row in rows:
+        row = row[: row.index(tok.bos)] if tok.bos in row else row
+        out.append(tok.decode(row).split("\n")[0])
     return out

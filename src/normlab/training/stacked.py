@@ -1,0 +1,227 @@
+"""Stacked training: E same-shape runs (seeds, learning rates, ...) as one model in one process.
+
+At the lab's sizes a step is dispatch overhead, not arithmetic (a prepost step is ~2.5 MFLOP and
+~5 ms), so E runs cost about as much as one when every op works on all of them at once.
+The stacked model is the plain model's own module tree (its forward code unchanged) in which
+- every nn.Linear becomes StackedLinear (weights [E, out, in], one batched matmul),
+- every nn.Embedding becomes StackedEmbedding (one gather over E tables),
+- every other module with parameters (norm kinds, ReZero's gate) is wrapped by StackedLeaf, which
+  views x as [E, N, C] and hands the module its parameters with a leading member axis that
+  broadcasts ([E, 1, C]); norm kinds are written for that (norms/__init__.py).
+Activations are [E*B, T, C], member-major, so attention, MLP activations and reshapes need no change.
+All parameters live in one flat tensor [E, P] (each module takes views of it in forward), so the
+per-member loss, gradient norm, clipping and Adam/AdamW update are a handful of ops for any model:
+member k gets its own learning-rate schedule, clipping threshold, weight decay, betas and eps.
+Member k draws its own batches (its seed) and starts from its own init (built by the plain model
+under its seed), so it computes what run k computes alone, up to float rounding: batched matmuls
+and the formula form of the norms round differently from the plain path (measured in RESULTS.md).
+A member whose loss goes non-finite is frozen (its gradients are masked, its learning rate is 0)
+and the others go on; each member keeps its own run directory, callbacks and forensics.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import IGNORE
+from .optim import lr_at, param_groups
+
+
+@dataclass
+class Span:
+    """One plain parameter's place in the flat [E, P] buffer."""
+    name: str
+    shape: tuple
+    offset: int
+    numel: int
+    decay: bool
+
+
+class Flat:
+    """The [E, P] parameter buffer and the spans that map it back to plain parameter names."""
+
+    def __init__(self, models: list[nn.Module], device):
+        plain = models[0]
+        decayed = {id(p) for p in param_groups(plain, 1.0)[0]["params"]}
+        self.spans: dict[str, Span] = {}
+        offset = 0
+        for name, p in plain.named_parameters():
+            self.spans[name] = Span(name, tuple(p.shape), offset, p.numel(), id(p) in decayed)
+            offset += p.numel()
+        self.E, self.P = len(models), offset
+        data = torch.empty(self.E, self.P, device=device)
+        for k, m in enumerate(models):
+            for name, p in m.named_parameters():
+                s = self.spans[name]
+                data[k, s.offset:s.offset + s.numel] = p.detach().reshape(-1)
+        self.param = nn.Parameter(data)
+        self._views: dict = {}
+        self.decay_mask = torch.zeros(self.P, device=device)
+        for s in self.spans.values():
+            if s.decay:
+                self.decay_mask[s.offset:s.offset + s.numel] = 1.0
+
+    def view(self, name: str, lead: tuple = ()) -> torch.Tensor:
+        """All members' values of one plain parameter: [E, *lead, *shape] (lead = broadcast dims).
+
+        A view of the flat leaf made once and reused by every forward: it has no saved tensors, so
+        backward can run through it again and again, and optimizer updates of the buffer's data show
+        through it (measured: remaking ~50 views per forward cost ~1 ms of a 5 ms step)."""
+        key = (name, lead)
+        if key not in self._views:
+            s = self.spans[name]
+            self._views[key] = self.param[:, s.offset:s.offset + s.numel].view(self.E, *lead, *s.shape)
+        return self._views[key]
+
+    def member(self, tensor: torch.Tensor, k: int, name: str) -> torch.Tensor:
+        s = self.spans[name]
+        return tensor[k, s.offset:s.offset + s.numel].view(s.shape)
+
+
+class StackedLinear(nn.Module):
+    def __init__(self, flat: Flat, weight: str, bias: str | None):
+        super().__init__()
+        self.E = flat.E
+        self.wt = flat.view(weight).transpose(1, 2)            # E, in, out
+        self.bias = flat.view(bias, (1,)) if bias else None    # E, 1, out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(self.E, -1, x.shape[-1])                 # E, N, in (member-major rows)
+        y = torch.baddbmm(self.bias, h, self.wt) if self.bias is not None else torch.bmm(h, self.wt)
+        return y.reshape(*x.shape[:-1], self.wt.shape[2])
+
+
+class StackedEmbedding(nn.Module):
+    def __init__(self, flat: Flat, weight: str):
+        super().__init__()
+        self.E = flat.E
+        table = flat.view(weight)                              # E, V, C
+        V, self.C = table.shape[1:]
+        self.table = table.reshape(self.E * V, self.C)         # one table; member k's rows start at k * V
+        self.offsets = (torch.arange(self.E, device=table.device) * V)[:, None]
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        rows = idx.reshape(self.E, -1) + self.offsets
+        return F.embedding(rows, self.table).reshape(*idx.shape, self.C)
+
+
+class StackedLeaf(nn.Module):
+    """A module with its own parameters (a norm kind, a gate), run on x viewed as [E, N, C] with each
+    parameter given a leading member axis that broadcasts ([E, 1, C], [E, 1, 1] for a scalar)."""
+
+    def __init__(self, flat: Flat, inner: nn.Module, names: dict[str, str]):
+        super().__init__()
+        self.E, self.inner = flat.E, inner
+        for attr, name in names.items():   # attribute -> its member-axis view ([E, 1, C]; [E, 1, 1] for a scalar)
+            del inner._parameters[attr]
+            shape = flat.spans[name].shape
+            inner.__dict__[attr] = flat.view(name, (1,) * max(0, 2 - len(shape)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.reshape(self.E, -1, x.shape[-1])).reshape(x.shape)
+
+
+def stack_models(models: list[nn.Module], device) -> tuple[nn.Module, Flat]:
+    """The stacked module tree of E structurally identical plain models, and its flat parameters."""
+    flat = Flat(models, device)
+    stacked = copy.deepcopy(models[0]).to(device)
+    tied = {id(p): n for n, p in models[0].named_parameters()}
+
+    def name_of(module_path: str, attr: str) -> str:
+        p = models[0].get_submodule(module_path)._parameters[attr] if module_path else models[0]._parameters[attr]
+        return tied[id(p)]
+
+    def convert(parent: nn.Module, path: str) -> None:
+        for child_name, child in list(parent.named_children()):
+            child_path = f"{path}.{child_name}" if path else child_name
+            if isinstance(child, nn.Linear):
+                new = StackedLinear(flat, name_of(child_path, "weight"),
+                                    name_of(child_path, "bias") if child.bias is not None else None)
+            elif isinstance(child, nn.Embedding):
+                new = StackedEmbedding(flat, name_of(child_path, "weight"))
+            elif any(p is not None for p in child._parameters.values()):
+                convert(child, child_path)
+                new = StackedLeaf(flat, child, {a: name_of(child_path, a) for a, p in child._parameters.items()
+                                                if p is not None})
+            else:
+                convert(child, child_path)
+                continue
+            setattr(parent, child_name, new)
+    if any(p is not None for p in stacked._parameters.values()):
+        raise ValueError("stacking needs every parameter inside a submodule")
+    convert(stacked, "")
+    return stacked, flat
+
+
+def member_losses(logits: torch.Tensor, y: torch.Tensor, E: int, z_loss: torch.Tensor) -> torch.Tensor:
+    """Per-member mean cross-entropy over non-ignored targets (+ z-loss), [E]; lm_loss per member."""
+    V = logits.shape[-1]
+    flat = logits.float().reshape(-1, V)
+    target = y.reshape(-1)
+    ce = F.cross_entropy(flat, target, ignore_index=IGNORE, reduction="none").view(E, -1)
+    keep = (target != IGNORE).view(E, -1).float()
+    count = keep.sum(1).clamp(min=1)
+    loss = ce.sum(1) / count
+    if bool((z_loss != 0).any()):
+        lse = torch.logsumexp(flat, dim=-1).view(E, -1)
+        loss = loss + z_loss * ((lse.square() * keep).sum(1) / count)
+    return loss
+
+
+class StackedAdam:
+    """Adam / AdamW on the flat [E, P] buffer with per-member lr, betas, eps and decoupled weight decay.
+
+    Follows torch.optim.Adam(W)'s update (decay, lerp of the first moment, second moment, bias
+    corrections, addcdiv), so a checkpoint moves between the two: `state_of(k)` is member k's state
+    in torch's format, keyed by parameter name, and `load(k, ...)` takes it back."""
+
+    def __init__(self, flat: Flat, trains: list, device):
+        self.flat = flat
+        col = lambda xs: torch.tensor(xs, dtype=torch.float32, device=device)[:, None]  # noqa: E731
+        self.b1, self.b2 = col([t.betas[0] for t in trains]), col([t.betas[1] for t in trains])
+        self.eps = col([t.adam_eps for t in trains])
+        self.wd = col([t.weight_decay if t.optimizer == "adamw" else 0.0 for t in trains])
+        self.m = torch.zeros_like(flat.param)
+        self.v = torch.zeros_like(flat.param)
+        self.t = torch.zeros(flat.E, 1, device=device)
+
+    def load(self, k: int, by_name: dict) -> None:
+        for name, state in by_name.items():
+            s = self.flat.spans[name]
+            self.m[k, s.offset:s.offset + s.numel] = state["exp_avg"].reshape(-1)
+            self.v[k, s.offset:s.offset + s.numel] = state["exp_avg_sq"].reshape(-1)
+            self.t[k] = float(state["step"])
+
+    def state_of(self, k: int) -> dict[str, dict[str, torch.Tensor]]:
+        if float(self.t[k]) == 0:
+            return {}
+        step = torch.tensor(float(self.t[k]))
+        return {name: {"step": step.clone(), "exp_avg": self.flat.member(self.m, k, name).clone(),
+                       "exp_avg_sq": self.flat.member(self.v, k, name).clone()} for name in self.flat.spans}
+
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor, lr: torch.Tensor, active: torch.Tensor) -> None:
+        """One update of every active member; lr and active are [E]."""
+        p, lr = self.flat.param.data, (lr * active)[:, None]
+        self.t += active[:, None].float()
+        p.mul_(1 - lr * self.wd * self.flat.decay_mask)       # AdamW: decoupled, matrices only
+        self.m.lerp_(grad, 1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(grad * (1 - self.b2), grad)
+        t = self.t.clamp(min=1)
+        bc1, bc2 = 1 - self.b1 ** t, 1 - self.b2 ** t
+        denom = (self.v.sqrt() / bc2.sqrt()).add_(self.eps)
+        p.sub_(self.m / denom * (lr / bc1))
+
+
+def clip_per_member(grad: torch.Tensor, max_norm: torch.Tensor) -> torch.Tensor:
+    """Each member's gradient norm before clipping, [E]; rescales its gradient to max_norm (0 = no clip),
+    with clip_grad_norm_'s coefficient max_norm / (norm + 1e-6), clamped to 1."""
+    norm = grad.float().pow(2).sum(1).sqrt()
+    coef = torch.where(max_norm > 0, (max_norm / (norm + 1e-6)).clamp(max=1.0), torch.ones_like(norm))
+    grad.mul_(coef[:, None])
+    return norm
