@@ -54,7 +54,7 @@ class Flat:
             self.spans[name] = Span(name, tuple(p.shape), offset, p.numel(), id(p) in decayed)
             offset += p.numel()
         self.E, self.P = len(models), offset
-        data = torch.empty(self.E, self.P, device=device)
+        data = torch.empty(self.E, self.P, device=device, dtype=next(plain.parameters()).dtype)
         for k, m in enumerate(models):
             for name, p in m.named_parameters():
                 s = self.spans[name]
@@ -100,14 +100,12 @@ class StackedEmbedding(nn.Module):
     def __init__(self, flat: Flat, weight: str):
         super().__init__()
         self.E = flat.E
-        table = flat.view(weight)                              # E, V, C
-        V, self.C = table.shape[1:]
-        self.table = table.reshape(self.E * V, self.C)         # one table; member k's rows start at k * V
-        self.offsets = (torch.arange(self.E, device=table.device) * V)[:, None]
+        self.table = flat.view(weight)                         # E, V, C (a view: never reshape it, E > 1 would copy)
+        self.members = torch.arange(self.E, device=self.table.device)[:, None]
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        rows = idx.reshape(self.E, -1) + self.offsets
-        return F.embedding(rows, self.table).reshape(*idx.shape, self.C)
+        rows = self.table[self.members, idx.reshape(self.E, -1)]   # E, N, C: member k reads its own table
+        return rows.reshape(*idx.shape, self.table.shape[-1])
 
 
 class StackedLeaf(nn.Module):
