@@ -66,7 +66,7 @@ def test_a_diverging_member_is_frozen_and_the_others_go_on(tmp_path, monkeypatch
 
     def step(self, batches, step, active, grads_for):
         if step == 7:   # member 1 blows up (its parameters become NaN), as a divergence would
-            self.flat.param.data[1, :50] = float("nan")
+            self.flat.data[1, :50] = float("nan")
         return real(self, batches, step, active, grads_for)
     monkeypatch.setattr(stacked_loop.Engine, "step", step)
     results = _stack(tmp_path, "s", [0, 1, 2])

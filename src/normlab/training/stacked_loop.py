@@ -58,9 +58,9 @@ class Engine:
         with accel.autocast(self.device, self.train_cfg):
             logits = self.step_model(x)
         losses = member_losses(logits, y, self.flat.E, self.z_loss)
-        self.flat.param.grad = None
+        self.flat.grad.zero_()
         torch.where(active, losses, torch.zeros_like(losses)).sum().backward()
-        grad = self.flat.param.grad.masked_fill_(~active[:, None], 0.0)  # a frozen member's NaNs stay its own
+        grad = self.flat.grad.masked_fill_(~active[:, None], 0.0)  # a frozen member's NaNs stay its own
         rows = self._grad_norms(grad) if grads_for else None
         norms = clip_per_member(grad, self.max_norm)
         self.adam.step(grad, torch.tensor(lrs, device=self.device), active.float())
@@ -80,7 +80,7 @@ class Engine:
         model, opt = run.trainer.plain_model, run.trainer.plain_optimizer
         with torch.no_grad():
             for name, p in model.named_parameters():
-                p.copy_(self.flat.member(self.flat.param.data, k, name))
+                p.copy_(self.flat.member(self.flat.data, k, name))
         state = self.adam.state_of(k)
         params = dict(model.named_parameters())
         for name, s in state.items():
