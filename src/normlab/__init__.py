@@ -5,7 +5,7 @@
     model = nl.build_model(cfg.model)     # vocab_size is filled from the tokenizer by train()
     summary = nl.train(cfg)               # writes runs/<name>/ and returns summary.json's dict
 """
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 from .config import ConfigError, RunConfig, load_config  # noqa: E402
 from .model import GPT, PLACEMENTS, build_model  # noqa: E402

@@ -20,10 +20,9 @@ import numpy as np
 from ..config import ConfigError, DataConfig
 from .corpora import open_source
 from .tokenizer import CharTokenizer
-from .tokens import MemmapTokens, byte_entropy, capped, check_windows, empty_split, prepare_bpe, window_starts
-
-IGNORE = -1
-
+from .batch import IGNORE, Batch, text_stats
+from .seq2seq import Seq2SeqData
+from .tokens import MemmapTokens, capped, check_windows, empty_split, prepare_bpe, window_starts
 
 def split_documents(docs: list[str], val_frac: float, split_seed: int) -> tuple[list[str], list[str]]:
     order = list(range(len(docs)))
@@ -32,21 +31,6 @@ def split_documents(docs: list[str], val_frac: float, split_seed: int) -> tuple[
     val = [docs[i] for i in order[:n_val]]
     train = [docs[i] for i in order[n_val:]]
     return train, val
-
-
-@dataclass
-class Batch:
-    x: torch.Tensor       # B, T input ids
-    y: torch.Tensor       # B, T targets (IGNORE where padded)
-    index: torch.Tensor   # B document indices (doc) or window starts (packed), for replay
-    src: torch.Tensor | None = None   # B, S source ids for seq2seq tasks (IGNORE where padded), else None
-
-
-def text_stats(docs: list[str], n_tokens: int) -> dict:
-    """Bytes, tokens and byte-unigram entropy of a split (bits per byte and the leakage guard use them)."""
-    data = "\n".join(docs).encode("utf-8") + b"\n"   # the boundary stands for one separator byte
-    hist = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
-    return {"n_docs": len(docs), "n_tokens": n_tokens, "n_bytes": len(data), "byte_entropy_bits": byte_entropy(hist)}
 
 
 class TokenData:
@@ -129,8 +113,6 @@ def build_corpus(cfg: DataConfig, block_size: int) -> Corpus:
     train_docs, val_docs = _char_docs(cfg)
     tok = CharTokenizer.fit(train_docs + val_docs)
     if cfg.task != "lm":
-        from .seq2seq import Seq2SeqData  # imports this module (Batch, IGNORE)
-
         return Corpus(tok, Seq2SeqData(train_docs, tok, cfg.task, block_size),
                       Seq2SeqData(val_docs, tok, cfg.task, block_size))
     train_name = f"data.source={cfg.source}: the train split"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .batching import IGNORE, Batch, text_stats
+from .batch import IGNORE, Batch, text_stats
 from .tokenizer import CharTokenizer
 
 TASKS = {

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, DataConfig, register_rule
+from .batch import Batch, byte_entropy
 from .bpe import NEEDS, BPETokenizer, chunks
 from .corpora import Source, open_source
 from .errors import cache_folder, require
@@ -106,12 +107,6 @@ def encode_split(tok: BPETokenizer, docs: Iterator[str], path: Path, seen: set |
                     in_train += _doc_hash(d) in seen
     return {"dtype": np.dtype(dtype).name, "n_docs": n_docs, "n_tokens": n_tokens, "n_bytes": int(hist.sum()),
             "byte_entropy_bits": byte_entropy(hist), "docs_in_train": in_train if seen is not None else None}
-
-
-def byte_entropy(hist: np.ndarray) -> float:
-    """Unigram entropy of the byte distribution (bits per byte): a context-free estimate of the text."""
-    p = hist[hist > 0] / max(hist.sum(), 1)
-    return float(-(p * np.log2(p)).sum())
 
 
 def cache_key(cfg: DataConfig, src: Source, val_src: Source | None) -> str:
@@ -222,8 +217,6 @@ class MemmapTokens:
         return self.rows_from_stream(self.batch_index(batch_size, seed, step))
 
     def rows_from_stream(self, index: torch.Tensor):
-        from .batching import Batch
-
         rows = np.stack([self.stream[i: i + self.block_size + 1] for i in index.tolist()]).astype(np.int64)
         rows = torch.from_numpy(rows)
         return Batch(rows[:, :-1].contiguous(), rows[:, 1:].contiguous(), index)

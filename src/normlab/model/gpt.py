@@ -96,13 +96,3 @@ class GPT(nn.Module):
                 if bool(done.all()):
                     break
         return idx
-
-
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """A plain nn.Module from a ModelConfig (vocab_size must be known): GPT, NGPT or EncoderDecoder."""
-    from .encdec import EncoderDecoder  # both import GPT from here: imported late to avoid a cycle
-    from .ngpt import NGPT
-
-    if cfg.encoder_layers:
-        return EncoderDecoder(cfg)
-    return NGPT(cfg) if cfg.arch == "ngpt" else GPT(cfg)

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from . import kernels, norm_options, register_norm
+from . import kernels
+from .base import norm_options, register_norm
 
 
 DYT_KERNEL_MIN_NUMEL = 1 << 15

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError
-from . import norm_options, register_norm
+from .base import norm_options, register_norm
 from .rmsnorm import rms_normalize
 
 

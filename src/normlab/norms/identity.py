@@ -3,7 +3,7 @@ norm slots (none, rezero): in a slot it would only rename placement=none (or, in
 alpha * x unnormalized)."""
 from torch import nn
 
-from . import register_norm
+from .base import register_norm
 
 
 @register_norm("identity")

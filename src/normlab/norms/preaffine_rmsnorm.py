@@ -9,7 +9,7 @@ init of l1; we follow the third-party reimplementation kubotadaichi/gated-norm-e
 import torch
 from torch import nn
 
-from . import register_norm
+from .base import register_norm
 from .rmsnorm import rms_normalize
 
 

@@ -9,7 +9,8 @@ import math
 import torch
 from torch import nn
 
-from . import kernels, register_norm
+from . import kernels
+from .base import register_norm
 
 
 @register_norm("scalenorm")

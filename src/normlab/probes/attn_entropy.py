@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from . import Figure, Probe, register_probe
+from .base import Figure, Probe, register_probe
 from .recorder import ATTENTION_PATTERNS, labels_array
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Figure, Probe, register_probe
+from .base import Figure, Probe, register_probe
 from .recorder import ATTENTION_PATTERNS, labels_array
 
 

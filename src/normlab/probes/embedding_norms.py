@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from . import Figure, Probe, register_probe
+from .base import Figure, Probe, register_probe
 from .recorder import short_name
 
 

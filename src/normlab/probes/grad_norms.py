@@ -11,7 +11,7 @@ import re
 import torch
 from torch import nn
 
-from . import Figure, Probe, register_probe
+from .base import Figure, Probe, register_probe
 from .recorder import layer_of
 
 

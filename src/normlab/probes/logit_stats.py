@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from . import Figure, Probe, register_probe
+from .base import Figure, Probe, register_probe
 from .recorder import ATTENTION_PATTERNS
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from . import Figure, Probe, register_probe
+from .base import Figure, Probe, register_probe
 
 ALPHAS = ("alpha_attn", "alpha_cross", "alpha_mlp")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..norms import NORMS
-from . import Figure, Probe, register_probe
+from .base import Figure, Probe, register_probe
 from .recorder import short_name
 
 

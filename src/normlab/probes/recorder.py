@@ -122,7 +122,7 @@ class Recorder:
     """Context manager: registers forward hooks on entry and removes every handle on exit (also on errors)."""
 
     def __init__(self, model: nn.Module, probes=("all",), cfg: ProbeConfig | None = None):
-        from . import PROBES, Probe, resolve_names
+        from .base import PROBES, Probe, resolve_names  # noqa: F811
 
         self.model = unwrap(model)
         self.cfg = cfg or ProbeConfig()

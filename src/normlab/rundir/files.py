@@ -137,7 +137,7 @@ def git_sha() -> str | None:
 
 
 def meta(device: str) -> dict:
-    from .. import __version__
+    from ..version import __version__
 
     return {"normlab": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "git_sha": git_sha(), "device": device,

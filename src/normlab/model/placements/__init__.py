@@ -20,73 +20,9 @@ Two optional hooks keep the residual math short: `setup(block, cfg) -> slots` gi
 per-layer state (deepnorm's α, mixln's pre/post choice, rezero's gate) and the slots that block
 builds; `init(model, cfg)` runs after the normal weight init (deepnorm's β).
 """
-from __future__ import annotations
-
-import math
-from dataclasses import dataclass
-from typing import Callable
-
-import torch
-from torch import nn
-
-from ...config import register_choices
 from ...registry import import_all
+from .base import PLACEMENTS, Placement, Scale, has_final_norm, norm, register_placement, sublayer
 
+import_all(__name__, __path__, skip=("base",))  # every other module of this folder is one placement
 
-@dataclass(frozen=True)
-class Placement:
-    name: str
-    slots: tuple[str, ...]            # every slot a block may build (mixln: the union over layers)
-    final_norm: bool
-    formula: str
-    reference: str
-    apply: Callable                   # (block, sublayer_name, x) -> x
-    setup: Callable | None = None     # (block, cfg) -> slots of this block; adds per-layer state
-    init: Callable | None = None      # (model, cfg) after init_weights
-
-
-PLACEMENTS: dict[str, Placement] = {}
-
-
-def register_placement(name, slots, final_norm, formula, reference, setup=None, init=None):
-    def wrap(fn):
-        if name in PLACEMENTS:
-            raise KeyError(f"placement {name!r} is registered twice")
-        PLACEMENTS[name] = Placement(name, tuple(slots), final_norm, formula, reference, fn, setup, init)
-        return fn
-    return wrap
-
-
-register_choices("model.norm.placement", lambda: list(PLACEMENTS))
-
-
-def sublayer(block, sub):
-    """The block's attention or MLP module."""
-    return getattr(block, sub)
-
-
-def norm(block, sub, slot):
-    """The norm in `slot` ("in", "out", "post") of sublayer `sub` ("attn", "mlp")."""
-    return getattr(block, f"norm_{sub}_{slot}")
-
-
-class Scale(nn.Module):
-    """A learned scalar gate a * x (ReZero's residual weight): a module, so stacked training can give each
-    member its own a."""
-
-    def __init__(self, init: float = 0.0):
-        super().__init__()
-        self.weight = nn.Parameter(torch.full((), float(init)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.weight * x
-
-
-def has_final_norm(cfg) -> bool:
-    """The placement's rule unless model.norm.final overrides it (seed 004 keeps ln_f with no norms)."""
-    if cfg.norm.final == "auto":
-        return PLACEMENTS[cfg.norm.placement].final_norm
-    return cfg.norm.final == "always"
-
-
-import_all(__name__, __path__)  # every module of this folder is one placement
+__all__ = ["PLACEMENTS", "Placement", "Scale", "has_final_norm", "norm", "register_placement", "sublayer"]

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from . import norm, register_placement, sublayer
+from .base import norm, register_placement, sublayer
 
 
 def deepnorm_constants(n_layer: int) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """mixln (Mix-LN): the first ⌊frac·L⌋ blocks post-norm, the rest pre-norm, and a final norm."""
 import math
 
-from . import register_placement
+from .base import register_placement
 from .post import post
 from .pre import pre
 

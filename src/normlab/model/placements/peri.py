@@ -1,5 +1,5 @@
 """peri (Peri-LN, = Sandwich-LN): x + N_out(F(N_in(x))), and a final norm."""
-from . import norm, register_placement, sublayer
+from .base import norm, register_placement, sublayer
 
 
 @register_placement("peri", ["in", "out"], True, "x + N_out(F(N_in(x))); final N",

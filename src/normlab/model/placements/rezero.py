@@ -1,5 +1,5 @@
 """rezero (ReZero): x + a·F(x), a learned scalar per block (init 0) shared by attention and MLP; no norms."""
-from . import Scale, register_placement, sublayer
+from .base import Scale, register_placement, sublayer
 
 
 def _setup(block, cfg):
