@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 import normlab as nl
@@ -96,6 +97,9 @@ def test_schedules():
     assert lr_at(0, cosine) == 0.1 and lr_at(9, cosine) == 1.0 and lr_at(10, cosine) == 1.0
     assert abs(lr_at(60, cosine) - 0.55) < 1e-9 and abs(lr_at(110, cosine) - 0.1) < 1e-9
     assert lr_at(77, TrainConfig(steps=100, lr=0.3, schedule="constant")) == 0.3
+    # past the end the schedule holds its last value: a cosine never rises into a second cycle
+    assert lr_at(150, cosine) == pytest.approx(0.1) and lr_at(200, cosine) == pytest.approx(0.1)
+    assert lr_at(130, linear) == 0.0
 
 
 def test_no_weight_decay_on_gains_biases_or_embeddings():
