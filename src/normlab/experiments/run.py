@@ -14,7 +14,7 @@ from pathlib import Path
 from ..config import ConfigError
 from ..report import build_report
 from ..rundir import write_json
-from .runner import Sweep, plan_tasks, threads_per_worker
+from .runner import Sweep, plan_tasks, workers_and_threads
 from .spec import expand, load_experiment, parse_seeds, seeds_label
 
 
@@ -53,9 +53,9 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
     echo(f"{spec.name}: {len(spec.variants)} variants x seeds {seeds_label(seed_list)} -> {exp_dir} "
          f"({len(planned) - reused} to train, {reused} finished already; {len(tasks)} task(s)"
          + (f", {stacked} runs stacked" if stacked else "") + ")")
-    n_jobs = max(1, min(jobs or spec.jobs, len(tasks) or 1))
+    n_jobs, threads = workers_and_threads(jobs or spec.jobs, len(tasks))
     for task in tasks:
-        task.threads = threads_per_worker(n_jobs)
+        task.threads = threads
     t0 = time.perf_counter()
     sweep = Sweep(tasks, n_jobs, on_done=lambda run, s: echo(_done_line(run, s)))
     results = sweep.run()

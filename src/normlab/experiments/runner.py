@@ -220,8 +220,19 @@ class Sweep:
                 os.kill(proc.pid, signal.SIGINT)
 
 
-def threads_per_worker(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+def cores() -> int:
+    """CPU cores this process may use (the affinity mask: a container or taskset may allow fewer than cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def workers_and_threads(jobs: int, n_tasks: int) -> tuple[int, int]:
+    """(worker processes, threads each) with workers x threads <= cores: never oversubscribed. Tiny models
+    gain nothing from a second thread (benchmarks/stacked.py threads), so spare cores go to more workers first."""
+    n = max(1, min(jobs, n_tasks or 1, cores()))
+    return n, max(1, cores() // n)
 
 
 MAX_STACK = 64  # members per stacked task (memory grows with E; beyond ~64 tiny members the gain flattens on a CPU)
