@@ -152,3 +152,16 @@ def test_per_member_clipping_and_learning_rates(tmp_path):
         lrs = [m["lr"] for m in read_metrics(tmp_path / f"m{s}" / "metrics.jsonl") if "lr" in m]
         assert lrs[0] == pytest.approx(float(extra[s][1].split("=")[1])) and math.isclose(lrs[-1], lrs[0] / 30,
                                                                                          rel_tol=1e-9)
+
+
+@pytest.mark.slow
+def test_stacked_model_compiles(tmp_path):
+    """train.compile=model compiles the stacked model: same losses as the eager stack (measured 2.4e-7)."""
+    def cfgs(prefix, *extra):
+        return [nl.load_config("debug", [f"out_dir={tmp_path}", f"name={prefix}{s}", f"train.seed={s}",
+                                         "train.steps=20", *extra]) for s in range(2)]
+    for prefix, extra in (("c", ["train.compile=model"]), ("e", [])):
+        cs = cfgs(prefix, *extra)
+        train_stacked(cs, [tmp_path / c.name for c in cs])
+    for s in range(2):
+        assert np.abs(_losses(tmp_path / f"c{s}") - _losses(tmp_path / f"e{s}")).max() < 1e-5
