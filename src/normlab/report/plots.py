@@ -106,6 +106,12 @@ def small_multiples(n: int, cols: int, panel_w: float = 1.95, panel_h: float = 1
     return fig, list(axes.flat[:n])
 
 
+def suptitle(fig, text: str) -> None:
+    """The figure's title in the top margin small_multiples leaves (its default height sits on the top row's
+    panel titles)."""
+    fig.suptitle(text, fontsize=10, y=1 - 0.1 / fig.get_figheight(), va="top")
+
+
 def figure_legend(fig, axes, title: str = "", fontsize: float = 7) -> None:
     """One legend for a grid of panels, from the panel with the most entries, right of the panels
     (in the margin small_multiples(right_in=...) left for it)."""
@@ -220,8 +226,7 @@ def _loss_multiples(curves: dict[str, np.ndarray], beta: float):
     loss_ylim(axes[0], smooth)
     fig.supxlabel("step", fontsize=9)
     fig.supylabel("training loss (nats/token)", fontsize=9)
-    fig.suptitle(f"Smoothed training loss (EMA {beta:.2f}), one panel per variant; title: its final value",
-                 fontsize=10)
+    suptitle(fig, f"Smoothed training loss (EMA {beta:.2f}), one panel per variant; title: its final value")
     return fig
 
 
@@ -278,7 +283,7 @@ def val_curves(val: dict[str, list[list[tuple[int, float]]]]):
             ax.grid(alpha=0.3)
         fig.supxlabel("step", fontsize=9)
         fig.supylabel("validation loss (nats/token)", fontsize=9)
-        fig.suptitle("Validation loss, one panel per variant", fontsize=10)
+        suptitle(fig, "Validation loss, one panel per variant")
         return fig
     order = list(val)
     fig, ax = plt.subplots(figsize=(8.5, 3.8))

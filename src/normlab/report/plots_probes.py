@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
-from .plots import MANY, PAGE_WIDTH_IN, columns, figure_legend, many, small_multiples  # noqa: E402
+from .plots import MANY, PAGE_WIDTH_IN, columns, figure_legend, many, small_multiples, suptitle  # noqa: E402
 
 # boxplot's `vert` is deprecated from matplotlib 3.10 on, where `orientation` replaces it
 _HORIZONTAL = ({"orientation": "horizontal"} if tuple(int(x) for x in matplotlib.__version__.split(".")[:2]) >= (3, 10)
@@ -108,15 +108,19 @@ def grid_heatmaps(grids: dict[str, dict], title: str, cmap: str, labels: list[st
         bar = fig.colorbar(image, cax=cax)
         bar.set_label(cbar_label or title, fontsize=8)
         bar.ax.tick_params(labelsize=7)
-    fig.suptitle(title + ("" if annotate else " (last probe step)"), fontsize=10)
+    if annotate:
+        fig.suptitle(title, fontsize=10)
+    else:
+        suptitle(fig, title + " (last probe step)")
     return fig
 
 
 def layer_curves(series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], title: str, log: bool = False):
     """series: {variant: {layer: (steps, values)}}; one panel per variant, one line per layer (dark = early)."""
     fig, axes = _panels(list(series))
-    use_log = log and any(np.nanmax(np.where(v > 0, v, np.nan), initial=0) > 0
-                          for layers in series.values() for _, v in layers.values())
+    positive = np.concatenate([v[np.isfinite(v) & (v > 0)] for layers in series.values() for _, v in layers.values()]
+                              or [np.zeros(0)])
+    use_log = log and positive.size > 0 and positive.max() >= 10 * positive.min()  # a log axis for decades only
     for ax, (variant, layers) in zip(axes, series.items()):
         colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(layers), 1)))
         for color, (layer, (steps, values)) in zip(colors, layers.items()):
@@ -129,7 +133,7 @@ def layer_curves(series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], ti
         ax.grid(alpha=0.3)
     fig.supxlabel("probe step", fontsize=9)
     figure_legend(fig, axes, "layer")
-    fig.suptitle(title, fontsize=10)
+    suptitle(fig, title)
     return fig
 
 
@@ -148,7 +152,7 @@ def massive_profile(data: dict[str, tuple[list[str], np.ndarray, np.ndarray]], t
     fig.supxlabel("layer", fontsize=9)
     fig.supylabel("|h| (residual stream)", fontsize=9)
     figure_legend(fig, axes)
-    fig.suptitle(title or "Massive activations: top-3 and median |h| per layer (last probe step)", fontsize=10)
+    suptitle(fig, title or "Massive activations: top-3 and median |h| per layer (last probe step)")
     return fig
 
 
@@ -162,7 +166,7 @@ def norm_weight_profiles(weights: dict[str, dict[str, np.ndarray]], title: str =
             _weight_lines(ax, weights[v], sort=True)
             ax.set_title(v, fontsize=7.5)
         fig.supxlabel("channel rank (sorted)", fontsize=9)
-        fig.suptitle(f"{title}: each parameter sorted, one panel per variant (dark = early layers)", fontsize=10)
+        suptitle(fig, f"{title}: each parameter sorted, one panel per variant (dark = early layers)")
         return fig
     fig, axes = plt.subplots(len(variants), 2, figsize=(9.5, 2.6 * len(variants) + 0.3), squeeze=False,
                              layout="constrained")
@@ -190,13 +194,17 @@ def _weight_lines(ax, vectors: dict[str, np.ndarray], sort: bool) -> None:
 
 def _log_y(ax) -> None:
     """Log y with plain numbers (0.01, 2, 300), not 2 x 10^0; over less than two decades the 2s and 5s
-    between the powers of ten are labelled too, so a panel never shows a single tick label."""
+    between the powers of ten are labelled too, and under one decade the axis stays linear (a log axis
+    there has one tick label, or none)."""
+    lo, hi = ax.dataLim.y0, ax.dataLim.y1
+    if not (lo > 0 and hi >= 10 * lo):
+        return
     ax.set_yscale("log")
-    plain = FuncFormatter(lambda y, _: f"{y:g}")
     lo, hi = ax.get_ylim()
     few = lo > 0 and hi / lo < 100
-    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:g}" if few and _lead(y) in (2, 5) else ""))
+    ax.tick_params(axis="y", which="both", labelsize=7)
 
 
 def embedding_histograms(rows: dict[str, dict[str, np.ndarray]]):
