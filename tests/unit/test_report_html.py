@@ -170,17 +170,15 @@ def test_cells_that_could_break_a_table_or_inject_markup_are_escaped(tmp_path):
     assert cell("rmsnorm-pre_lr1e-3") == "rmsnorm-pre_lr1e-3" and cell("p < 0.05") == "p < 0.05"
 
 
-def test_setup_table_cells_are_escaped(reports, tmp_path):
-    exp_dir, _ = reports["prepost"]
-    info = json.loads((exp_dir / "experiment.json").read_text())
-    info["overrides"] = ["data.source=text:/a|b.txt"]
-    (exp_dir / "experiment.json").write_text(json.dumps(info))
-    try:
-        md = build_report(exp_dir, load_experiment("prepost"))["report.md"].read_text()
-    finally:
-        info["overrides"] = []
-        (exp_dir / "experiment.json").write_text(json.dumps(info))
-    assert "| CLI overrides | data.source=text:/a\\|b.txt | — |" in md
+def test_setup_table_cells_are_escaped(reports):
+    from normlab.report import setup_table
+    from normlab.report.runs import load_experiment_runs
+
+    info, runs = load_experiment_runs(reports["prepost"][0])
+    info = {**info, "overrides": ["data.source=text:/a|b.txt"]}
+    md, _ = setup_table.markdown(info, runs, {"overrides": "x|y", "data": "*names*"})
+    assert "| CLI overrides | data.source=text:/a\\|b.txt | x\\|y |" in md and "| \\*names\\* |" in md
+    assert all(h == w for h, w, _ in _table_widths(md))
 
 
 def test_all_zero_nan_counts_are_one_sentence_and_nonzero_ones_a_figure(reports, tmp_path):
