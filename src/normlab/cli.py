@@ -61,7 +61,8 @@ class _Group(click.Group):
 
 
 class _ListedCommand(click.Command):
-    """A command whose help ends with a list computed when help is shown (experiments, shipped configs)."""
+    """A command whose help ends with a list computed when help is shown (experiments, shipped configs):
+    `lister()` returns (rows of (name, what), a closing line), printed as a definition list."""
 
     def __init__(self, *args, lister=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -69,28 +70,36 @@ class _ListedCommand(click.Command):
 
     def format_epilog(self, ctx, formatter):
         if self.lister is not None:
-            with formatter.section("Available"):
-                formatter.write_text(self.lister())
+            rows, footer = self.lister()
+            with formatter.section(rows[0][0] if rows and rows[0][1] is None else "Available"):
+                formatter.write_dl([r for r in rows if r[1] is not None])
+            formatter.write_paragraph()
+            formatter.write_text(footer)
         super().format_epilog(ctx, formatter)
 
 
-def _experiments_text() -> str:
+def _experiments_text() -> tuple[list[tuple[str, str]], str]:
     from .experiments import list_experiments, load_experiment
 
-    lines = []
+    rows = [("Experiments", None)]
     for name in list_experiments():
         spec = load_experiment(name)
         presets = f" [presets: {', '.join(spec.presets)}]" if spec.presets else ""
-        lines.append(f"{name}: {spec.title}{presets}")
-    return "\n".join(lines) + "\n\nExample: normlab run prepost --seeds 5-9 --replicate runs/prepost"
+        rows.append((name, f"{spec.title}{presets}"))
+    return rows, "Example: normlab run prepost --seeds 5-9 --replicate runs/prepost"
 
 
-def _configs_text() -> str:
+def _configs_text() -> tuple[list[tuple[str, str]], str]:
     from .config.load import CONFIG_DIRS
 
-    names = sorted(p.stem for p in CONFIG_DIRS[0].glob("*.yaml"))
-    return ("Shipped configs: " + ", ".join(names) + " (or any experiment name: its base config, or a YAML path)"
-            "\n\nExample: normlab train debug model.norm.kind=dyt train.lr=3e-3")
+    rows = [("Shipped configs", None)]
+    for path in sorted(CONFIG_DIRS[0].glob("*.yaml")):
+        first = path.read_text(encoding="utf-8").splitlines()[:1]
+        rows.append((path.stem, first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""))
+    rows.append(("<experiment>", "any experiment name (normlab run --help): its base config"))
+    rows.append(("<path.yaml>", "a YAML file of your own"))
+    return rows, ("Every key is listed by `normlab list fields`. Example: normlab train debug model.norm.kind=dyt "
+                  "train.lr=3e-3")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -316,8 +325,7 @@ def list_(what):
         for name, text in SOURCES.items():
             click.echo(f"  {name:<14} {text}")
     if what == "fields":
-        for path, tp, doc, default in _fields(RunConfig):
-            click.echo(f"  {path:<28} {tp:<32} {default!r:<14} {doc}")
+        _print_fields()
 
 
 def _print_pairs():
@@ -343,8 +351,71 @@ def _print_pairs():
     click.echo("  also refused: placement=rezero with model.norm.final=always (ReZero is norm-free by design)")
 
 
+WIDTH = 100      # `normlab list fields` fits a 100-column terminal
+KEY_WIDTH = 28
+
+
+def _print_fields() -> None:
+    """Every config key: its type and allowed values (every Literal's choices, every Range, the registry
+    keys where a registry decides), its default, and its docstring wrapped under it."""
+    import textwrap
+
+    click.secho("config fields: KEY  type, allowed values (default)  and what it means; set one with KEY=VALUE",
+                bold=True)
+    wrap = textwrap.TextWrapper(width=WIDTH, initial_indent=" " * (KEY_WIDTH + 2),
+                                subsequent_indent=" " * (KEY_WIDTH + 2), break_on_hyphens=False)
+    for path, tp, doc, default in _fields(RunConfig):
+        shown = str(default).lower() if isinstance(default, bool) else repr(default)  # as typed in KEY=VALUE
+        head = f"{tp} (default {shown})"
+        lines = wrap.wrap(head)
+        lines[0] = f"  {path:<{KEY_WIDTH}}" + lines[0][KEY_WIDTH + 2:] if len(path) <= KEY_WIDTH else lines[0]
+        if len(path) > KEY_WIDTH:
+            lines.insert(0, f"  {path}")
+        click.echo("\n".join(lines + wrap.wrap(doc)))
+
+
+def _registry_values() -> dict[str, str]:
+    """Keys whose allowed values a registry decides (checked in validate(), not by the annotation)."""
+    from .data import SOURCES
+    from .model import PLACEMENTS
+    from .norms import NORMS
+    from .probes import PROBES
+
+    return {"model.norm.kind": "one of " + " | ".join(sorted(NORMS)),
+            "model.norm.placement": "one of " + " | ".join(sorted(PLACEMENTS)),
+            "data.source": "one of " + " | ".join(SOURCES),
+            "probes.names": "list of: all | " + " | ".join(PROBES)}
+
+
+def _plain(text: str) -> str:
+    """Range.text() prints a float bound like 1e30 as the integer 10000...19884624838656 (its exact value);
+    any run of more than 15 digits is shown as the float it came from."""
+    import re
+
+    return re.sub(r"\d{16,}", lambda m: f"{float(m.group()):g}", text)
+
+
+def _type_text(tp, path: str = "") -> str:
+    """A field's type as a reader needs it: `one of a | b` for a Literal, `int in [1, 2^16]` for a Range."""
+    from .config.schema import Range
+
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        base, *meta = typing.get_args(tp)
+        ranges = [_plain(m.text()) for m in meta if isinstance(m, Range)]
+        return f"{_type_text(base)} in {' and '.join(ranges)}" if ranges else _type_text(base)
+    if origin is typing.Literal:
+        return "one of " + " | ".join(str(v) for v in typing.get_args(tp))
+    if tp is bool:
+        return "bool: true | false"
+    registry = _registry_values().get(path)
+    name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    return f"{name}, {registry}" if registry else name
+
+
 def _fields(cls, prefix=""):
-    """(dotted path, type, docstring, default) for every leaf field, docstrings read from the source."""
+    """(dotted path, type and allowed values, docstring, default) for every leaf field, docstrings read from
+    the source."""
     import ast
     import inspect
 
@@ -353,15 +424,14 @@ def _fields(cls, prefix=""):
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
             docs[node.target.id] = nxt.value.value
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     instance = cls()
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
             yield from _fields(tp, prefix + f.name + ".")
         else:
-            name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-            yield prefix + f.name, name, docs.get(f.name, ""), getattr(instance, f.name)
+            yield prefix + f.name, _type_text(tp, prefix + f.name), docs.get(f.name, ""), getattr(instance, f.name)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -24,6 +24,8 @@ def _task(runs: list[RunData]) -> str:
 
 
 def loss_figures(groups: dict[str, list[RunData]]) -> dict[str, tuple[object, str]]:
+    """Training curves of every experiment: loss panels, cumulative average, validation loss (small
+    multiples or a ranking for many variants, with the caption that says so)."""
     by_task: dict[str, dict[str, list[RunData]]] = {}
     for v, rs in groups.items():
         by_task.setdefault(_task(rs), {})[v] = rs
@@ -33,11 +35,15 @@ def loss_figures(groups: dict[str, list[RunData]]) -> dict[str, tuple[object, st
         curves = {v: stack_losses(rs) for v, rs in task_groups.items() if any(len(r.loss) for r in rs)}
         if not curves:
             continue
-        figs[f"loss_curves{suffix}.png"] = (plots.loss_panels(curves), plots.LOSS_CAPTION)
-        figs[f"avg_loss{suffix}.png"] = (plots.cumulative_average(curves), plots.CUMULATIVE_CAPTION)
+        many = plots.many(curves)
+        figs[f"loss_curves{suffix}.png"] = (plots.loss_panels(curves),
+                                            plots.LOSS_CAPTION_MANY if many else plots.LOSS_CAPTION)
+        figs[f"avg_loss{suffix}.png"] = (plots.cumulative_average(curves),
+                                         plots.CUMULATIVE_CAPTION_MANY if many else plots.CUMULATIVE_CAPTION)
         if any(r.val for rs in task_groups.values() for r in rs):
-            figs[f"val_loss{suffix}.png"] = (plots.val_curves({v: [r.val for r in rs] for v, rs in task_groups.items()}),
-                                             plots.VAL_CAPTION)
+            val = {v: [r.val for r in rs] for v, rs in task_groups.items()}
+            figs[f"val_loss{suffix}.png"] = (plots.val_curves(val),
+                                             plots.VAL_CAPTION_MANY if plots.many(val) else plots.VAL_CAPTION)
     return figs
 
 
@@ -65,6 +71,29 @@ def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
     return {"table": table, "claims": claims, "sections": sections, "figures": figures, "notes": notes}
 
 
+def figure_groups(groups: dict[str, list[RunData]], own: dict, experiment: str) -> list[render.Section]:
+    """The report's figures in groups: training curves, one group per probe (registry order), the
+    experiment's own; each figure drawn here, then closed (plots.png). A probe figure that is a str
+    is the sentence that replaces an all-zero figure (probe_data._draw)."""
+    from ..probes import PROBES, describe
+
+    out = [render.Section("Training curves", level=3, figures=_shown(loss_figures(groups)))]
+    drawn = probe_figures(groups)
+    for name, cls in PROBES.items():
+        mine = {f.file: drawn[f.file] for f in cls.figures if f.file in drawn}
+        if mine:
+            out.append(render.Section(f"Probe: {name}", level=3, about=describe(cls), figures=_shown(mine)))
+    if own:
+        out.append(render.Section(f"{experiment}: this experiment's figures", level=3, figures=_shown(own)))
+    return out
+
+
+def _shown(figures: dict) -> list:
+    """(figure or sentence, caption) by file -> render.Shown entries, the figures drawn as PNG bytes."""
+    return [render.Shown(name, caption, text=fig) if isinstance(fig, str) else
+            render.Shown(name, caption, png=plots.png(fig)) for name, (fig, caption) in figures.items()]
+
+
 def missing_runs(runs: list[RunData]) -> list[str]:
     return [f"{r.run_dir.name} ({r.status})" for r in runs if not r.finished]
 
@@ -75,17 +104,19 @@ def build_report(exp_dir: str | Path, spec=None) -> dict[str, Path]:
     info, runs = load_experiment_runs(exp_dir)
     groups = by_variant(runs, info.get("variants", []))
     result = analyze(info, groups, spec)
-    figures = {**loss_figures(groups), **probe_figures(groups), **result["figures"]}
+    shown = figure_groups(groups, result["figures"], info.get("name") or exp_dir.name)
     images = {}
-    for name, (fig, caption) in figures.items():
-        images[name] = (plots.png(fig), caption)
-        atomic_write_bytes(exp_dir / name, images[name][0])
+    for f in (f for g in shown for f in g.figures):
+        if f.png is None:
+            (exp_dir / f.file).unlink(missing_ok=True)  # an earlier build's figure, now a sentence
+            continue
+        images[f.file] = f.png
+        atomic_write_bytes(exp_dir / f.file, f.png)
     setup_md, setup = setup_table.markdown(info, runs, getattr(spec, "seed_setup", {}) or {})
     replication = (exp_dir / "replication.md").read_text() if (exp_dir / "replication.md").exists() else ""
-    md = render.markdown(info, result, groups, runs, images, setup_md, missing_runs(runs), replication)
-    atomic_write_text(exp_dir / "report.md", md)
-    atomic_write_text(exp_dir / "report.html", render.html(md, {n: d for n, (d, _) in images.items()},
-                                                           render.title(info)))
+    page = render.page(info, result, groups, runs, shown, setup_md, missing_runs(runs), replication)
+    atomic_write_text(exp_dir / "report.md", render.markdown(page))
+    atomic_write_text(exp_dir / "report.html", render.html(page, images))
     results = {
         "experiment": info.get("name"), "seed_ref": info.get("seed_ref"), "source": info.get("source"),
         "built": now(), "seeds": info.get("seeds"), "preset": info.get("preset"),

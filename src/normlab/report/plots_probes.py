@@ -2,7 +2,8 @@
 
 Seed 004 (Jha & Reagen 2024, scripts/plotting/): head-wise entropy heatmap, layer-wise entropy
 during training, layer-wise NaN counts. Seed 000: per-channel norm weights per layer by channel
-index and sorted; Sun et al. 2024: top-3 and median |h| per layer.
+index and sorted; Sun et al. 2024: top-3 and median |h| per layer. Many variants (plots.MANY) get
+smaller panels on shared axes and one legend for the figure, outside the data.
 """
 from __future__ import annotations
 
@@ -11,137 +12,248 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
+
+from .plots import MANY, PAGE_WIDTH_IN, columns, figure_legend, many, small_multiples, suptitle  # noqa: E402
+
+# boxplot's `vert` is deprecated from matplotlib 3.10 on, where `orientation` replaces it
+_HORIZONTAL = ({"orientation": "horizontal"} if tuple(int(x) for x in matplotlib.__version__.split(".")[:2]) >= (3, 10)
+               else {"vert": False})
+SPREAD_MOST = 4       # heatmaps at first/middle/last step for up to this many variants, else the last step only
 
 
-def _panels(n: int, width: float = 4.6, height: float = 3.6, cols: int = 4):
-    cols = min(cols, n)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    return fig, list(axes.flat[:n])
+def _panels(names: list[str], legend: bool = True):
+    """One panel per variant: four across at a readable size for a few, small multiples for many; room on
+    the right for the figure's one legend."""
+    right = 1.0 if legend else 0.1
+    if many(names):
+        return small_multiples(len(names), columns(names), right_in=right)
+    return small_multiples(len(names), min(4, len(names)), panel_w=2.6, panel_h=2.2, sharey=False, right_in=right)
 
 
-def grid_heatmaps(grids: dict[str, dict], title: str, cmap: str):
-    """grids: {variant: {step or label: array (layers x heads)}}; one row per variant, shared colour scale."""
-    variants = list(grids)
-    n_cols = max(len(g) for g in grids.values())
-    fig, axes = plt.subplots(len(variants), n_cols, figsize=(3.4 * n_cols + 1, 3.1 * len(variants)), squeeze=False,
-                             layout="constrained")
+def _text_color(rgba) -> str:
+    """Dark text on a light cell, light on a dark one (relative luminance of the cell colour)."""
+    r, g, b = rgba[:3]
+    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "white"
+
+
+def _layer_ticks(labels: list[str] | None, n: int) -> list[str]:
+    if labels is None or len(labels) != n:
+        return [str(i) for i in range(n)]
+    return [str(lab).replace("encoder.layer", "enc ").replace("decoder.layer", "dec ").replace("layer", "")
+            for lab in labels]
+
+
+def _heatmap(ax, grid: np.ndarray, cmap, vmin: float, vmax: float, labels, annotate: bool):
+    image = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+    n_layers, n_heads = grid.shape
+    if n_heads <= 16:
+        ax.set_xticks(range(n_heads))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_yticks(range(n_layers), _layer_ticks(labels, n_layers))
+    if annotate:
+        for (i, j), value in np.ndenumerate(grid):
+            color = _text_color(image.cmap(image.norm(value))) if np.isfinite(value) else "black"
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
+    return image
+
+
+def grid_heatmaps(grids: dict[str, dict], title: str, cmap: str, labels: list[str] | None = None,
+                  cbar_label: str = ""):
+    """grids: {variant: {step or label: array (layers x heads)}}; one shared, labelled colour scale.
+
+    Up to SPREAD_MOST variants: a row per variant, a column per step, values written in the cells;
+    more: the last step of each variant as small multiples (cells too small to write in)."""
     finite = [a[np.isfinite(a)] for g in grids.values() for a in g.values() if a is not None]
-    finite = np.concatenate(finite) if finite else np.zeros(1)
+    finite = np.concatenate(finite) if finite else np.zeros(0)
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    image = None
-    for row, v in enumerate(variants):
-        for col in range(n_cols):
-            ax = axes[row][col]
-            items = list(grids[v].items())
-            if col >= len(items):
+    if vmax == vmin:
+        vmin, vmax = vmin - 0.5, vmax + 0.5
+    cells = [(v, step, grid) for v, g in grids.items() for step, grid in g.items()]
+    if len(grids) > SPREAD_MOST:
+        cells = [(v, *list(g.items())[-1]) for v, g in grids.items()]
+        fig, axes = small_multiples(len(cells), columns(list(grids)), panel_h=1.45, sharey=False, right_in=0.9)
+        annotate = False
+    else:
+        n_cols = max(len(g) for g in grids.values())
+        fig, grid_axes = plt.subplots(len(grids), n_cols, figsize=(min(PAGE_WIDTH_IN, 3.3 * n_cols + 1.2),
+                                                                  2.7 * len(grids) + 0.4),
+                                      squeeze=False, layout="constrained")
+        axes = []
+        for row, g in enumerate(grids.values()):
+            axes += list(grid_axes[row][:len(g)])
+            for ax in grid_axes[row][len(g):]:
                 ax.set_visible(False)
-                continue
-            step, grid = items[col]
-            image = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-            if grid.size <= 96:
-                for (i, j), value in np.ndenumerate(grid):
-                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color="w")
-            ax.set_title(f"{v}, step {step}" if not isinstance(step, str) else f"{v}", fontsize=9)
-            ax.set_xlabel("head")
-            ax.set_ylabel("layer")
-    if image is not None:
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
-    fig.suptitle(title)
+        annotate = max(a.size for _, _, a in cells) <= 96
+    image = None
+    for ax, (v, step, grid) in zip(axes, cells):
+        image = _heatmap(ax, grid, cmap, vmin, vmax, labels, annotate)
+        if annotate:
+            ax.set_title(f"{v}, step {step}" if not isinstance(step, str) else v, fontsize=8)
+            ax.set_xlabel("head", fontsize=8)
+            ax.set_ylabel("layer", fontsize=8)
+        else:
+            ax.set_title(v, fontsize=7)
+    if not annotate:
+        fig.supxlabel("head", fontsize=9)
+        fig.supylabel("layer", fontsize=9)
+    if image is not None and annotate:
+        fig.colorbar(image, ax=axes, shrink=0.8, aspect=30).set_label(cbar_label or title, fontsize=8)
+    elif image is not None:  # in the right margin small_multiples left, as tall as the top two rows
+        x1, y1 = max(a.get_position().x1 for a in axes), max(a.get_position().y1 for a in axes)
+        y0 = min(a.get_position().y0 for a in axes)
+        y0 = max(y0, y1 - 0.5 * (y1 - y0)) if len(axes) > 12 else y0
+        cax = fig.add_axes((x1 + 0.012, y0, 0.012, y1 - y0))
+        bar = fig.colorbar(image, cax=cax)
+        bar.set_label(cbar_label or title, fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    if annotate:
+        fig.suptitle(title, fontsize=10)
+    else:
+        suptitle(fig, title + " (last probe step)")
     return fig
 
 
 def layer_curves(series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], title: str, log: bool = False):
     """series: {variant: {layer: (steps, values)}}; one panel per variant, one line per layer (dark = early)."""
-    fig, axes = _panels(len(series))
+    fig, axes = _panels(list(series))
+    positive = np.concatenate([v[np.isfinite(v) & (v > 0)] for layers in series.values() for _, v in layers.values()]
+                              or [np.zeros(0)])
+    use_log = log and positive.size > 0 and positive.max() >= 10 * positive.min()  # a log axis for decades only
     for ax, (variant, layers) in zip(axes, series.items()):
         colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(layers), 1)))
         for color, (layer, (steps, values)) in zip(colors, layers.items()):
             ax.plot(steps, values, color=color, lw=1.1, label=layer)
-        if log and any(np.nanmax(np.where(v > 0, v, np.nan), initial=0) > 0 for _, v in layers.values()):
-            ax.set_yscale("log")
+        if use_log:
+            _log_y(ax)
         else:
             ax.ticklabel_format(axis="y", useOffset=False)  # near-uniform attention differs in the 4th digit
-        ax.set_title(variant)
-        ax.set_xlabel("step")
+        ax.set_title(variant, fontsize=7.5 if many(series) else 9)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=2)
-    fig.suptitle(title)
-    fig.tight_layout()
+    fig.supxlabel("probe step", fontsize=9)
+    figure_legend(fig, axes, "layer")
+    suptitle(fig, title)
     return fig
 
 
 def massive_profile(data: dict[str, tuple[list[str], np.ndarray, np.ndarray]], title: str = ""):
     """data: {variant: (layer labels, top3 (L x 3), median (L,))}: top-1/2/3 and median |h| per layer, log y."""
-    fig, axes = _panels(len(data))
+    fig, axes = _panels(list(data))
     for ax, (variant, (labels, top, median)) in zip(axes, data.items()):
         x = np.arange(len(labels))
         for k, style in enumerate(("-o", "--o", ":o")):
             ax.plot(x, top[:, k], style, ms=3, label=f"top {k + 1}")
         ax.plot(x, median, "-s", ms=3, color="k", label="median")
-        ax.set_yscale("log")
-        ax.set_xticks(x, [lab.replace("layer", "") for lab in labels])
-        ax.set_xlabel("layer")
-        ax.set_title(variant)
+        _log_y(ax)
+        ax.set_xticks(x, _layer_ticks(labels, len(labels)))
+        ax.set_title(variant, fontsize=7.5 if many(data) else 9)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("|h| (residual stream)")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(title or "Massive activations: top-3 and median |h| per layer (last probe step)")
-    fig.tight_layout()
+    fig.supxlabel("layer", fontsize=9)
+    fig.supylabel("|h| (residual stream)", fontsize=9)
+    figure_legend(fig, axes)
+    suptitle(fig, title or "Massive activations: top-3 and median |h| per layer (last probe step)")
     return fig
 
 
 def norm_weight_profiles(weights: dict[str, dict[str, np.ndarray]], title: str = "Norm weights"):
-    """weights: {variant: {param name: vector}}; per variant, by channel index (left) and sorted (right)."""
+    """weights: {variant: {param name: vector}}; per variant, by channel index and sorted (many variants:
+    sorted only, one small panel each; colour = depth, dark = early)."""
     variants = list(weights)
-    fig, axes = plt.subplots(len(variants), 2, figsize=(12, 3.3 * len(variants)), squeeze=False)
+    if many(variants):
+        fig, axes = small_multiples(len(variants), columns(variants), sharey=False)
+        for ax, v in zip(axes, variants):
+            _weight_lines(ax, weights[v], sort=True)
+            ax.set_title(v, fontsize=7.5)
+        fig.supxlabel("channel rank (sorted)", fontsize=9)
+        suptitle(fig, f"{title}: each parameter sorted, one panel per variant (dark = early layers)")
+        return fig
+    fig, axes = plt.subplots(len(variants), 2, figsize=(9.5, 2.6 * len(variants) + 0.3), squeeze=False,
+                             layout="constrained")
     for row, v in enumerate(variants):
-        vectors = {k: w for k, w in weights[v].items() if w.size > 1}
-        colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(vectors), 1)))
-        for color, (name, w) in zip(colors, vectors.items()):
-            axes[row][0].plot(np.arange(w.size), w, color=color, lw=0.9, label=name)
-            axes[row][1].plot(np.arange(w.size), np.sort(w), color=color, lw=0.9)
-        axes[row][0].set_title(f"{v}: {title.lower()}")
-        axes[row][1].set_title(f"{v}: sorted")
+        _weight_lines(axes[row][0], weights[v], sort=False)
+        _weight_lines(axes[row][1], weights[v], sort=True)
+        axes[row][0].set_title(f"{v}: {title.lower()}", fontsize=9)
+        axes[row][1].set_title(f"{v}: sorted", fontsize=9)
         for ax in axes[row]:
-            ax.set_xlabel("channel")
-            ax.grid(alpha=0.3)
-        if vectors:
-            axes[row][0].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
+            ax.set_xlabel("channel", fontsize=8)
+        if axes[row][0].get_lines():
+            axes[row][1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6, borderaxespad=0,
+                                handles=axes[row][0].get_lines())
     return fig
 
 
+def _weight_lines(ax, vectors: dict[str, np.ndarray], sort: bool) -> None:
+    vectors = {k: w for k, w in vectors.items() if w.size > 1}
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(vectors), 1)))
+    for color, (name, w) in zip(colors, vectors.items()):
+        ax.plot(np.arange(w.size), np.sort(w) if sort else w, color=color, lw=0.9, label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+
+
+def _log_y(ax) -> None:
+    """Log y with plain numbers (0.01, 2, 300), not 2 x 10^0; over less than two decades the 2s and 5s
+    between the powers of ten are labelled too, and under one decade the axis stays linear (a log axis
+    there has one tick label, or none)."""
+    lo, hi = ax.dataLim.y0, ax.dataLim.y1
+    if not (lo > 0 and hi >= 10 * lo):
+        return
+    ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    few = lo > 0 and hi / lo < 100
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:g}" if few and _lead(y) in (2, 5) else ""))
+    ax.tick_params(axis="y", which="both", labelsize=7)
+
+
 def embedding_histograms(rows: dict[str, dict[str, np.ndarray]]):
-    """rows: {variant: {table: row norms}}; one panel per table, variants overlaid."""
+    """rows: {variant: {table: row norms}}; one panel per table: variants overlaid (a few), or one box per
+    variant ranked by the median (many)."""
     tables = list(dict.fromkeys(t for r in rows.values() for t in r))
-    fig, axes = _panels(len(tables))
+    if many(rows):
+        fig, axes = plt.subplots(1, len(tables), figsize=(min(PAGE_WIDTH_IN, 5.0 * len(tables)),
+                                                          0.2 * len(rows) + 1.2), squeeze=False, layout="constrained")
+        for ax, table in zip(axes[0], tables):
+            data = {v: r[table][np.isfinite(r[table])] for v, r in rows.items() if table in r}
+            order = sorted((v for v in data if data[v].size), key=lambda v: np.median(data[v]))[::-1]
+            ax.boxplot([data[v] for v in order], widths=0.6, showfliers=False, **_HORIZONTAL)
+            ax.set_yticks(range(1, len(order) + 1), order, fontsize=6.5)
+            ax.set_title(f"{table}: row norms, ranked by median", fontsize=9)
+            ax.set_xlabel("||row||", fontsize=8)
+            ax.grid(alpha=0.3, axis="x")
+        return fig
+    fig, axes = _panels(tables)
     for ax, table in zip(axes, tables):
         for i, (variant, r) in enumerate(rows.items()):
             if table in r and np.isfinite(r[table]).any():
                 ax.hist(r[table][np.isfinite(r[table])], bins=30, alpha=0.45, color=f"C{i}", label=variant)
-        ax.set_title(f"{table}: row norms")
-        ax.set_xlabel("||row||")
+        ax.set_title(f"{table}: row norms", fontsize=9)
+        ax.set_xlabel("||row||", fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    figure_legend(fig, axes)
     return fig
 
 
 def grouped_bars(values: dict[str, np.ndarray], labels: list[str], title: str, ylabel: str, errors=None):
     """values: {variant: per-layer values}; bars grouped by layer (entropic overload per layer)."""
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(labels) * len(values) / 2), 4.0))
+    fig, ax = plt.subplots(figsize=(min(PAGE_WIDTH_IN, max(7.0, 0.55 * len(labels) * len(values))), 3.8))
     width = 0.8 / max(len(values), 1)
     x = np.arange(len(labels))
     for i, (variant, v) in enumerate(values.items()):
         err = None if errors is None else errors.get(variant)
-        ax.bar(x + i * width - 0.4 + width / 2, v, width, yerr=err, label=variant, color=f"C{i}", capsize=2)
+        color = f"C{i % 10}" if len(values) <= 10 else plt.get_cmap("turbo")(i / max(1, len(values) - 1))
+        ax.bar(x + i * width - 0.4 + width / 2, v, width, yerr=err, label=variant, color=color, capsize=2)
     ax.set_xticks(x, labels)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8 if len(values) <= MANY else 6,
+              borderaxespad=0)
     fig.tight_layout()
     return fig
+
+
+def _lead(y: float) -> int:
+    """The leading digit of a positive number (2 for 0.02, 5 for 500)."""
+    return int(f"{y:e}"[0]) if y > 0 else 0

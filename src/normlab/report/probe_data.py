@@ -106,20 +106,22 @@ def probe_figures(groups: dict) -> dict[str, tuple[object, str]]:
     return figs
 
 
+ALL_ZERO = {"nan_counts": "no non-finite values in any layer, at any probe step"}
+
+
 def _draw(probe: str, f, data: dict[str, list[ProbeRun]]):
+    """The figure `f` declares, or None without data, or a sentence (a str) when the figure would only
+    draw zeros (a healthy run's NaN counts): empty panels say less than one line of text."""
     key = f"{probe}/{f.key}".rstrip("/")
     if f.kind == "layers":
         series = {v: s for v, rs in data.items() if (s := layer_series(rs, key))}
+        if series and _all_zero(series):
+            n = sum(len(data[v]) for v in series)
+            what = ALL_ZERO.get(probe, "0 in every layer, at every probe step")
+            return f"{f.title}: {what} (all {n} runs with probe data)."
         return pp.layer_curves(series, f.title, f.log) if series else None
     if f.kind == "heads":
-        grids = {}
-        for v, rs in data.items():
-            steps = chosen_steps(rs, key) if f.steps == "spread" else [None]
-            g = {s if s is not None else "last": mean_grid(rs, key, s) for s in steps}
-            g = {s: a for s, a in g.items() if a is not None}
-            if g:
-                grids[v] = g
-        return pp.grid_heatmaps(grids, f.title, f.cmap) if grids else None
+        return _heads(probe, key, f, data)
     if f.kind == "profile":
         return _massive(probe, data, f.title)
     prefix = key + "/"
@@ -127,6 +129,26 @@ def _draw(probe: str, f, data: dict[str, list[ProbeRun]]):
     if not vectors:
         return None
     return pp.norm_weight_profiles(vectors, f.title) if f.kind == "channels" else pp.embedding_histograms(vectors)
+
+
+def _all_zero(series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]) -> bool:
+    values = [v for layers in series.values() for _, v in layers.values()]
+    return bool(values) and all(v.size and np.all(v == 0) for v in values)
+
+
+def _heads(probe: str, key: str, f, data: dict[str, list[ProbeRun]]):
+    grids = {}
+    for v, rs in data.items():
+        steps = chosen_steps(rs, key) if f.steps == "spread" else [None]
+        g = {s if s is not None else "last": mean_grid(rs, key, s) for s in steps}
+        g = {s: a for s, a in g.items() if a is not None}
+        if g:
+            grids[v] = g
+    if not grids:
+        return None
+    labels = next((list(a) for rs in data.values() for r in rs if (a := r.array(f"{probe}/labels")) is not None),
+                  None)
+    return pp.grid_heatmaps(grids, f.title, f.cmap, labels=labels, cbar_label=f.title)
 
 
 def _massive(probe: str, data, title: str):

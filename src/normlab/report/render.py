@@ -1,7 +1,11 @@
-"""The report as Markdown, and that Markdown as one self-contained HTML page (markdown-it-py).
+"""The report as a list of sections, written as Markdown and as one self-contained HTML page.
 
-Verdicts are words (supported, contradicted, not enough evidence, untestable here), never emoji;
-table cells are escaped, so a '|' inside a metric name cannot break a table.
+`page(...)` lays the report out (intro, setup, claims, results, the experiment's sections, a section
+per figure group, samples, runs); `markdown(page)` and `html(page, images)` write it. The HTML has a
+table of contents with anchors, its figures inline (data URIs) with their captions, and its
+Markdown rendered by markdown-it-py (raw HTML off). Verdicts are coloured words (supported,
+contradicted, not enough evidence, untestable here), never emoji (headless Chromium on Debian has
+no emoji font); every table cell goes through `cell`, so no value can break a table.
 """
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import base64
 import html as _html
 import math
 import re
+import struct
+from dataclasses import dataclass, field
 
 from . import evidence
 from .setup_table import modified_title
@@ -20,9 +26,16 @@ VERDICT_ABOUT = ("**supported**: the 95 % CI of the effect excludes 0 in the cla
                  "Tests are paired by seed (same seed = same data order and init) unless stated.")
 
 
+_MARKUP = re.compile(r"([\\`*|]|<(?=[A-Za-z/!?]))")  # `<` only where it could open a tag or an autolink
+_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")  # `_` that could open or close emphasis
+
+
 def cell(text) -> str:
-    """A Markdown table cell: pipes escaped, newlines flattened."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A Markdown table cell showing `text` as it is: pipes, backslashes and inline markup (backticks, `*`, a
+    `<` that could open a tag, a `_` at a word edge) escaped, newlines flattened; `rmsnorm-pre_lr1e-3` and
+    `p < 0.05` stay as they are."""
+    text = _MARKUP.sub(r"\\\1", str(text).replace("\r", " ").replace("\n", " "))
+    return _UNDERSCORE.sub(r"\\_", text)
 
 
 def title(info: dict) -> str:
@@ -87,70 +100,128 @@ def results_table(rows, variants: list[str]) -> str:
     if len(variants) > 6:  # many variants (the zoo): one row per variant reads better than 30 columns
         lines = ["| Variant | " + " | ".join(cell(r.metric) for r in rows) + " |", "|---|" + "---|" * len(rows)]
         for v in variants:
-            lines.append(f"| {cell(v)} | " + " | ".join(r.cells[v].fmt(r.digits) if v in r.cells else ""
+            lines.append(f"| {cell(v)} | " + " | ".join(cell(r.cells[v].fmt(r.digits)) if v in r.cells else ""
                                                           for r in rows) + " |")
         return "\n".join(lines)
     lines = ["| Metric | " + " | ".join(map(cell, variants)) + " |", "|---|" + "---|" * len(variants)]
     for row in rows:
-        lines.append(f"| {cell(row.metric)} | " + " | ".join(row.cells[v].fmt(row.digits) if v in row.cells else ""
-                                                             for v in variants) + " |")
+        lines.append(f"| {cell(row.metric)} | " + " | ".join(cell(row.cells[v].fmt(row.digits)) if v in row.cells
+                                                             else "" for v in variants) + " |")
     return "\n".join(lines)
 
 
-def _samples(groups, most: int = 5) -> list[str]:
-    variants = list(groups)
+def _samples(groups, most: int = 5) -> str:
     first = {v: (rs[0].samples if rs else []) for v, rs in groups.items()}
     n = min(most, max((len(s) for s in first.values()), default=0))
     if not n:
-        return []
+        return ""
     lines = ["| variant | " + " | ".join(str(i + 1) for i in range(n)) + " |", "|---|" + "---|" * n]
-    for v in variants:
-        lines.append(f"| {cell(v)} | " + " | ".join(f"`{cell(s)}`" if s else "(empty)" for s in
-                                                     (first[v] + [""] * n)[:n]) + " |")
-    return ["## Samples (first seed of each variant)", "", *lines, ""]
+    for v, samples in first.items():
+        lines.append(f"| {cell(v)} | " + " | ".join(cell(s) if s else "(empty)" for s in (samples + [""] * n)[:n])
+                     + " |")
+    return "\n".join(lines)
 
 
-def _runs_table(runs) -> list[str]:
+def _num(x, digits: int = 3) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else ""
+
+
+def _runs_table(runs) -> str:
     lines = ["| run | status | steps done | final val loss | val bits/byte | diverged at |", "|---|---|---|---|---|---|"]
     for r in runs:
         s = r.summary
-        val, bpb = s.get("val_loss"), s.get("val_bpb")
-        lines.append(f"| {cell(r.run_dir.name)} | {r.status} | {s.get('steps_done', '')} | "
-                     f"{'' if not isinstance(val, (int, float)) else f'{val:.3f}'} | "
-                     f"{'' if not isinstance(bpb, (int, float)) else f'{bpb:.3f}'} | "
-                     f"{s.get('diverged_step') if s.get('diverged_step') is not None else ''} |")
-    return ["## Runs", "", *lines, ""]
+        diverged = s.get("diverged_step")
+        lines.append(f"| {cell(r.run_dir.name)} | {cell(r.status)} | {cell(s.get('steps_done', ''))} | "
+                     f"{_num(s.get('val_loss'))} | {_num(s.get('val_bpb'))} | "
+                     f"{cell(diverged) if diverged is not None else ''} |")
+    return "\n".join(lines)
 
 
-def markdown(info, result, groups, runs, images, setup_md, missing, replication="") -> str:
+@dataclass
+class Shown:
+    """One entry of a figure group: the PNG `file` beside the report with its caption, or, where the
+    figure would only draw zeros, a sentence `text` instead."""
+    file: str
+    caption: str = ""
+    text: str = ""
+    png: bytes | None = field(default=None, repr=False)
+
+
+@dataclass
+class Section:
+    title: str
+    body: str = ""                                   # Markdown
+    level: int = 2
+    about: str = ""                                  # one line under the heading (a figure group's subject)
+    figures: list[Shown] = field(default_factory=list)
+    anchor: str = ""
+
+
+@dataclass
+class Page:
+    title: str
+    intro: str
+    sections: list[Section]
+
+
+def page(info, result, groups, runs, figure_groups: list[Section], setup_md: str, missing,
+         replication: str = "") -> Page:
+    """The report's layout: the same sections in report.md and report.html."""
     seeds = info.get("seeds") or sorted({r.seed for r in runs})
-    parts = [f"# {title(info)}", ""]
     source = f"Reproduces seed {info['seed_ref']}. " if info.get("seed_ref") else ""
-    parts.append(f"{source}Built {_now()} from {len(runs)} runs ({len(groups)} variants × seeds "
-                 f"{', '.join(map(str, seeds))}).")
+    intro = [f"{source}Built {_now()} from {len(runs)} runs ({len(groups)} variants × seeds "
+             f"{', '.join(map(str, seeds))})."]
     if info.get("description"):
-        parts += ["", info["description"].strip()]
+        intro.append(info["description"].strip())
     if missing:
-        parts += ["", f"**Partial sweep**: {len(missing)} of {len(runs)} runs have not finished and are left out: "
-                  + ", ".join(missing) + "."]
-    parts += ["", "## Setup vs the source", "", setup_md, ""]
-    parts += ["## Claims", "", verdict_table(result["claims"]), "", VERDICT_ABOUT, ""]
-    parts += claim_notes(result["claims"]) + [""]
-    if replication:
-        parts += [replication.strip(), ""]
-    parts += ["## Results (mean ± sd over seeds)", "", results_table(result["table"], list(groups)), ""]
-    for heading, body in result["sections"].items():
-        parts += [f"## {heading}", "", body.strip(), ""]
-    warnings = [f"- {r.run_dir.name}: {w}" for r in runs for w in r.summary.get("warnings") or []]
+        intro.append(f"**Partial sweep**: {len(missing)} of {len(runs)} runs have not finished and are left out: "
+                     + ", ".join(missing) + ".")
+    sections = [Section("Setup vs the source", setup_md),
+                Section("Claims", "\n\n".join([verdict_table(result["claims"]), VERDICT_ABOUT,
+                                                "\n".join(claim_notes(result["claims"]))]))]
+    if replication.strip():
+        heading, _, body = replication.strip().partition("\n")
+        sections.append(Section(heading.lstrip("# ").strip(), body) if heading.startswith("#")
+                        else Section("Replication", replication))
+    sections.append(Section("Results (mean ± sd over seeds)", results_table(result["table"], list(groups))))
+    sections += [Section(heading, body.strip()) for heading, body in result["sections"].items()]
+    warnings = [f"- {cell(r.run_dir.name)}: {w}" for r in runs for w in r.summary.get("warnings") or []]
     if warnings:
-        parts += ["## Warnings", "", *warnings, ""]
-    if images:
-        parts += ["## Figures", ""]
-        for name, (_, caption) in images.items():
-            parts += [f"![{name}]({name})", "", f"*{caption}*" if caption else "", ""]
-    parts += _samples(groups) + _runs_table(runs)
-    parts += [f"- {n}" for n in result["notes"]]
-    return "\n".join(parts) + "\n"
+        sections.append(Section("Warnings", "\n".join(warnings)))
+    groups_shown = [g for g in figure_groups if g.figures]
+    if groups_shown:
+        sections.append(Section("Figures", "One group each: " + ", ".join(g.title for g in groups_shown)
+                                + ". Each caption says what the figure shows and what to look for."))
+        sections += groups_shown
+    samples = _samples(groups)
+    if samples:
+        sections.append(Section("Samples (first seed of each variant)", samples))
+    sections.append(Section("Runs", _runs_table(runs)))
+    if result["notes"]:
+        sections.append(Section("Notes", "\n".join(f"- {n}" for n in result["notes"])))
+    _anchor(sections)
+    return Page(title(info), "\n\n".join(intro), sections)
+
+
+def _anchor(sections: list[Section]) -> None:
+    """A unique id per heading, from its words (github-like: lowercase, dashes)."""
+    seen: dict[str, int] = {}
+    for sec in sections:
+        base = re.sub(r"[^a-z0-9]+", "-", sec.title.lower()).strip("-") or "section"
+        seen[base] = seen.get(base, 0) + 1
+        sec.anchor = base if seen[base] == 1 else f"{base}-{seen[base]}"
+
+
+def markdown(p: Page) -> str:
+    parts = [f"# {p.title}", "", p.intro, ""]
+    for sec in p.sections:
+        parts += ["#" * sec.level + " " + sec.title, ""]
+        parts += [sec.about, ""] if sec.about else []
+        parts += [sec.body.strip(), ""] if sec.body.strip() else []
+        for f in sec.figures:
+            parts += [f.text, ""] if f.text else [f"![{f.file}]({f.file})", "", f"*{f.caption}*" if f.caption else "",
+                                                   ""]
+    return "\n".join(parts).rstrip() + "\n"
 
 
 def _now() -> str:
@@ -159,24 +230,86 @@ def _now() -> str:
     return now()
 
 
-def html(markdown_text: str, images: dict[str, bytes], page_title: str) -> str:
-    """Self-contained HTML: Markdown rendered by markdown-it-py (tables on), images inlined as data URIs."""
+STYLE = """
+body{font-family:system-ui,"DejaVu Sans",sans-serif;max-width:1240px;margin:1.5em auto;padding:0 1.2em;color:#1f2328;
+line-height:1.45}
+h1{font-size:1.7em;margin-bottom:.3em}h2{border-bottom:1px solid #d0d7de;padding-bottom:.2em;margin-top:1.8em}
+h3{margin-top:1.6em}a{color:#0969da}
+nav.toc{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:.6em 1.2em;margin:1em 0;
+columns:2 22em}
+nav.toc ul{margin:.2em 0;padding-left:1.2em}nav.toc>ul{padding-left:0;list-style:none}nav.toc li{break-inside:avoid}
+.table{overflow-x:auto;margin:1em 0}table{border-collapse:collapse}
+td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f6f8fa}
+tbody tr:nth-child(even){background:#fbfcfd}
+figure{margin:1.2em 0 2em}figure img{max-width:100%;height:auto;display:block;border:1px solid #eee}
+figcaption{color:#444;font-size:.92em;max-width:60em;margin-top:.4em}
+p.about{color:#57606a;margin-top:-.4em}p.nothing{background:#f6f8fa;border-left:4px solid #1a7f37;padding:.4em .8em}
+.v-supported{color:#1a7f37}.v-contradicted{color:#cf222e}.v-not-enough-evidence{color:#9a6700}
+.v-untestable-here{color:#57606a}
+"""
+
+
+def _md():
     from markdown_it import MarkdownIt
 
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
-    body = md.render(markdown_text)
+    md.add_render_rule("table_open", lambda self, tokens, idx, options, env: '<div class="table"><table>\n')
+    md.add_render_rule("table_close", lambda self, tokens, idx, options, env: "</table></div>\n")
+    return md
 
-    def inline(m):
-        name = _html.unescape(m.group(1))
-        data = images.get(name)
-        return f'src="data:image/png;base64,{base64.b64encode(data).decode()}"' if data else m.group(0)
-    body = re.sub(r'src="([^"]+\.png)"', inline, body)
+
+def _size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+def _figure(md, f: Shown, images: dict[str, bytes]) -> str:
+    if f.text:
+        return f'<p class="nothing">{md.renderInline(f.text)}</p>'
+    data = images.get(f.file)
+    if data is None:
+        return f'<p class="nothing">{_html.escape(f.file)}: not drawn</p>'
+    size = _size(data)
+    dims = f' width="{size[0]}" height="{size[1]}"' if size else ""
+    src = "data:image/png;base64," + base64.b64encode(data).decode()
+    return (f'<figure id="fig-{_html.escape(f.file.rsplit(".", 1)[0])}"><img src="{src}" alt="{_html.escape(f.file)}"'
+            f'{dims}><figcaption>{md.renderInline(f.caption)}</figcaption></figure>')
+
+
+def _toc(sections: list[Section]) -> str:
+    """Contents: each level-2 section, with the level-3 ones under it (the figure groups) nested."""
+    tree: list[tuple[Section, list[Section]]] = []
+    for sec in sections:
+        if sec.level > 2 and tree:
+            tree[-1][1].append(sec)
+        else:
+            tree.append((sec, []))
+    link = lambda sec: f'<a href="#{sec.anchor}">{_html.escape(sec.title)}</a>'  # noqa: E731
+    items = [f"<li>{link(sec)}" + (f"<ul>{''.join(f'<li>{link(c)}</li>' for c in subs)}</ul>" if subs else "")
+             + "</li>" for sec, subs in tree]
+    return f'<nav class="toc"><strong>Contents</strong><ul>{"".join(items)}</ul></nav>'
+
+
+def _verdict_words(body: str) -> str:
     for word in evidence.VERDICTS:
         body = body.replace(f"<strong>{word}</strong>", f'<strong class="v-{word.replace(" ", "-")}">{word}</strong>')
-    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;"
-             "vertical-align:top}th{background:#f3f3f3}img{max-width:100%}"
-             ".v-supported{color:#1a7f37}.v-contradicted{color:#cf222e}.v-not-enough-evidence{color:#9a6700}"
-             ".v-untestable-here{color:#57606a}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_html.escape(page_title)}</title>"
-            f"<style>{style}</style></head><body>{body}</body></html>\n")
+    return body
+
+
+def html(p: Page, images: dict[str, bytes]) -> str:
+    """One self-contained page: a table of contents, each section with its anchor, figures inlined."""
+    md = _md()
+    body = [f"<h1>{_html.escape(p.title)}</h1>", md.render(p.intro), _toc(p.sections)]
+    for sec in p.sections:
+        body.append(f'<h{sec.level} id="{sec.anchor}">{_html.escape(sec.title)}</h{sec.level}>')
+        if sec.about:
+            body.append(f'<p class="about">{md.renderInline(sec.about)}</p>')
+        if sec.body.strip():
+            body.append(md.render(sec.body))
+        body += [_figure(md, f, images) for f in sec.figures]
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{_html.escape(p.title)}</title><style>{STYLE.strip()}</style></head>\n<body>\n"
+            + _verdict_words("\n".join(body)) + "\n</body></html>\n")

@@ -61,9 +61,11 @@ def modified_title(info: dict) -> str:
 
 
 def markdown(info: dict, runs: list[RunData], seed_setup: dict) -> tuple[str, dict]:
+    from .render import cell  # render imports this module for modified_title
+
     mine = ours(info, runs)
     lines = ["| | these runs | the source |", "|---|---|---|"]
     for key, label in ROWS:
         theirs = seed_setup.get(key, "")
-        lines.append(f"| {label} | {mine[key]} | {theirs if theirs not in ('', None) else '—'} |")
+        lines.append(f"| {cell(label)} | {cell(mine[key])} | {cell(theirs) if theirs not in ('', None) else '—'} |")
     return "\n".join(lines), {"ours": mine, "source": dict(seed_setup)}
