@@ -46,6 +46,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.secho("interrupted", fg="yellow", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # `normlab list fields | head`: the reader went away, nothing is wrong
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
         except MemoryError:

@@ -37,14 +37,14 @@ class Range:
 
 
 def _num(x: float) -> str:
-    """A bound as a reader writes it: 1024, 2^20, 10^9, 1e-08."""
-    if isinstance(x, float) and x.is_integer() and abs(x) >= 1e6:
-        x = int(x)
-    if isinstance(x, int) and x >= 1 << 20 and (x & (x - 1)) == 0:
+    """A bound as a reader writes it: 1024, 2^20, 10^9, 1e-08, 1e+30."""
+    if isinstance(x, float):
+        return f"{x:g}"
+    if x >= 1 << 20 and (x & (x - 1)) == 0:
         return f"2^{x.bit_length() - 1}"
-    if isinstance(x, int) and x >= 10 ** 6 and str(x).rstrip("0") == "1":
+    if x >= 10 ** 6 and str(x).rstrip("0") == "1":
         return f"10^{len(str(x)) - 1}"
-    return f"{x:g}" if isinstance(x, float) else str(x)
+    return str(x)
 
 
 

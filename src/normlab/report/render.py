@@ -17,6 +17,7 @@ import struct
 from dataclasses import dataclass, field
 
 from . import evidence
+from .markdown import cell  # noqa: F401  (re-exported: experiments' figures use it)
 from .setup_table import modified_title
 
 VERDICT_ABOUT = ("**supported**: the 95 % CI of the effect excludes 0 in the claimed direction and the Holm-adjusted "
@@ -24,18 +25,6 @@ VERDICT_ABOUT = ("**supported**: the 95 % CI of the effect excludes 0 in the cla
                  "fewer than 3 seeds; the power line says how many seeds the observed spread would need); "
                  "**untestable here**: the claim's phenomenon is absent at this scale (its precondition failed). "
                  "Tests are paired by seed (same seed = same data order and init) unless stated.")
-
-
-_MARKUP = re.compile(r"([\\`*|]|<(?=[A-Za-z/!?]))")  # `<` only where it could open a tag or an autolink
-_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")  # `_` that could open or close emphasis
-
-
-def cell(text) -> str:
-    """A Markdown table cell showing `text` as it is: pipes, backslashes and inline markup (backticks, `*`, a
-    `<` that could open a tag, a `_` at a word edge) escaped, newlines flattened; `rmsnorm-pre_lr1e-3` and
-    `p < 0.05` stay as they are."""
-    text = _MARKUP.sub(r"\\\1", str(text).replace("\r", " ").replace("\n", " "))
-    return _UNDERSCORE.sub(r"\\_", text)
 
 
 def title(info: dict) -> str:

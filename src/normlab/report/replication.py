@@ -13,6 +13,7 @@ from pathlib import Path
 from ..config import ConfigError
 from ..rundir import atomic_write_text, read_json, write_json
 from .evidence import CONTRADICTED, SUPPORTED
+from .render import cell
 
 
 def outcome(original: str, again: str) -> str:
@@ -56,7 +57,7 @@ def write_replication(original_dir: Path, new_dir: Path) -> list[dict]:
              f"{again.get('seeds')}.", "",
              "| claim | original: verdict, effect [95 % CI] | replication: verdict, effect [95 % CI] | outcome |",
              "|---|---|---|---|"]
-    lines += [f"| {r['text'].replace('|', '/')} | {r['original']}, {r['original_effect']} | {r['replication']}, "
+    lines += [f"| {cell(r['text'])} | {r['original']}, {r['original_effect']} | {r['replication']}, "
               f"{r['replication_effect']} | **{r['outcome']}** |" for r in rows]
     atomic_write_text(Path(new_dir) / "replication.md", "\n".join(lines) + "\n")
     write_json(Path(new_dir) / "replication.json", {"original": str(original_dir), "rows": rows})

@@ -7,6 +7,7 @@ experiment's `seed_setup`.
 """
 from __future__ import annotations
 
+from .markdown import cell
 from .runs import RunData
 
 ROWS = [("data", "Data"), ("documents", "Training documents"), ("tokens", "Training tokens"),
@@ -61,7 +62,6 @@ def modified_title(info: dict) -> str:
 
 
 def markdown(info: dict, runs: list[RunData], seed_setup: dict) -> tuple[str, dict]:
-    from .render import cell  # render imports this module for modified_title
 
     mine = ours(info, runs)
     lines = ["| | these runs | the source |", "|---|---|---|"]

@@ -52,11 +52,11 @@ def _ranking_table(entries: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         if not np.isfinite(e["mean"]):
-            lines.append(f"| {e['rank']} | {cell(e['variant'])} | {e['kind']} | {e['placement']} | n/a | n/a | n/a | 0 | "
+            lines.append(f"| {e['rank']} | {cell(e['variant'])} | {cell(e['kind'])} | {cell(e['placement'])} | n/a | n/a | n/a | 0 | "
                          f"{e['not_finished']} | {e['params'] or ''} |")
             continue
         ci = f"[{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]" if np.isfinite(e["ci"][0]) else "n/a"
-        lines.append(f"| {e['rank']} | {cell(e['variant'])} | {e['kind']} | {e['placement']} | {e['mean']:.3f} | {ci} | "
+        lines.append(f"| {e['rank']} | {cell(e['variant'])} | {cell(e['kind'])} | {cell(e['placement'])} | {e['mean']:.3f} | {ci} | "
                      f"+{e['mean'] - best['mean']:.3f} | {e['n']} | {e['not_finished']} | {e['params'] or ''} |")
     return "\n".join(lines)
 
@@ -75,7 +75,7 @@ def rows(groups) -> list[Row]:
 
 def sections(groups) -> dict[str, str]:
     refused = ["| kind | placement | why refused |", "|---|---|---|"]
-    refused += [f"| {r['kind']} | {r['placement']} | {cell(r['reason'])} |" for r in refused_pairs()]
+    refused += [f"| {cell(r['kind'])} | {cell(r['placement'])} | {cell(r['reason'])} |" for r in refused_pairs()]
     return {"Ranking by final validation loss": _ranking_table(ranking(groups)),
             "Refused pairs (validity matrix)": "\n".join(refused)}
 
