@@ -53,8 +53,10 @@ class TensorBoard(Tracker):
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
 
-        # purge_step hides events a previous session logged at or after the resume point (TensorBoard's own rule)
-        self.writer = SummaryWriter(str(run.tensorboard_dir), purge_step=run.start_step)
+        # purge_step hides older sessions' events at or after it (TensorBoard's rule): a resume keeps what its
+        # checkpoint saw (the probe and eval records at start_step included); a fresh start hides an overwritten run
+        purge = run.start_step + 1 if run.start_step else 0
+        self.writer = SummaryWriter(str(run.tensorboard_dir), purge_step=purge)
         flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flatten(run.config).items()}
         for summary in hparams(flat, {}):
             self.writer.file_writer.add_summary(summary)
