@@ -1,6 +1,7 @@
 """Console output: the log lines a non-TTY `normlab train` prints (nohup, Slurm, CI), checked field by
 field against metrics.jsonl; the rich bar on a terminal; the choice of display."""
 import io
+import json
 import re
 
 import pytest
@@ -55,7 +56,8 @@ def test_non_tty_train_prints_a_line_every_print_every_steps_and_per_eval(tmp_pa
         window = [steps[s]["loss"] for s in range(step - 20, step)]        # the mean since the last step line
         assert float(f["loss"]) == pytest.approx(sum(window) / 20, abs=5e-5)
         assert float(f["lr"]) == pytest.approx(steps[step - 1]["lr"], rel=5e-3)
-    assert "run directory:" in r.output                               # the summary still follows
+    assert not any(ln.startswith("logged |") for ln in r.stdout.splitlines())   # stderr: stdout stays the summary
+    assert json.loads(r.stdout[: r.stdout.rindex("}") + 1])["status"] == "complete"
 
 
 def test_the_terminal_bar_shows_loss_and_tokens_per_s(tiny):

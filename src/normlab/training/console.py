@@ -4,7 +4,7 @@ All three are MetricsLog listeners (they see the records metrics.jsonl gets, at 
 callback for the step count. `format_line` is the one line format (nanoGPT / HF Trainer style:
 run, step/total, loss, val loss, lr, tokens/s, ETA), so a sweep can print the same lines.
 `display_callbacks("auto")` picks: a notebook bar in Jupyter, the rich bar on a terminal, lines
-otherwise (nohup, Slurm, CI), where one line comes every train.print_every steps and per eval.
+otherwise (nohup, Slurm, CI: on stderr), one every train.print_every steps and one per eval.
 """
 from __future__ import annotations
 
@@ -120,10 +120,11 @@ class Display(Callback):
 
 
 class LogLines(Display):
-    """Plain lines for logs that are not a terminal: a header, a line every print_every steps, one per eval."""
+    """Plain lines for logs that are not a terminal: a header, a line every print_every steps, one per eval.
+    They go to stderr, so stdout stays the summary JSON (`normlab train debug > summary.json`)."""
 
     def __init__(self, write: Callable[[str], None] | None = None):
-        self.write = write or (lambda text: print(text, flush=True))
+        self.write = write or (lambda text: print(text, file=sys.stderr, flush=True))
 
     def begin(self, run):
         resumed = f", resumed at step {run.start_step}" if run.start_step else ""

@@ -9,6 +9,7 @@ summary.json's warnings; training goes on. Each package is an optional extra (no
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import netrc
@@ -77,16 +78,19 @@ class Trackio(Tracker):
     def start(self, run):
         import trackio
 
-        self.run = trackio.init(project=run.group or DEFAULT_PROJECT, name=run.name, config=flatten(run.config),
-                                resume="allow" if run.start_step else "never", embed=False,
-                                auto_log_cpu=False, auto_log_gpu=False)
+        with contextlib.redirect_stdout(sys.stderr):  # its banner must not mix into the CLI's summary JSON
+            self.run = trackio.init(project=run.group or DEFAULT_PROJECT, name=run.name,
+                                    config=flatten(run.config),
+                                    resume="allow" if run.start_step else "never", embed=False,
+                                    auto_log_cpu=False, auto_log_gpu=False)
 
     def log(self, records):
         for r in records:
             self.run.log(scalars(r), step=r["step"])
 
     def close(self):
-        self.run.finish()
+        with contextlib.redirect_stdout(sys.stderr):
+            self.run.finish()
 
 
 class WandB(Tracker):
