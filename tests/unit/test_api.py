@@ -95,8 +95,9 @@ def test_a_yaml_without_a_name_is_named_after_its_file(tmp_path):
 
 
 def test_quickstart_notebook_runs(tmp_path):
-    nbformat = pytest.importorskip("nbformat", reason="pip install -e '.[dev]' (nbclient, nbformat, ipykernel)")
-    from nbclient import NotebookClient
+    why = "pip install -e '.[dev]' (nbclient, nbformat, ipykernel)"
+    nbformat = pytest.importorskip("nbformat", reason=why)
+    NotebookClient = pytest.importorskip("nbclient", reason=why).NotebookClient
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()

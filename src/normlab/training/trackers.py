@@ -89,8 +89,14 @@ class Trackio(Tracker):
             self.run.log(scalars(r), step=r["step"])
 
     def close(self):
+        import trackio
+
+        current = getattr(getattr(trackio, "context_vars", None), "current_run", None)
         with contextlib.redirect_stdout(sys.stderr):
-            self.run.finish()
+            if current is not None and current.get() is self.run:
+                trackio.finish()  # also forgets it as the current run, so trackio's atexit does not finish it again
+            else:
+                self.run.finish()
 
 
 class WandB(Tracker):
