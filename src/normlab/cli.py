@@ -145,18 +145,23 @@ def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replic
 @click.option("--resume", is_flag=True, help="continue the run in <out_dir>/<name> from its last checkpoint")
 def train(config, overrides, resume):
     """Train one run from CONFIG (a shipped name like `debug`, or a YAML path) with dotted overrides."""
-    from rich.progress import Progress
-
     from .training import train as train_run
+    from .training.console import display_callbacks
     from .training.dist import shutdown as shutdown_dist
     from .training.signals import EXIT_INTERRUPTED
+    from .training.trackers import close_open_trackers
 
     cfg = load_config(config, list(overrides))
     run_dir = Path(cfg.out_dir) / cfg.name
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 prints
-    with Progress(transient=True, disable=not main_rank) as bar:
-        task = bar.add_task(cfg.name, total=cfg.train.steps)
-        summary = train_run(cfg, run_dir, resume=resume, progress=lambda s, n: bar.update(task, completed=s))
+    # a terminal gets the rich bar (loss, tokens/s); nohup / Slurm / CI get a line every train.print_every steps
+    shown = display_callbacks("auto") if main_rank else []
+    try:
+        summary = train_run(cfg, run_dir, resume=resume, callbacks=shown)
+    finally:
+        for display in shown:
+            display.close()
+        close_open_trackers()
     shutdown_dist()
     if not main_rank:
         return

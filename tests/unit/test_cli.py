@@ -45,7 +45,7 @@ def test_seeds_are_chosen_on_the_command_line_not_by_train_seed(tmp_path):
 def test_train_sample_and_report_commands(tmp_path):
     r = invoke("train", "debug", f"out_dir={tmp_path}", "name=one")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output[: r.output.rindex("}") + 1])["status"] == "complete"
+    assert json.loads(r.stdout[: r.stdout.rindex("}") + 1])["status"] == "complete"   # log lines go to stderr
     s = invoke("sample", tmp_path / "one", "--n", 4, "--prompt", "ma")
     lines = s.output.strip().splitlines()
     assert s.exit_code == 0 and len(lines) == 4 and all(line.startswith("ma") for line in lines)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import difflib
+import math
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -226,12 +227,25 @@ def _with_source(message: str, sources: dict[str, str]) -> str:
 
 
 def load_config(name_or_path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
-    """Load a shipped config or experiment by name (or a YAML path) and apply dotted overrides."""
+    """Load a shipped config or experiment by name (or a YAML path) and apply dotted overrides.
+
+    Unless the YAML or an override sets `name`, the run is named after the config (`debug`, a file's
+    stem) or, for an experiment's base config, `<experiment>-base`: runs/<experiment>/ is the folder
+    `normlab run <experiment>` fills with its variant-seed runs.
+    """
     layers = []
     if name_or_path is not None:
         path = find_config(str(name_or_path))
-        layers.append((run_section(read_yaml(path)), str(path.name)))
+        data = read_yaml(path)
+        layers.append(({"name": _default_name(path, data)}, f"named after {path.name}"))
+        layers.append((run_section(data), str(path.name)))
     return build_config(layers, list(overrides))
+
+
+def _default_name(path: Path, data: dict) -> str:
+    stem = path.parent.name if path.name == "experiment.yaml" else path.stem
+    name = re.sub(r"[^A-Za-z0-9._+=-]+", "-", stem).lstrip(".-")[:190] or "run"
+    return f"{name}-base" if run_section(data) is not data else name
 
 
 def to_dict(cfg) -> dict:

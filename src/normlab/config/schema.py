@@ -217,6 +217,10 @@ class TrainConfig:
     """CPU runs: retain = glibc keeps freed tensor memory for reuse (no re-faulting pages each step); default = as is"""
     parallel: Literal["ddp", "fsdp"] = "ddp"
     """under torchrun: ddp = full replicas, gradients all-reduced; fsdp = FSDP2 fully_shard (sharded params)"""
+    trackers: list[Literal["tensorboard", "trackio", "wandb"]] = field(default_factory=list)
+    """experiment trackers that also get every metrics.jsonl record and the config, e.g. [tensorboard, wandb]"""
+    print_every: Annotated[int, Range(ge=0, le=10 ** 9)] = 0
+    """log lines (stdout not a terminal): one every N steps, at the next log flush, and one per eval; 0 = ~20 per run"""
 
 
 @dataclass

@@ -225,6 +225,9 @@ def preset_overrides(spec: ExperimentSpec, preset: str | None) -> list[str]:
     return [f"{k}={_yaml_scalar(v)}" for k, v in spec.presets[preset].items()]
 
 
+WATCHING_ONLY = ("train.trackers", "train.print_every")  # how a run is watched, not what it computes: same folder
+
+
 def experiment_dir_name(spec: ExperimentSpec, seeds: list[int], preset: str | None, overrides: list[str]) -> str:
     """runs/<name> for the default setup; a changed preset, seed set or override set gets its own folder,
     so two setups never share (or silently extend) each other's run directories."""
@@ -233,8 +236,9 @@ def experiment_dir_name(spec: ExperimentSpec, seeds: list[int], preset: str | No
     name = spec.name + (f"-{preset}" if preset else "")
     if seeds != list(range(spec.seeds)):
         name += f"-seeds{seeds_label(seeds)}"
-    if overrides:
-        name += "-mod" + hashlib.sha1("\n".join(sorted(overrides)).encode()).hexdigest()[:6]
+    changed = [o for o in overrides if o.split("=", 1)[0].strip().lstrip("-") not in WATCHING_ONLY]
+    if changed:
+        name += "-mod" + hashlib.sha1("\n".join(sorted(changed)).encode()).hexdigest()[:6]
     return name
 
 

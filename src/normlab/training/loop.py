@@ -25,10 +25,12 @@ from .seq2seq import seq2seq_report
 from .setup import TrainingRun, setup
 from .signals import StopOnInterrupt
 from .step import train_step
+from .trackers import Trackers
 
 
 def default_callbacks(run: TrainingRun, progress: Callable[[int, int], None] | None) -> list[Callback]:
     cbs = [Forensics(run), Probing(run), LogFlush(), Evaluation(), Checkpointing()]
+    cbs += [Trackers(run.cfg.train.trackers)] if run.cfg.train.trackers else []
     return cbs + ([Progress(progress)] if progress else [])
 
 
@@ -122,7 +124,7 @@ def finish(run: TrainingRun, callbacks: list[Callback]) -> dict:
     summary.update(run.notes)
     summary["warnings"] = [w for w in (plausibility_warning(summary["val_loss"], summary.get("val_bpb"),
                                                             run.corpus.val.stats["byte_entropy_bits"]),
-                                       overlap_warning(run.corpus.val.stats)) if w]
+                                       overlap_warning(run.corpus.val.stats)) if w] + run.notes.get("warnings", [])
     summary["data"] = {"train": run.corpus.train.stats, "val": run.corpus.val.stats}
     if run.ranks.is_main:
         write_json(run_dir / "summary.json", summary)

@@ -29,7 +29,7 @@ from .step import Trainer
 
 RESUMABLE_CHANGES = ("name", "out_dir", "train.log_every", "train.ckpt_every", "train.compile", "train.compile_cache",
                      "train.threads", "train.device", "train.fused_optimizer", "train.cpu_malloc", "train.parallel",
-                     "sample.")
+                     "train.trackers", "train.print_every", "sample.")
 RUN_MARKERS = ("config.yaml", "metrics.jsonl", "meta.json", "summary.json")
 
 
@@ -110,8 +110,8 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
             if child.name != ".lock":
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     elif not resume:
-        raise ConfigError(f"{run_dir} already holds a run; resume it (--resume, or resume=True), pass "
-                          "overwrite=True to start it again, or choose another name")
+        raise ConfigError(f"{run_dir} already holds a run: continue it with resume=True (CLI: --resume), start it "
+                          "again with overwrite=True (CLI: remove the folder first), or choose another name")
 
 
 def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, write: bool) -> tuple[RunConfig, Corpus]:
