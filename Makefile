@@ -16,13 +16,19 @@ $(BIN)/normlab: pyproject.toml
 
 install: $(BIN)/normlab
 
+# The test suite also checks what the optional extras write (TensorBoard / trackio / W&B files), so it
+# installs them; `make demo` and a user's install do not need them.
+$(VENV)/.test-extras: $(BIN)/normlab
+	$(BIN)/pip install -q -e ".[dev,hf,trackers]"
+	touch $(VENV)/.test-extras
+
 demo: install
 	$(BIN)/normlab run prepost
 
-test: install
+test: install $(VENV)/.test-extras
 	$(BIN)/python -m pytest -q
 
-test-all: install
+test-all: install $(VENV)/.test-extras
 	$(BIN)/python -m pytest -q -m "" 
 
 bench: install

@@ -15,7 +15,7 @@ from ..config import ConfigError
 from ..report import build_report
 from ..rundir import write_json
 from .runner import Sweep, plan_tasks, workers_and_threads
-from .spec import expand, load_experiment, parse_seeds, seeds_label
+from .spec import expand, load_experiment, parse_seeds, seeds_label, watching_only
 
 
 @dataclass
@@ -44,7 +44,8 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
     tasks, states = plan_tasks(planned, skip_failed, stack)
     info = {"name": spec.name, "title": spec.title, "description": spec.description, "seed_ref": spec.seed_ref,
             "source": spec.source, "variants": list(spec.variants), "seeds": seed_list,
-            "seeds_default": spec.seeds, "overrides": list(overrides), "preset": preset,
+            "seeds_default": spec.seeds, "overrides": [o for o in overrides if not watching_only(o)],
+            "watch_overrides": [o for o in overrides if watching_only(o)], "preset": preset,
             "claims": spec.claims, "runs": [{"variant": p.variant, "seed": p.seed, "dir": p.run_dir.name}
                                             for p in planned]}
     write_json(exp_dir / "experiment.json", info)

@@ -228,6 +228,11 @@ def preset_overrides(spec: ExperimentSpec, preset: str | None) -> list[str]:
 WATCHING_ONLY = ("train.trackers", "train.print_every")  # how a run is watched, not what it computes: same folder
 
 
+def watching_only(override: str) -> bool:
+    """True for an override that changes how runs are watched (trackers, log lines), not what they compute."""
+    return override.split("=", 1)[0].strip().lstrip("-") in WATCHING_ONLY
+
+
 def experiment_dir_name(spec: ExperimentSpec, seeds: list[int], preset: str | None, overrides: list[str]) -> str:
     """runs/<name> for the default setup; a changed preset, seed set or override set gets its own folder,
     so two setups never share (or silently extend) each other's run directories."""
@@ -236,7 +241,7 @@ def experiment_dir_name(spec: ExperimentSpec, seeds: list[int], preset: str | No
     name = spec.name + (f"-{preset}" if preset else "")
     if seeds != list(range(spec.seeds)):
         name += f"-seeds{seeds_label(seeds)}"
-    changed = [o for o in overrides if o.split("=", 1)[0].strip().lstrip("-") not in WATCHING_ONLY]
+    changed = [o for o in overrides if not watching_only(o)]
     if changed:
         name += "-mod" + hashlib.sha1("\n".join(sorted(changed)).encode()).hexdigest()[:6]
     return name
