@@ -231,7 +231,7 @@ class RaySweep:
             self._drain(inbox)
             for ref in ready:
                 self._collect(ray, ref, self.tasks[refs.pop(ref)])
-            self._print_progress(len(queue))
+            self._print_progress()
         self._drain(inbox)
 
     def _submit(self, ray, remote, task: Task, gpus: float, cwd: str, inbox):
@@ -300,11 +300,12 @@ class RaySweep:
         for ref in refs:
             ray.cancel(ref, force=False)
 
-    def _print_progress(self, queued: int) -> None:
+    def _print_progress(self) -> None:
         if time.monotonic() - self._last_progress < self.progress_every_s or not self._progress:
             return
         self._last_progress = time.monotonic()
         running = sorted(self._progress.items())
         shown = ", ".join(f"{name} {step}/{total}" for name, (step, total) in running[:6])
         more = f" and {len(running) - 6} more" if len(running) > 6 else ""
-        self.echo(f"  progress: {shown}{more}; {len(self.results)} finished, {queued} queued")
+        waiting = sum(len(t.runs) for t in self.tasks) - len(self.results) - len(running)
+        self.echo(f"  progress: {shown}{more}; {len(self.results)} ended, {max(0, waiting)} waiting")
