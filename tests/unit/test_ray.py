@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,29 @@ def _ray_or_fail():
         if os.environ.get("CI"):
             pytest.fail("ray is not installed in CI; .ci/run installs normlab[ray] before pytest -m ray")
         pytest.skip("ray is not installed (pip install 'normlab[ray]')")
+
+
+@pytest.mark.ray
+def test_a_bad_address_is_refused_in_seconds_before_anything_is_written(tmp_path, monkeypatch):
+    _ray_or_fail()
+    import ray._private.ray_constants as ray_constants
+
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # 127.0.0.1 stays 127.0.0.1
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))  # no `ray start` recorded there
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    cases = {"auto": "no Ray cluster was started on this machine", f"127.0.0.1:{free}": "no Ray cluster answers at",
+             "nonsense": "expected auto or host:port", "ray://head:10001": "Ray Client is not supported"}
+    for address, words in cases.items():
+        t0 = time.monotonic()
+        r = CliRunner().invoke(main, ["run", "prepost", "--launcher", "ray", "--address", address,
+                                      "--out", str(tmp_path / "out")])
+        assert r.exit_code == 2 and words in r.output and len(r.output.strip().splitlines()) == 1, r.output
+        print(address, round(time.monotonic() - t0, 2), "s")
+        assert time.monotonic() - t0 < 15
+    assert not (tmp_path / "out").exists()
 
 
 def _processes_with(marker: str) -> list[int]:

@@ -83,9 +83,10 @@ def _check_launcher(launcher: str, address: str | None) -> None:
     if address is not None and launcher != "ray":
         raise ConfigError(f"--address {address} is the Ray cluster to submit to; it needs --launcher ray")
     if launcher == "ray":
-        from .launchers.ray import import_ray
+        from .launchers.ray import check_address, import_ray
 
-        import_ray()  # refuse at once, before any planning, when Ray is not installed
+        import_ray()  # refuse at once, before anything is planned or written
+        check_address(address)
 
 
 def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, address: str | None, echo):

@@ -116,8 +116,10 @@ def _split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _check_reachable(ray, address: str) -> None:
-    """ray.init retries an address that does not answer for minutes; refuse it in seconds instead."""
+def check_address(address: str | None) -> None:
+    """Refuse a Ray address that cannot work, in seconds (ray.init retries a silent one for minutes)."""
+    if address is None:
+        return
     if address.startswith("ray://"):
         raise ConfigError(f"--address {address}: Ray Client is not supported; run normlab on a node of the cluster "
                           "(e.g. the head) with --address auto")
@@ -126,27 +128,31 @@ def _check_reachable(ray, address: str) -> None:
     except ImportError:  # a Ray without this helper: let ray.init resolve the address
         resolved = address if address != "auto" else None
     else:
+        if address != "auto":
+            _split_address(address)
         try:
             resolved = canonicalize_bootstrap_address_or_die(address)
         except ConnectionError:
             raise ConfigError("--address auto: no Ray cluster was started on this machine (`ray start --head`, "
                               "or give --address host:port; without --address a local Ray is started)") from None
+        except ValueError as err:
+            raise ConfigError(f"--address {address}: {err}") from None
     if resolved is None:
         return
     host, port = _split_address(resolved)
     try:
         socket.create_connection((host, port), timeout=5.0).close()
     except OSError as err:
-        raise ConfigError(f"--address {address}: no Ray cluster answers at {host}:{port} "
-                          f"({err.strerror or err}); is `ray start --head` running there?") from None
+        seen = f" (Ray's reading of {address})" if resolved != address else ""
+        raise ConfigError(f"--address {address}: no Ray cluster answers at {host}:{port}{seen}: "
+                          f"{err.strerror or err}; is `ray start --head` running there?") from None
 
 
 def connect(ray, address: str | None) -> bool:
     """ray.init for `address` (None: start a local Ray); True when this call connected (so disconnects)."""
     if ray.is_initialized():
         return False
-    if address is not None:
-        _check_reachable(ray, address)
+    check_address(address)
     # "local", not None: ray.init() would join whatever cluster /tmp/ray last recorded, even a dead one
     kwargs = {"address": "local", "logging_level": logging.WARNING, "include_dashboard": False} \
         if address is None else {"address": address, "logging_level": logging.WARNING}
@@ -210,8 +216,7 @@ class RaySweep:
 
         here = ray.get_runtime_context().get_node_id()  # the inbox lives with the driver, not on a node we may lose
         inbox = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(here, False)})
-        gpus = ray.cluster_resources().get("GPU", 0)
-        self._describe(ray)
+        gpus = self._describe(ray)
         remote, cwd = ray.remote(_ray_body), os.getcwd()
         self._announced, self._attempts, self._progress, self._last_progress = {}, {}, {}, time.monotonic()
         queue, refs = list(range(len(self.tasks))), {}
@@ -236,20 +241,23 @@ class RaySweep:
 
     def _submit(self, ray, remote, task: Task, gpus: float, cwd: str, inbox):
         payload = [(cfg, str(Path(run_dir).absolute())) for cfg, run_dir in task.payload()]
-        gpu = needs_gpu(payload, gpus)
-        if gpu and gpus == 0:
-            raise ConfigError(f"{task.name} trains on CUDA (train.device=cuda) but the Ray cluster has no GPU; "
-                              "add a GPU node or use train.device=cpu")
-        options = {"num_cpus": task.threads, "num_gpus": 1 if gpu else 0, "max_retries": MAX_RETRIES,
-                   "retry_exceptions": RETRY_EXCEPTIONS, "name": f"normlab:{task.name}"}
+        options = {"num_cpus": task.threads, "num_gpus": 1 if needs_gpu(payload, gpus) else 0,
+                   "max_retries": MAX_RETRIES, "retry_exceptions": RETRY_EXCEPTIONS, "name": f"normlab:{task.name}"}
         return remote.options(**options).remote(payload, task.threads, cwd, inbox)
 
-    def _describe(self, ray) -> None:
+    def _describe(self, ray) -> float:
+        """Say what the sweep runs on; refuse CUDA runs on a cluster without a GPU before any task starts."""
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         res = ray.cluster_resources()
+        gpus = res.get("GPU", 0)
+        for task in self.tasks:
+            if gpus == 0 and needs_gpu(task.payload(), gpus):
+                raise ConfigError(f"{task.name} trains on CUDA (train.device=cuda) but the Ray cluster has no GPU; "
+                                  "add a GPU node or use train.device=cpu")
         where = f"cluster at {self.address}" if self.address else "a local Ray started for this sweep"
         self.echo(f"ray: {len(self.tasks)} tasks on {where}: {len(nodes)} node(s), {res.get('CPU', 0):g} CPUs, "
-                  f"{res.get('GPU', 0):g} GPUs")
+                  f"{gpus:g} GPUs")
+        return gpus
 
     def _drain(self, inbox) -> None:
         n = inbox.qsize()
