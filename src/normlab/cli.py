@@ -1,6 +1,7 @@
 """Command line: each subcommand parses its arguments and calls one function of the layers below.
 
     normlab run prepost [overrides] [--seeds 5|10-14|3,7,11] [--jobs 2] [--preset smoke] [--replicate DIR]
+                        [--launcher local|ray] [--address auto|host:port]
     normlab train <config|yaml> [overrides] [--resume]        one run
     normlab sample <run-dir> [--n 5] [--prompt ma]          (seq2seq runs: the output for --prompt)
     normlab report <experiment-dir>
@@ -116,20 +117,26 @@ def main(debug):
 @click.argument("experiment")
 @click.argument("overrides", nargs=-1)
 @click.option("--seeds", help="seeds: a count (5 = 0..4), a range (10-14) or a list (3,7,11); default: the experiment's")
-@click.option("--jobs", type=click.IntRange(1, 64), help="processes in parallel; default: the experiment's")
+@click.option("--jobs", type=click.IntRange(1, 64),
+              help="processes in parallel; default: the experiment's (--launcher ray: tasks in flight; default: all)")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="parent of the experiment folder [runs]")
 @click.option("--preset", help="a named preset of the experiment (smoke, gpu, paper ...; see the list below)")
 @click.option("--skip-failed", is_flag=True, help="do not retry runs whose summary says failed")
 @click.option("--replicate", type=click.Path(file_okay=False),
               help="an earlier run of this experiment on other seeds: write a replication table of the verdicts")
 @click.option("--no-stack", is_flag=True, help="one process per run (default: same-shape runs train stacked)")
-def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replicate, no_stack):
+@click.option("--launcher", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: processes on this machine; ray: one Ray task per run on a Ray cluster, retried on a lost "
+                   "node (pip install 'normlab[ray]'; --out must be a filesystem every node mounts)")
+@click.option("--address", help="with --launcher ray: the cluster, auto (the one `ray start` began on this machine) "
+                                "or host:port; default: start a local Ray for this sweep")
+def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replicate, launcher, address, no_stack):
     """Train every variant x seed of EXPERIMENT (resuming unfinished runs) and write its report."""
     from .experiments.run import exit_code, run_experiment
     from .report import summary_table
 
     result = run_experiment(experiment, list(overrides), seeds, jobs, out_dir, preset, skip_failed, replicate,
-                            echo=click.echo, stack=not no_stack)
+                            launcher=launcher, address=address, echo=click.echo, stack=not no_stack)
     if result.interrupted:
         sys.exit(exit_code(result))
     from .experiments import load_experiment

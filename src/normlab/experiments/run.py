@@ -3,7 +3,8 @@
 The experiment folder is runs/<name> for the experiment as shipped; a preset, another seed set or
 CLI overrides get their own folder (runs/<name>-smoke, runs/<name>-seeds5-9, runs/<name>-mod1a2b3c),
 so a changed setup never extends or overwrites another's runs. `replicate` compares the verdicts
-with an earlier run of the experiment on other seeds (report/replication.py).
+with an earlier run of the experiment on other seeds (report/replication.py). `launcher` picks where
+the tasks train: local processes (runner.Sweep) or a Ray cluster (launchers/ray.py).
 """
 from __future__ import annotations
 
@@ -31,9 +32,14 @@ def _console(line: str) -> None:
     print(line, flush=True)
 
 
+LAUNCHERS = ("local", "ray")
+
+
 def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None = None, jobs: int | None = None,
                    out: str | None = None, preset: str | None = None, skip_failed: bool = False,
-                   replicate: str | None = None, echo=_console, stack: bool = True) -> ExperimentResult:
+                   replicate: str | None = None, launcher: str = "local", address: str | None = None,
+                   echo=_console, stack: bool = True) -> ExperimentResult:
+    _check_launcher(launcher, address)
     spec = load_experiment(name)
     seed_list = parse_seeds(seeds, spec.seeds)
     if replicate is not None and not (Path(replicate) / "results.json").is_file():
@@ -54,16 +60,14 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
     echo(f"{spec.name}: {len(spec.variants)} variants x seeds {seeds_label(seed_list)} -> {exp_dir} "
          f"({len(planned) - reused} to train, {reused} finished already; {len(tasks)} task(s)"
          + (f", {stacked} runs stacked" if stacked else "") + ")")
-    n_jobs, threads = workers_and_threads(jobs or spec.jobs, len(tasks))
-    for task in tasks:
-        task.threads = threads
     t0 = time.perf_counter()
-    sweep = Sweep(tasks, n_jobs, on_done=lambda run, s: echo(_done_line(run, s)))
+    sweep = _sweep(launcher, tasks, jobs or spec.jobs, jobs, address, echo)
     results = sweep.run()
     wall = time.perf_counter() - t0
     if sweep.interrupted:
         flags = [f"--seeds {seeds}" if seeds is not None else "", f"--preset {preset}" if preset else "",
-                 f"--out {out}" if out else ""]
+                 f"--out {out}" if out else "", f"--launcher {launcher}" if launcher != "local" else "",
+                 f"--address {address}" if address else ""]
         echo(f"interrupted: finished runs are kept and stopped runs saved a checkpoint; continue with: normlab run "
              f"{name} {' '.join(overrides)} {' '.join(f for f in flags if f)}".replace("  ", " ").strip())
         return ExperimentResult(exp_dir, results, wall, interrupted=True)
@@ -74,6 +78,32 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
         write_replication(Path(replicate), exp_dir)
     paths = build_report(exp_dir, spec)
     return ExperimentResult(exp_dir, results, wall, report=paths)
+
+
+def _check_launcher(launcher: str, address: str | None) -> None:
+    if launcher not in LAUNCHERS:
+        raise ConfigError(f"--launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+    if address is not None and launcher != "ray":
+        raise ConfigError(f"--address {address} is the Ray cluster to submit to; it needs --launcher ray")
+    if launcher == "ray":
+        from .launchers.ray import check_address, import_ray
+
+        import_ray()  # refuse at once, before anything is planned or written
+        check_address(address)
+
+
+def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, address: str | None, echo):
+    """Local: `jobs` processes, the machine's cores split among them. Ray: each task keeps its own threads
+    (the cluster's nodes, not this machine, decide how many run), at most --jobs in flight when given."""
+    on_done = lambda run, s: echo(_done_line(run, s))  # noqa: E731
+    if launcher == "ray":
+        from .launchers.ray import RaySweep
+
+        return RaySweep(tasks, address, jobs_asked, on_done=on_done, echo=echo)
+    n_jobs, threads = workers_and_threads(jobs, len(tasks))
+    for task in tasks:
+        task.threads = threads
+    return Sweep(tasks, n_jobs, on_done=on_done)
 
 
 def _done_line(run: str, s: dict) -> str:
