@@ -146,9 +146,16 @@ def train_stacked(cfgs: list[RunConfig], run_dirs: list[Path],
         results: dict[str, dict] = {}
         for start in sorted({r.start_step for r in runs}):
             group = [r for r in runs if r.start_step == start]
-            results.update(_train_group(group, stop, progress) if not stop.requested else
-                           {r.cfg.name: {"status": "interrupted", "step": start} for r in group})
+            results.update(_train_group(group, stop, progress) if not stop.requested else _never_started(group))
         return results
+
+
+def _never_started(runs: list[TrainingRun]) -> dict[str, dict]:
+    """Runs a stop reached before their first step: nothing to save, but meta.json must not say running."""
+    for run in runs:
+        run.info.update(status="interrupted", end=now())
+        write_json(run.run_dir / "meta.json", run.info)
+    return {r.cfg.name: {"status": "interrupted", "step": r.start_step} for r in runs}
 
 
 def _train_group(runs: list[TrainingRun], stop: StopOnInterrupt, progress) -> dict[str, dict]:

@@ -101,7 +101,14 @@ def _ray_body(payload: list[tuple[dict, str]], threads: int, cwd: str, inbox) ->
     if os.path.isdir(cwd):  # relative paths in a config (data.source=text:...) mean what they meant to the driver
         os.chdir(cwd)
     where = f"{ray.util.get_node_ip_address()} ({ray.get_runtime_context().get_node_id()[:8]})"
-    return run_task(payload, threads, inbox.put_nowait, where)
+    def send(message) -> None:
+        """Progress and end lines are best effort: once Ray cancels the task, the queue actor's put raises
+        TaskCancelledError, which must not turn a checkpointed stop into a failed run."""
+        try:
+            inbox.put_nowait(message)
+        except Exception:  # noqa: BLE001  (ray.exceptions.*, queue.Full: the task's return value carries the results)
+            pass
+    return run_task(payload, threads, send, where)
 
 
 def needs_gpu(payload: list[tuple[dict, str]], cluster_gpus: float) -> bool:
