@@ -12,16 +12,25 @@
     out-proj, MLP ×(8L)^-¼                                           shared by attn and MLP; no N
     no final N
 
+    reorder (OLMo 2)          lns (LayerNorm Scaling)     hybrid (HybridNorm)
+    x ─┬─ F ─ N ─┐            x ─┬─ N ─ ×1/√ℓ ─ F ─┐      x ─┬─ Attn(N q, N k, N v) ─┐
+       └─────────+─ out          └─────────────────+─        └───────────────────────+─ N ─┬─ MLP ─┐
+    final N                   ℓ = layer index from 1;                                      └───────+─ out
+                              final N                    final N; HybridNorm*: block 0 pre-norm
+
 One placement per file in this folder (every module is imported: the file is the registration).
 A placement names the norm slots it needs per sublayer ("in": on the sublayer input, "out": on
 the sublayer output, "post": on the residual sum) and whether the model ends with a final norm.
 Norm kind is a separate axis: the block builds each slot with `build_norm(cfg.norm, ...)`.
 Two optional hooks keep the residual math short: `setup(block, cfg) -> slots` gives a block its
 per-layer state (deepnorm's α, mixln's pre/post choice, rezero's gate) and the slots that block
-builds; `init(model, cfg)` runs after the normal weight init (deepnorm's β).
+builds; `init(model, cfg)` runs after the normal weight init (deepnorm's β). A placement that needs
+attention internals switches the attention's own options (`attn`, e.g. hybrid's qkv_norm) instead of
+reaching into attention code: `attention_config(cfg)` is the model config the block's attention is built from.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -43,18 +52,28 @@ class Placement:
     apply: Callable                   # (block, sublayer_name, x) -> x
     setup: Callable | None = None     # (block, cfg) -> slots of this block; adds per-layer state
     init: Callable | None = None      # (model, cfg) after init_weights
+    attn: tuple = ()                  # (model.attn option, value) pairs the placement switches on
 
 
 PLACEMENTS: dict[str, Placement] = {}
 
 
-def register_placement(name, slots, final_norm, formula, reference, setup=None, init=None):
+def register_placement(name, slots, final_norm, formula, reference, setup=None, init=None, attn=None):
     def wrap(fn):
         if name in PLACEMENTS:
             raise KeyError(f"placement {name!r} is registered twice")
-        PLACEMENTS[name] = Placement(name, tuple(slots), final_norm, formula, reference, fn, setup, init)
+        PLACEMENTS[name] = Placement(name, tuple(slots), final_norm, formula, reference, fn, setup, init,
+                                     tuple(sorted((attn or {}).items())))
         return fn
     return wrap
+
+
+def attention_config(cfg):
+    """The model config a block's attention is built from: cfg with its placement's attention options applied."""
+    p = PLACEMENTS.get(cfg.norm.placement)
+    if p is None or not p.attn:
+        return cfg
+    return dataclasses.replace(cfg, attn=dataclasses.replace(cfg.attn, **dict(p.attn)))
 
 
 register_choices("model.norm.placement", lambda: list(PLACEMENTS))
