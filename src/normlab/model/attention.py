@@ -119,7 +119,8 @@ class SelfAttention(nn.Module):
             return probs.to(q.dtype) @ v
         if self.record_max_logits:
             with torch.no_grad():
-                self._keep_max_logits(self._scores(q, k)[0])
+                scores, hidden = self._scores(q, k)
+                self._keep_max_logits(scores.masked_fill(hidden, float("-inf")))
         if self.sink is None:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self._sdpa_with_sink(q, k, v)
