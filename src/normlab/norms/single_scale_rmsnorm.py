@@ -10,7 +10,7 @@ Unlike scalenorm (g init sqrt(d), eps clamping the L2 norm) eps sits inside the 
 import torch
 from torch import nn
 
-from . import register_norm
+from . import kernels, register_norm
 from .rmsnorm import rms_normalize
 
 
@@ -24,5 +24,8 @@ class SingleScaleRMSNorm(nn.Module):
         self.scale = nn.Parameter(torch.ones(())) if cfg.affine else None
 
     def forward(self, x):
-        y = rms_normalize(x, self.eps)  # the fused kernel without a weight; the scalar (or [E, 1, 1]) multiplies after
-        return y * self.scale if self.scale is not None else y
+        if self.scale is None:
+            return rms_normalize(x, self.eps)
+        if kernels.plain(self.scale):  # the scalar as a [C] view: RMSNorm's fused kernel, its weight grad summed back
+            return rms_normalize(x, self.eps, self.scale.expand(x.shape[-1]))
+        return rms_normalize(x, self.eps) * self.scale  # a stacked run's [E, 1, 1] scale broadcasts
