@@ -144,6 +144,8 @@ def test_sink_rate_and_entropy_with_a_learned_sink():
         for b in model.blocks:
             b.attn.sink.weight.fill_(10.0)
     sunk = probe_model(model, idx, ["attn_sinks", "attn_entropy"])
+    logits = probe_model(model, idx, ["qkv_stats"])["qkv_stats"]
+    assert logits["sink/layer1"] == 10.0 and (logits["sink_logits"] == 10.0).all()
     assert plain["attn_sinks"]["rate"] >= 0.5 and sunk["attn_sinks"]["rate"] == 0.0
     seen = _capture(model, ["blocks.1.attn.tap_q", "blocks.1.attn.tap_k"])
     with torch.no_grad():

@@ -6,6 +6,8 @@ max over heads, i.e. logit_stats' attn_max), from the tapped q and k (after RoPE
 before clamp / cap; the attention module's own scale). The L2 norms of the per-head q, k and v vectors,
 mean over batch, heads and positions (`q/<layer>`, `k/<layer>`, `v/<layer>`): logit growth is q or k
 growing (Dehghani et al. 2023; Wortsman et al. 2023). v is read where the attention taps it (`tap_v`).
+With model.attn.sink=true the learned sink logits per head too (`sink/<layer>` their mean, `sink_logits`
+layers x heads).
 """
 from __future__ import annotations
 
@@ -47,4 +49,9 @@ class QKVStats(Probe):
                 out[f"{tap}/{attention_label(parent)}"] = float(t.detach().double().norm(dim=-1).mean())
         if labels and len({len(r) for r in rows}) == 1:
             out["per_head_max_logit"], out["labels"] = np.stack(rows), labels_array(labels)
+        sinks = [(n, m) for n, m in view.model.named_modules() if n.endswith(".sink") and hasattr(m, "weight")]
+        for name, m in sinks:
+            out[f"sink/{attention_label(name.rsplit('.', 1)[0])}"] = float(m.weight.detach().double().mean())
+        if sinks:
+            out["sink_logits"] = np.stack([m.weight.detach().double().cpu().numpy() for _, m in sinks])
         return out
