@@ -93,7 +93,7 @@ def test_rezero_residual_formula():
     (["model.norm.kind=dyt", "model.norm.placement=post"],
      "model.norm.kind=dyt with model.norm.placement=post is refused: norm kind dyt does not normalize"),
     (["model.norm.kind=dyt", "model.norm.placement=deepnorm"], "residual sum x \\+ F\\(x\\)"),
-    (["model.norm.kind=dyt", "model.norm.placement=mixln"], "use model.norm.placement=pre or peri"),
+    (["model.norm.kind=dyt", "model.norm.placement=mixln"], "use model.norm.placement=lns, peri, pre or reorder"),
     (["model.norm.kind=identity", "model.norm.placement=pre"],
      "norm kind identity in the 'in' slots of placement pre computes nothing"),
     (["model.norm.kind=identity", "model.norm.placement=deepnorm"], "grows by \\(2L\\)\\^¼ per sublayer"),
@@ -112,3 +112,69 @@ def test_validity_accepts_the_sensible_pairs():
         assert pair_reason(kind, placement) is None
         load_config("debug", [f"model.norm.kind={kind}", f"model.norm.placement={placement}"])
     load_config("debug", ["model.norm.kind=dyt", "model.norm.placement=none", "model.norm.final=always"])
+
+
+def test_reorder_residual_formula_and_final_norm():
+    model = build_model(_cfg("model.norm.placement=reorder")).double()
+    block = model.blocks[0]
+    assert not hasattr(block, "norm_attn_in") and model.norm_final is not None   # OLMo 2 keeps its final norm
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    h = x + block.norm_attn_out(block.attn(x))
+    torch.testing.assert_close(block(x), h + block.norm_mlp_out(block.mlp(h)))
+
+
+def test_lns_scales_each_norm_output_by_one_over_sqrt_layer():
+    model = build_model(_cfg("model.norm.placement=lns", "model.n_layer=4")).double()
+    assert [b.lns_scale for b in model.blocks] == pytest.approx([1, 2 ** -0.5, 3 ** -0.5, 0.5])
+    block = model.blocks[3]
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    h = x + block.attn(block.norm_attn_in(x) / 2.0)          # l = 4: 1/sqrt(4)
+    torch.testing.assert_close(block(x), h + block.mlp(block.norm_mlp_in(h) / 2.0))
+    assert model.norm_final is not None
+
+
+def test_lns_refuses_depth_scaled_init():
+    with pytest.raises(ConfigError, match="placement=lns with model.depth_scaled_init=true is refused: LayerNorm Scaling"):
+        load_config("debug", ["model.norm.placement=lns", "model.depth_scaled_init=true"])
+
+
+@pytest.mark.parametrize("kind", ["rmsnorm", "layernorm"])
+def test_hybrid_block_formula_with_qkv_norms_of_the_models_kind(kind):
+    import math
+
+    model = build_model(_cfg("model.norm.placement=hybrid", f"model.norm.kind={kind}")).double()
+    block = model.blocks[1]
+    a = block.attn
+    assert type(a.norm_v).kind == kind and a.norm_q.weight.shape == (8,)      # per head (d_model / n_head)
+    assert not hasattr(block, "norm_attn_in") and not hasattr(block, "norm_mlp_post")
+    assert sorted(n for n, _ in block.named_children() if n.startswith("norm")) == ["norm_attn_post"]
+    x = 3 * torch.randn(2, 5, 16, dtype=torch.float64)
+    q, k, v = (t.view(2, 5, 2, 8).transpose(1, 2) for t in a.qkv(x).split(16, -1))
+    q, k, v = a.norm_q(q), a.norm_k(k), a.norm_v(v)
+    s = (q @ k.transpose(-2, -1) / math.sqrt(8)).masked_fill(~torch.ones(5, 5, dtype=torch.bool).tril(), float("-inf"))
+    attn = a.proj((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(2, 5, 16))
+    y = block.norm_attn_post(x + attn)                                         # N(Y), Y = X + MHA(Nq, Nk, Nv)
+    torch.testing.assert_close(block(x), y + block.mlp(y))                     # N(Y) + FFN(N(Y))
+    assert model.norm_final is not None and not model.cfg.attn.qkv_norm       # the placement switched it on
+
+
+def test_hybrid_star_puts_block0_in_pre_norm():
+    model = build_model(_cfg("model.norm.placement=hybrid", "model.norm.hybrid_first_pre=true", "model.n_layer=3"))
+    b0, b1 = model.blocks[0].double(), model.blocks[1]
+    assert hasattr(b0, "norm_attn_in") and hasattr(b0, "norm_mlp_in") and b0.attn.norm_v is not None
+    assert hasattr(b1, "norm_attn_post") and not hasattr(b1, "norm_attn_in")
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    h = x + b0.attn(b0.norm_attn_in(x))
+    torch.testing.assert_close(b0(x), h + b0.mlp(b0.norm_mlp_in(h)))
+    with pytest.raises(ConfigError, match="hybrid_first_pre=true only applies to model.norm.placement=hybrid"):
+        load_config("debug", ["model.norm.hybrid_first_pre=true"])
+    with pytest.raises(ConfigError, match="qk_norm and qkv_norm are exclusive \\(placement hybrid switches"):
+        load_config("debug", ["model.norm.placement=hybrid", "model.attn.qk_norm=true"])
+
+
+@pytest.mark.parametrize("kind", ["derf", "gated_dyt"])
+def test_new_squashing_kinds_are_refused_on_the_residual_sum(kind):
+    for placement in ("post", "hybrid", "deepnorm"):
+        assert "does not normalize" in pair_reason(kind, placement)
+    for placement in ("pre", "peri", "reorder", "lns"):
+        assert pair_reason(kind, placement) is None

@@ -4,6 +4,10 @@ Jha & Reagen 2024 (arXiv 2410.09637, train_utils.py): ent = -sum_s A[t,s] log A[
 averaged over batch and queries, per head and per layer. Query t of a causal row sees t+1 keys, so
 its maximum entropy is log(t+1) (0 for t = 0): a head is overloaded when the mean over rows t >= 1 of
 ent_t / log(t+1) is at least probes.overload_threshold (3/4, the authors' follow-up definition).
+Rows that need not sum to 1 (model.attn.softmax=softpick or sigmoid, or a sink): the entropy is that of
+the row renormalized to sum 1 (where the attention that is paid goes; for softmax rows a no-op), so it
+still lies in [0, log(t+1)]; a row with no mass at all (softpick can give one) has no entropy and is
+left out. How much is paid is reported beside it: `mass/<layer>`, the mean row sum (1 for softmax).
 """
 from __future__ import annotations
 
@@ -17,8 +21,11 @@ from .recorder import ATTENTION_PATTERNS, labels_array
 
 
 def row_entropy(probs: torch.Tensor) -> torch.Tensor:
-    """-sum p log p over the key axis (0 log 0 = 0): B,H,T,S -> B,H,T."""
-    return -torch.special.xlogy(probs, probs).sum(-1)
+    """-sum p log p over the key axis of each row renormalized to sum 1 (0 log 0 = 0; a row of zeros -> NaN):
+    B,H,T,S -> B,H,T."""
+    mass = probs.sum(-1, keepdim=True)
+    p = probs / mass.masked_fill(mass == 0, float("nan"))
+    return -torch.special.xlogy(p, p).sum(-1)
 
 
 def row_max_entropy(probs: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -61,6 +68,7 @@ class AttnEntropy(Probe):
             labels.append(a.label)
             out[a.label] = float(np.nanmean(ents[-1])) if np.isfinite(ents[-1]).any() else math.nan
             out[f"overload/{a.label}"] = float(np.mean(norms[-1] >= self.cfg.overload_threshold))
+            out[f"mass/{a.label}"] = float(a.probs.sum(-1).double().mean())
         if not labels:
             return {}
         out["overload"] = float(np.mean(np.concatenate(norms) >= self.cfg.overload_threshold))

@@ -32,13 +32,17 @@ class Probe:
     """Base class: `patterns` are the module-name globs it reads; `reduce(view)` returns its summary.
 
     `stage` says when the training loop runs it: "forward" (a probe pass on the fixed probe batch,
-    every probes.every steps) or "gradients" (after backward, before clipping, every probes.grad_every
+    every probes.every steps), "gradients" (after backward, before clipping, every probes.grad_every
     steps: such a probe implements `tracker(model)` returning an object with `keys` and `measure()`,
-    a device tensor of len(keys) values or None)."""
+    a device tensor of len(keys) values or None) or "update" (around the optimizer step every
+    probes.update_every steps: `tracker(model, optimizer)` with `keys`, `snapshot()` called after
+    backward and `measure()` after the step). `input_patterns` name modules whose *input* the
+    Recorder keeps (View.inputs), for probes that need what a module was given (a norm's x)."""
 
     name = ""
     stage = "forward"
     patterns: tuple[str, ...] = ()
+    input_patterns: tuple[str, ...] = ()
     peaks: dict[str, str] = {}   # summary.json key -> prefix of this probe's scalar keys whose max over training it holds
     figures: tuple[Figure, ...] = ()
 

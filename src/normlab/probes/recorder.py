@@ -69,6 +69,14 @@ def layer_of(name: str) -> str:
     return f"{m.group(1)}{stack}layer{m.group(3)}"
 
 
+def attention_label(parent: str) -> str:
+    """layer3 for blocks.3.attn; layer3.cross for a second attention module of the block (encoder-decoder)."""
+    label = layer_of(parent)
+    if not parent.endswith(".attn") and parent != "attn" and label != parent:
+        label += "." + parent.rsplit(".", 1)[-1]
+    return label
+
+
 @dataclass
 class AttentionMap:
     label: str              # layer3, or layer3.xattn for a second attention module in the block
@@ -78,10 +86,11 @@ class AttentionMap:
 
 
 class View:
-    """What one forward showed the Recorder, with derived quantities computed once and shared."""
+    """What one forward showed the Recorder, with derived quantities computed once and shared. `inputs` holds
+    the first input of the modules a probe asked for by `input_patterns` (e.g. a norm's x)."""
 
-    def __init__(self, model: nn.Module, outputs: dict[str, torch.Tensor]):
-        self.model, self.outputs = model, outputs
+    def __init__(self, model: nn.Module, outputs: dict[str, torch.Tensor], inputs: dict | None = None):
+        self.model, self.outputs, self.inputs = model, outputs, inputs or {}
 
     def matching(self, pattern: str) -> list[tuple[str, torch.Tensor]]:
         """Captured outputs whose module name matches, in the order the forward produced them."""
@@ -99,10 +108,7 @@ class View:
             if k is None or not hasattr(module, "probabilities"):
                 continue
             probs, scores = module.probabilities(q, k, self.outputs.get(f"{prefix}tap_pad"))
-            label = layer_of(parent)
-            if not parent.endswith(".attn") and parent != "attn" and label != parent:
-                label += "." + parent.rsplit(".", 1)[-1]
-            maps.append(AttentionMap(label, probs, scores, bool(getattr(module, "causal", True))))
+            maps.append(AttentionMap(attention_label(parent), probs, scores, bool(getattr(module, "causal", True))))
         return maps
 
     @functools.cached_property
@@ -136,15 +142,22 @@ class Recorder:
                     raise ValueError(f"unknown probe {name!r}; registered: {', '.join(PROBES)}")
                 self.probes.append(PROBES[name](self.cfg))
         patterns = {pat for p in self.probes for pat in p.patterns}
+        in_patterns = {pat for p in self.probes for pat in getattr(p, "input_patterns", ())}
         self.targets = [(n, m) for n, m in self.model.named_modules() if any(glob_match(p, n) for p in patterns)]
+        self.input_targets = [(n, m) for n, m in self.model.named_modules()
+                              if any(glob_match(p, n) for p in in_patterns)]
         self.outputs: dict[str, torch.Tensor] = {}
+        self.inputs: dict[str, torch.Tensor] = {}
         self._handles: list = []
 
     def __enter__(self) -> "Recorder":
         self.outputs.clear()
+        self.inputs.clear()
         try:
             for name, module in self.targets:
                 self._handles.append(module.register_forward_hook(functools.partial(self._keep, name)))
+            for name, module in self.input_targets:
+                self._handles.append(module.register_forward_hook(functools.partial(self._keep_input, name)))
         except BaseException:
             self.remove()
             raise
@@ -165,9 +178,14 @@ class Recorder:
             self.outputs.pop(name, None)  # re-insert: dict order = the order outputs were produced
             self.outputs[name] = output.detach()
 
+    def _keep_input(self, name, module, args, output) -> None:
+        if args and isinstance(args[0], torch.Tensor):
+            self.inputs.pop(name, None)
+            self.inputs[name] = args[0].detach()
+
     def summary(self) -> dict[str, dict]:
         """{probe name: {key: float | ndarray}} from the last forward seen (and the model's parameters)."""
-        view = View(self.model, self.outputs)
+        view = View(self.model, self.outputs, self.inputs)
         with torch.no_grad():
             return {p.name: p.reduce(view) for p in self.probes}
 

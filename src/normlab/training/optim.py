@@ -27,8 +27,18 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
+def decay_coefficient(cfg: TrainConfig) -> float:
+    """The decay group's weight_decay. torch's AdamW decays p by lr_t * wd per step (coupled: a larger peak LR
+    also decays harder). independent (Loshchilov & Hutter 2019 Alg. 2; Wortsman et al. 2023 sec. 3.2.2):
+    p -= s_t * wd * p with s_t = lr_t / lr the schedule's multiplier, i.e. wd / lr in torch's terms (a constant,
+    so fused AdamW needs no per-step change, and a schedule that reaches 0 stays finite)."""
+    if cfg.optimizer != "adamw":
+        return 0.0
+    return cfg.weight_decay / cfg.lr if cfg.weight_decay_mode == "independent" else cfg.weight_decay
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay if cfg.optimizer == "adamw" else 0.0)
+    groups = param_groups(model, decay_coefficient(cfg))
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     device = next(model.parameters()).device
     return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps, **optimizer_flags(cfg, device, cls))

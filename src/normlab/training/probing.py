@@ -4,7 +4,9 @@ Probes declare their stage (probes/__init__.py): `forward` probes run every prob
 (and at step 0 and after the last step) on a fixed probe batch, under no_grad in eval mode, so the
 training step itself is untouched and keeps the fused SDPA kernel; `gradients` probes read .grad
 after backward and before clipping every probes.grad_every steps, as device tensors buffered with
-the step's record (no extra host sync). Scalars go to metrics.jsonl as probe/<probe>/<key>,
+the step's record (no extra host sync); `update` probes snapshot the parameters after backward and
+measure after the optimizer step every probes.update_every steps (rank 0 only), written as a record
+of that step (one host read per measured step). Scalars go to metrics.jsonl as probe/<probe>/<key>,
 arrays to probes/step_N.npz as <probe>/<key>.
 """
 from __future__ import annotations
@@ -25,6 +27,8 @@ class Probing(Callback):
         self.forward = [n for n in names if PROBES[n].stage == "forward"]
         self.trackers = ([PROBES[n](p).tracker(run.model) for n in names if PROBES[n].stage == "gradients"]
                          if p.grad_every else [])
+        self.updaters = ([(n, PROBES[n](p).tracker(run.model, run.trainer.optimizer)) for n in names
+                          if PROBES[n].stage == "update"] if p.update_every and run.ranks.is_main else [])
         self.batch = self.src = None
         if p.every and self.forward:
             b = run.corpus.val.batch(p.batch_size, seed=run.cfg.data.split_seed + PROBE_BATCH_SEED, step=0)
@@ -37,7 +41,7 @@ class Probing(Callback):
 
     def disable(self, reason: str) -> None:
         """No probes at all (FSDP: a probe forward on rank 0 alone would need the other ranks' shards)."""
-        self.batch, self.trackers = None, []
+        self.batch, self.trackers, self.updaters = None, [], []
         self.note["probes_disabled"] = reason
 
     def on_start(self, run):
@@ -50,8 +54,19 @@ class Probing(Callback):
                 values = tracker.measure()
                 if values is not None:
                     run.log.attach(step, tracker.keys, values)
+        if self.updaters and step % self.p.update_every == 0:
+            for _, tracker in self.updaters:
+                tracker.snapshot()
 
     def after_step(self, run, step):
+        if self.updaters and step % self.p.update_every == 0:
+            record = {}
+            for name, tracker in self.updaters:
+                values = tracker.measure()
+                if values is not None:
+                    record.update({f"probe/{name}/{k}": v for k, v in zip(tracker.keys, values.tolist())})
+            if record:
+                run.log.add({"step": step, **record})
         if done(step, self.p.every) or step + 1 == run.cfg.train.steps:
             self._probe(run, step + 1)
 

@@ -19,6 +19,7 @@ from ..config import TrainConfig
 from ..data import IGNORE
 from . import accel, dist
 from .optim import lr_at, set_lr
+from .qk_clip import QKClip
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 0.0) -> torch.Tensor:
@@ -47,10 +48,13 @@ class Trainer:
     step_model: nn.Module | None = None            # what the forward calls; default: model
     ranks: dist.DistInfo = field(default_factory=dist.DistInfo)
     params: list = field(default_factory=list)
+    qk_clip: QKClip | None = None                   # train.qk_clip > 0: the attention modules keep their max logits
 
     def __post_init__(self):
         self.step_model = self.model if self.step_model is None else self.step_model
         self.params = self.params or list(self.model.parameters())
+        if self.train.qk_clip and self.qk_clip is None:
+            self.qk_clip = QKClip(self.model, self.train.qk_clip)
 
 
 @dataclass
@@ -79,6 +83,8 @@ def train_step(tr: Trainer, batch, step: int, after_backward: Callable[[], None]
     post_step = getattr(tr.model, "post_step", None)
     if post_step is not None:  # e.g. nGPT renormalizes its matrices after every step
         post_step()
+    if tr.qk_clip is not None:  # Kimi K2's QK-Clip, from the max logits this step's forward produced
+        tr.qk_clip.apply()
     return StepResult(loss.detach(), grad_norm.detach(), lr)
 
 
