@@ -197,9 +197,9 @@ def test_a_raising_tracker_is_closed_and_warned_and_training_goes_on(tiny, tmp_p
     [warning] = summary["warnings"]
     assert "tracker wandb failed at log (RuntimeError: dashboard went away)" in warning and "training went on" in warning
     assert json.loads((tmp_path / "flaky" / "summary.json").read_text())["warnings"] == [warning]
-    # flushes: probe@0 + steps 0-9 + probe@10, then eval@10 + steps 10-19 + probe@20 (raises); the final eval never
-    # reaches the closed tracker
-    assert recording == [("start", "flaky", None), ("log", 12), ("log", 12), ("close",)]
+    # flushes: probe@0 + steps 0-9 + update_stats@0 + probe@10, then eval@10 + steps 10-19 + probe@20 (raises); the
+    # final eval never reaches the closed tracker
+    assert recording == [("start", "flaky", None), ("log", 13), ("log", 12), ("close",)]
     assert "warning: tracker wandb failed" in capsys.readouterr().err
 
 

@@ -38,6 +38,8 @@ class Range:
 
 def _num(x: float) -> str:
     """A bound as a reader writes it: 1024, 2^20, 10^9, 1e-08, 1e+30."""
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e20:
+        x = int(x)
     if isinstance(x, float):
         return f"{x:g}"
     if x >= 1 << 20 and (x & (x - 1)) == 0:
