@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
-from ..config import ConfigError, RunConfig, dump_yaml, from_dict, read_yaml, to_dict
+from ..config import ConfigError, RunConfig, dump_yaml, from_dict, read_yaml, to_dict, validate
 from ..data import Corpus, build_corpus
 from ..model import build_model
-from ..rundir import atomic_write_text, latest_checkpoint, meta, read_json, write_json
+from ..rundir import atomic_write_text, latest_checkpoint, meta, read_json, read_text, write_json
+from ..rundir.lock import RUN_FILES
 from . import accel, dist
 from .leakage import check_causality, check_targets
 from .metrics_log import MetricsLog
@@ -30,7 +31,6 @@ from .step import Trainer
 RESUMABLE_CHANGES = ("name", "out_dir", "train.log_every", "train.ckpt_every", "train.compile", "train.compile_cache",
                      "train.threads", "train.device", "train.fused_optimizer", "train.cpu_malloc", "train.parallel",
                      "sample.")
-RUN_MARKERS = ("config.yaml", "metrics.jsonl", "meta.json", "summary.json")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -92,8 +92,24 @@ def config_changes(saved: RunConfig, wanted: RunConfig) -> list[str]:
 
 
 def saved_config(run_dir: Path) -> RunConfig:
+    """A run's config.yaml, refused (naming the file) unless it reads as normlab wrote it: whole (every
+    section, the last line complete), valid, with the trained vocabulary size. Keys added to a section by a
+    later normlab take their defaults, so older runs still load."""
     path = Path(run_dir) / "config.yaml"
-    return from_dict(RunConfig, read_yaml(path), source=str(path))
+    data = read_yaml(path)
+    sections = [f.name for f in dataclasses.fields(RunConfig)]
+    missing = [k for k in sections if k not in data]
+    if missing or not read_text(path).endswith("\n"):
+        raise ConfigError(f"{path}: incomplete ({'no ' + ', '.join(missing) if missing else 'the last line is cut'});"
+                          " normlab writes it whole, so it was truncated or edited")
+    cfg = from_dict(RunConfig, data, source=str(path))
+    if cfg.model.vocab_size < 1:
+        raise ConfigError(f"{path}: model.vocab_size={cfg.model.vocab_size}; a trained run records its vocabulary size")
+    try:
+        validate(cfg, training=False)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return cfg
 
 
 def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -102,7 +118,7 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         raise ConfigError(f"{run_dir} exists and is not a directory; choose another name or out_dir")
     if not run_dir.is_dir() or not any(p.name != ".lock" for p in run_dir.iterdir()):
         return
-    if not any((run_dir / m).exists() for m in RUN_MARKERS):
+    if not any((run_dir / m).exists() for m in RUN_FILES):
         raise ConfigError(f"{run_dir} exists and holds files that are not a normlab run; choose another name or "
                           "out_dir (nothing was written)")
     if overwrite:
@@ -114,7 +130,7 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
                           "overwrite=True to start it again, or choose another name")
 
 
-def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, write: bool) -> tuple[RunConfig, Corpus]:
+def _prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[RunConfig, Corpus]:
     corpus = build_corpus(cfg.data, cfg.model.block_size)
     vocab = corpus.tokenizer.vocab_size
     if cfg.model.vocab_size == 0:
@@ -127,11 +143,15 @@ def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, write: bool) -> tuple[
         if changed:
             raise ConfigError(f"cannot resume {run_dir}: its config differs in {'; '.join(changed)}. A resumed run "
                               "must compute what the original would have; start a new run name instead")
-    if write:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-        atomic_write_text(run_dir / "tokenizer.json", corpus.tokenizer.to_json())
     return cfg, corpus
+
+
+def _write_run_files(cfg: RunConfig, run_dir: Path, corpus: Corpus) -> None:
+    """config.yaml and tokenizer.json, once everything that can refuse the run has passed (a refused resume
+    leaves the run directory as it was)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    atomic_write_text(run_dir / "tokenizer.json", corpus.tokenizer.to_json())
 
 
 def _guard(model, corpus: Corpus, cfg: RunConfig, device) -> None:
@@ -151,8 +171,7 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
     if ranks.is_main:
         check_run_dir(run_dir, resume, overwrite)
     accel.setup_backends(device, cfg.train)
-    cfg, corpus = _prepare(cfg, run_dir, resume, write=ranks.is_main)
-    dist.barrier(ranks)
+    cfg, corpus = _prepare(cfg, run_dir, resume)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device)
     _guard(model, corpus, cfg, device)
@@ -162,13 +181,16 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
     ckpt = latest_checkpoint(run_dir, need_state=True) if resume else None
     state = dist.load(ckpt, model, optimizer, cfg.train, ranks) if ckpt is not None else {}
     start = state.get("step", 0)
-    log = MetricsLog(run_dir, ranks, cfg.train.loss_bound, state.get("metrics_lines", 0),
-                     state.get("timing_lines", 0))
     info = meta(str(device))
     info["world_size"] = ranks.world
+    if ranks.is_main and resume and (run_dir / "meta.json").exists():
+        info["start"] = read_json(run_dir / "meta.json").get("start", info["start"])
+        info["resumed_at_step"] = start
+    # the first writes: metrics.jsonl cut back to the checkpoint (refused when it holds fewer lines), then the rest
+    log = MetricsLog(run_dir, ranks, cfg.train.loss_bound, state.get("metrics_lines", 0),
+                     state.get("timing_lines", 0))
     if ranks.is_main:
-        if resume and (run_dir / "meta.json").exists():
-            info["start"] = read_json(run_dir / "meta.json").get("start", info["start"])
-            info["resumed_at_step"] = start
+        _write_run_files(cfg, run_dir, corpus)
         write_json(run_dir / "meta.json", info)
+    dist.barrier(ranks)
     return TrainingRun(cfg, run_dir, corpus, trainer, log, start, info)
