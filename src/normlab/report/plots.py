@@ -1,6 +1,7 @@
 """Figures: data in, matplotlib Figure out (no file I/O). Curves are mean over seeds ± std band."""
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import matplotlib
@@ -14,6 +15,18 @@ LOSS_CAPTION = ("Training loss per step, smoothed (EMA), mean over seeds ± sd: 
 CUMULATIVE_CAPTION = ("Cumulative average of the training loss (mean over steps 0..t), mean over seeds ± sd: "
                       "which variant leads at each point of training (seed 003's second figure).")
 VAL_CAPTION = "Validation loss at each evaluation step: thin lines are seeds, thick the mean."
+
+
+@contextlib.contextmanager
+def closing_new_figures():
+    """Close every figure opened inside the block, also when it raises (a broken run directory met halfway
+    through the figures), so a process that builds many reports does not keep their figures."""
+    before = set(plt.get_fignums())
+    try:
+        yield
+    finally:
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)
 
 
 def png(fig) -> bytes:

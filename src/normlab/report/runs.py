@@ -81,12 +81,25 @@ def load_run(run_dir: Path, variant: str | None = None, seed: int | None = None)
             loss[m["step"]] = float(m["loss"])
         if "val_loss" in m and isinstance(m["val_loss"], (int, float)):
             val.append((m["step"], float(m["val_loss"])))
+    _check_complete(run_dir, summary, metrics)
     samples_path = run_dir / "samples.txt"
     samples = samples_path.read_text(encoding="utf-8", errors="replace").splitlines() if samples_path.exists() else []
     v, s = _split_name(run_dir.name)
     run = RunData(variant or v, s if seed is None else seed, run_dir, summary, loss, val, samples)
     run.__dict__["metrics"] = metrics  # cached_property: read once
     return run
+
+
+def _check_complete(run_dir: Path, summary: dict, metrics: list[dict]) -> None:
+    """A finished run wrote a record for every step it did: fewer means metrics.jsonl was cut or damaged
+    (a torn last line alone would only hide steps), and its curves would silently stop early."""
+    done = summary.get("steps_done")
+    if summary.get("status") not in ("complete", "diverged") or not isinstance(done, int) or done < 1:
+        return
+    have = len({m["step"] for m in metrics if "loss" in m and 0 <= m["step"] < done})
+    if have < done:
+        raise ConfigError(f"{run_dir / 'metrics.jsonl'}: holds {have} of the {done} step records that summary.json "
+                          "counts; the file was truncated or damaged")
 
 
 def load_experiment_runs(exp_dir: Path) -> tuple[dict, list[RunData]]:
