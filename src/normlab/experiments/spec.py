@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..config import ConfigError, RunConfig, build_config, from_dict, read_yaml
+from ..config.rules import NAME
 from ..report.claims import ClaimSpec, parse_claims
 
 EXPERIMENT_DIR = Path(__file__).resolve().parent
@@ -132,6 +133,10 @@ def load_experiment(name: str) -> ExperimentSpec:
     spec = from_dict(ExperimentSpec, data, source=str(path))
     spec.folder = str(path.parent)
     spec.name = spec.name or path.parent.name
+    for what, name in [("name", spec.name), *(("preset", p) for p in spec.presets)]:
+        if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:  # both become folder names
+            raise ConfigError(f"{path}: {what} {name!r} must be one folder name (letters, digits and . _ + = -, "
+                              "no '/' and no '..')")
     if not 1 <= spec.seeds <= MAX_SEEDS or not 1 <= spec.jobs <= 64:
         raise ConfigError(f"{path}: seeds must be in [1, {MAX_SEEDS}] and jobs in [1, 64]")
     spec.variants = all_variants(spec, path)
