@@ -196,21 +196,19 @@ def parse_seeds(text: str | int | None, default: int) -> list[int]:
     if text is None:
         return list(range(default))
     text = str(text).strip()
-    try:
-        if re.fullmatch(r"\d+", text):
-            seeds = list(range(int(text)))
-        elif m := re.fullmatch(r"(\d+)-(\d+)", text):
-            lo, hi = int(m.group(1)), int(m.group(2))
-            seeds = list(range(lo, hi + 1)) if lo <= hi else []
-        elif re.fullmatch(r"\d+(,\d+)+", text):
-            seeds = sorted({int(s) for s in text.split(",")})
-        else:
-            seeds = []
-    except ValueError:
+    bad = ConfigError(f"--seeds {text!r}: give a count (5 = seeds 0..4), a range (10-14) or a list (3,7,11); "
+                      f"1 to {MAX_SEEDS} seeds, each below 2^31")
+    if m := re.fullmatch(r"(?:(\d+)-)?(\d+)", text):   # a count or a range: sized before any list is built
+        lo, hi = (int(m.group(1)), int(m.group(2))) if m.group(1) else (0, int(m.group(2)) - 1)
+        if not 0 <= hi - lo < MAX_SEEDS or hi >= 2 ** 31:
+            raise bad
+        seeds = list(range(lo, hi + 1))
+    elif re.fullmatch(r"\d+(,\d+)+", text):
+        seeds = sorted({int(s) for s in text.split(",")})
+    else:
         seeds = []
     if not seeds or len(seeds) > MAX_SEEDS or max(seeds) >= 2 ** 31:
-        raise ConfigError(f"--seeds {text!r}: give a count (5 = seeds 0..4), a range (10-14) or a list (3,7,11); "
-                          f"1 to {MAX_SEEDS} seeds, each below 2^31")
+        raise bad
     return seeds
 
 
