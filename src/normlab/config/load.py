@@ -240,7 +240,9 @@ def build_config(layers: list[tuple[dict, str]], overrides: list[str] = ()) -> R
 def _with_source(message: str, sources: dict[str, str]) -> str:
     # from_dict only knows "config"; replace it with the file or CLI flag the key came from.
     for path in sorted(sources, key=len, reverse=True):
-        if f"{path} (config)" in message or f"{path}=" in message:
+        parts = path.split(".")
+        prefixes = [".".join(parts[:i]) for i in range(len(parts), 0, -1)]  # `bogus.key=1`: "unknown key bogus"
+        if f"{path}=" in message or any(f"{p} (config)" in message for p in prefixes):
             return message.replace("(config)", f"({sources[path]})")
     return message
 

@@ -106,7 +106,7 @@ def saved_config(run_dir: Path) -> RunConfig:
     if cfg.model.vocab_size < 1:
         raise ConfigError(f"{path}: model.vocab_size={cfg.model.vocab_size}; a trained run records its vocabulary size")
     try:
-        validate(cfg, training=False)
+        validate(cfg, {key: str(path) for key in _flat(data)}, training=False)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     return cfg
