@@ -440,7 +440,8 @@ LATEST_EDITS = {
     "dangling": lambda run: _latest(run).write_text("step_999999\n"),
     "hand-edited": lambda run: _latest(run).write_text("the last one\n"),
     "outside": lambda run: _latest(run).write_text("../../../elsewhere/checkpoints/step_000006\n"),
-    "missing": lambda run: _latest(run).unlink(),
+    "missing-newest-incomplete": lambda run: (_latest(run).unlink(), max(
+        (run / "checkpoints").glob("step_*")).joinpath("model.safetensors").unlink()),
     "a-folder": lambda run: (_latest(run).unlink(), _latest(run).mkdir()),
 }
 LATEST_CASES = [pytest.param(cmd, edit, id=f"{cmd}-latest-{edit}") for cmd in ("resume", "sample")
@@ -457,7 +458,7 @@ def test_checkpoint_pointer(cmd, edit, runs, tmp_path):
         names = ["incomplete checkpoint", "state.safetensors"]
     else:
         LATEST_EDITS[edit](run)
-        names = ["checkpoints/latest"]
+        names = ["incomplete checkpoint", "model.safetensors"] if edit.startswith("missing") else ["checkpoints/latest"]
     before = snapshot(tmp_path)
     refused(invoke(*_command(cmd, tmp_path)), *names)
     assert changed(before, snapshot(tmp_path)) == []

@@ -4,8 +4,9 @@ the resume point, and the metrics log. `setup(...)` returns a `TrainingRun`; the
 Resume rules (what makes a resumed run equal to an uninterrupted one, or refused):
 - the saved config.yaml must equal the new one except for keys that change speed or bookkeeping,
   never what is computed (RESUMABLE_CHANGES); anything else that changed is named in the error;
-- the run continues from the checkpoint `latest` points to (a missing or broken pointer is an
-  error, never a silent restart); metrics.jsonl is truncated to the lines that checkpoint saw;
+- the run continues from the checkpoint `latest` points to (the newest step folder when a kill came
+  before the first `latest`; a broken pointer is an error, never a silent restart); metrics.jsonl is
+  truncated to the lines that checkpoint saw;
 - a folder that exists but holds no normlab run is never written into.
 """
 from __future__ import annotations
