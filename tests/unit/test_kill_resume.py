@@ -8,7 +8,8 @@ metrics lines plus a random delay, so mid-step). After each kill the run is resu
 final weights (every safetensors tensor, and the file's bytes), metrics.jsonl (deterministic by
 design: wall clock goes to timing.jsonl), samples.txt and val loss must equal an uninterrupted run's.
 Kills: 6 in the default run (4 planted, 2 random, chained on one run); under -m slow, 5 planted points one
-by one and 3 runs of up to 4 random kills each.
+by one and 3 runs of up to 4 random kills each. Last, in process: a checkpoint at an eval/probe step (and
+the final one) keeps that step's val_loss and probe records, once (2 cases).
 """
 import json
 import os
@@ -166,3 +167,46 @@ def test_random_kills(seed, reference, tmp_path):
             break
     resume_to_end(tmp_path, "cut")
     assert_identical(tmp_path / "cut", reference)
+
+
+# ---------------------------------------------------------------- resume never loses (or repeats) a record
+
+RECORDS = ["train.steps=30", "train.ckpt_every=10", "train.eval_every=10", "probes.every=10", "train.log_every=7",
+           "train.eval_batches=1", "sample.n=1"]
+
+
+def _records(run: Path) -> list[dict]:
+    from normlab.rundir import read_metrics
+
+    return read_metrics(run / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("back_to", [10, 30], ids=["eval+probe-step-10", "final-step-30"])
+def test_a_checkpoint_at_an_eval_and_probe_step_keeps_their_records(back_to, tiny, tmp_path):
+    """Kill right after the checkpoint at an eval/probe step (`latest` moved back to it, records written after
+    it still in the file, as a kill leaves the run), resume: that step's val_loss and probe records are there
+    once, and metrics.jsonl equals a run never stopped. At the final step the kill comes during the final
+    evaluation (summary.json not yet written)."""
+    import shutil
+
+    import normlab as nl
+
+    nl.train(tiny("name=full", *RECORDS))
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    if back_to < 30:
+        nl.train(tiny("name=cut", *RECORDS), until_step=back_to + 5)   # checkpoints at back_to and back_to + 5
+    else:
+        shutil.copytree(full, cut)
+        (cut / "summary.json").unlink()
+        (cut / "samples.txt").unlink()
+    (cut / "checkpoints" / "latest").write_text(f"step_{back_to:06d}\n")
+    info = json.loads((cut / "checkpoints" / f"step_{back_to:06d}" / "state.json").read_text())
+    kept = _records(cut)[: info["metrics_lines"]]
+    if back_to < 30:  # records after the checkpoint, to drop; the checkpoint already counts that step's eval, probes
+        assert len(_records(cut)) > len(kept)
+        assert {"val_loss", "probe/attn_entropy/layer0"} <= {k for r in kept if r["step"] == back_to for k in r}
+    nl.train(tiny("name=cut", *RECORDS), resume=True)
+    assert (cut / "metrics.jsonl").read_bytes() == (full / "metrics.jsonl").read_bytes()
+    for step in (10, 20, 30):
+        at = [r for r in _records(cut) if r["step"] == step]
+        assert sum("val_loss" in r for r in at) == 1 and sum("probe/attn_entropy/layer0" in r for r in at) == 1
