@@ -53,7 +53,9 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
     write_json(exp_dir / "experiment.json", info)
     reused = sum(s == "finished" for s in states.values())
     echo(f"{spec.name}: {len(spec.variants)} variants x seeds {seeds_label(seed_list)} -> {exp_dir} "
-         f"({len(planned) - reused} to train, {reused} finished already)")
+         f"({sum(len(t.runs) for t in tasks)} to train, {reused} finished already"
+         + (f", {len(planned) - reused - sum(len(t.runs) for t in tasks)} failed kept (--skip-failed))"
+            if skip_failed and any(s == "failed" for s in states.values()) else ")"))
     n_jobs = max(1, min(jobs or spec.jobs, len(tasks) or 1))
     for task in tasks:
         task.threads = threads_per_worker(n_jobs)

@@ -163,9 +163,20 @@ def _guard(model, corpus: Corpus, cfg: RunConfig, device) -> None:
     check_causality(model, b.x.to(device), cfg.model.vocab_size, src=src)
 
 
+def _threads(cfg: RunConfig, run_dir: Path, resume: bool) -> int:
+    """train.threads; else, on resume, the count the run started with (meta.json): CPU reductions split by
+    thread count, so a run resumed in a sweep with fewer runs left (more threads each) or on another shell
+    stays equal to one never stopped. 0 = leave torch's default."""
+    if cfg.train.threads or not (resume and (run_dir / "meta.json").is_file()):
+        return cfg.train.threads
+    threads = read_json(run_dir / "meta.json").get("threads")
+    return threads if isinstance(threads, int) and 0 < threads <= 4096 else 0
+
+
 def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool = False) -> TrainingRun:
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    threads = _threads(cfg, run_dir, resume)
+    if threads:
+        torch.set_num_threads(threads)
     ranks = dist.init(cfg.train.device)  # torchrun: one process per rank; else a no-op
     device = dist.device_for(ranks, resolve_device(cfg.train.device))
     dist.check_batch(cfg.train, ranks)
