@@ -39,7 +39,7 @@ from normlab.config import RunConfig
 from normlab.config.schema import Range
 
 from oneline import changed, invoke, refused, snapshot
-from tinyruns import TINY_EXPERIMENT, make_partial, resume_args, run_sweep, train_runs
+from tinyruns import TINY_EXPERIMENT, make_partial, resume_args
 
 GARBAGE = bytes(range(256)) * 3   # not UTF-8, not JSON, not a zip, not safetensors; holds newlines
 MODES = ("garbage", "truncated", "empty")
@@ -52,14 +52,14 @@ def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.delenv("NORMLAB_DEBUG", raising=False)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return train_runs(tmp_path_factory.mktemp("runs"))
+@pytest.fixture
+def runs(tiny_runs):
+    return tiny_runs
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    return run_sweep(tmp_path_factory.mktemp("sweep"))
+@pytest.fixture
+def sweep(tiny_sweep):
+    return tiny_sweep
 
 
 # ---------------------------------------------------------------- cli arguments

@@ -26,7 +26,7 @@ import torch
 
 from oneline import invoke, refused
 from test_publish import fake_hub  # noqa: F401  (the folder-backed Hub fixture)
-from tinyruns import latest, make_partial, resume_args, run_sweep, train_runs
+from tinyruns import latest, make_partial, resume_args
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "normlab"
 
@@ -70,9 +70,9 @@ def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.delenv("NORMLAB_DEBUG", raising=False)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return train_runs(tmp_path_factory.mktemp("runs"))
+@pytest.fixture
+def runs(tiny_runs):
+    return tiny_runs
 
 
 @pytest.fixture
@@ -223,9 +223,9 @@ def test_a_symlink_in_the_run_cannot_lead_a_replay_outside(runs, tmp_path, marke
     refused(invoke("replay", tmp_path / "div"), "forensics.json", "outside")
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    return run_sweep(tmp_path_factory.mktemp("sweep"))
+@pytest.fixture
+def sweep(tiny_sweep):
+    return tiny_sweep
 
 
 def test_run_rerun_of_a_partial_run_with_a_pickled_checkpoint(sweep, tmp_path, marker):
