@@ -132,7 +132,7 @@ def main(debug):
                                 "or host:port; default: start a local Ray for this sweep")
 def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replicate, launcher, address, no_stack):
     """Train every variant x seed of EXPERIMENT (resuming unfinished runs) and write its report."""
-    from .experiments.run import exit_code, run_experiment
+    from .experiments.run import exit_code, failed_runs, run_experiment
     from .report import summary_table
 
     result = run_experiment(experiment, list(overrides), seeds, jobs, out_dir, preset, skip_failed, replicate,
@@ -144,6 +144,11 @@ def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replic
     click.echo(summary_table(result.exp_dir, load_experiment(experiment)))
     click.echo(f"trained in {result.wall_s:.1f} s; report: {result.report['report.html']} "
                "(and report.md, results.json, PNGs)")
+    failed = failed_runs(result)
+    if failed:  # one line; each run's summary.json holds its whole error, and a re-run retries it
+        click.secho(f"error: {len(failed)} of {len(result.results)} runs failed: "
+                    + "; ".join(f"{name}: {why}" for name, why in failed.items()), fg="red", err=True)
+        sys.exit(exit_code(result))
 
 
 @main.command(cls=_ListedCommand, lister=_configs_text, context_settings={"ignore_unknown_options": True})

@@ -141,6 +141,10 @@ def _tag_sources(data: Any, source: str, prefix: str, sources: dict) -> None:
 
 
 def apply_override(tree: dict, path: list[str], value: Any) -> dict:
+    for i in range(1, len(path)):
+        if _is_value(path[:i]):
+            raise ConfigError(f"override {'.'.join(path)}: {'.'.join(path[:i])} is a value, not a section; "
+                              f"set it directly ({'.'.join(path[:i])}=...)")
     node = tree
     for part in path[:-1]:
         node = node.setdefault(part, {})
@@ -154,6 +158,22 @@ def apply_override(tree: dict, path: list[str], value: Any) -> dict:
                           f"by one ({'.'.join(path)}.<key>=value) instead of replacing the whole section")
     node[path[-1]] = value
     return tree
+
+
+def _is_value(path: list[str]) -> bool:
+    """True when the dotted path names a plain value of RunConfig (train.lr), which has no keys below it;
+    False for sections, mappings (model.norm.options) and unknown keys (from_dict names those)."""
+    cls = RunConfig
+    for part in path:
+        hints = _hints(cls)
+        if part not in hints:
+            return False
+        tp = hints[part]
+        tp = get_args(tp)[0] if get_origin(tp) is Annotated else tp
+        if not dataclasses.is_dataclass(tp):
+            return not (tp is dict or get_origin(tp) is dict)
+        cls = tp
+    return False
 
 
 def _is_section(path: list[str]) -> bool:
@@ -221,7 +241,9 @@ def build_config(layers: list[tuple[dict, str]], overrides: list[str] = ()) -> R
 def _with_source(message: str, sources: dict[str, str]) -> str:
     # from_dict only knows "config"; replace it with the file or CLI flag the key came from.
     for path in sorted(sources, key=len, reverse=True):
-        if f"{path} (config)" in message or f"{path}=" in message:
+        parts = path.split(".")
+        prefixes = [".".join(parts[:i]) for i in range(len(parts), 0, -1)]  # `bogus.key=1`: "unknown key bogus"
+        if f"{path}=" in message or any(f"{p} (config)" in message for p in prefixes):
             return message.replace("(config)", f"({sources[path]})")
     return message
 

@@ -51,3 +51,6 @@ def _fits_in_memory(cfg: RunConfig) -> str | None:
     return (f"this run needs about {_gib(need)} of memory ({estimate_params(cfg):,} parameters x {BYTES_PER_PARAM} "
             f"bytes + activations of train.batch_size={cfg.train.batch_size} x model.block_size={cfg.model.block_size}) "
             f"but the machine has {_gib(total)}; shrink model.d_model / model.n_layer / train.batch_size")
+
+
+_fits_in_memory.training_only = True  # a saved run is still sampled or reported on a smaller machine

@@ -32,7 +32,9 @@ def _get(cfg, dotted: str):
     return cfg
 
 
-def validate(cfg: RunConfig, sources: dict[str, str] | None = None) -> RunConfig:
+def validate(cfg: RunConfig, sources: dict[str, str] | None = None, training: bool = True) -> RunConfig:
+    """Registry choices and every rule; `training=False` (a saved run read to sample or replay) skips the rules
+    marked `training_only` (what this machine can train is not a property of the run)."""
     sources = sources or {}
     for path, provider in _CHOICES.items():
         value, allowed = _get(cfg, path), sorted(provider())
@@ -43,6 +45,8 @@ def validate(cfg: RunConfig, sources: dict[str, str] | None = None) -> RunConfig
             raise ConfigError(f"{path}={value!r} ({where}) is not registered; choose one of: "
                               f"{', '.join(allowed)}{hint}")
     for rule in _RULES:
+        if not training and getattr(rule, "training_only", False):
+            continue
         reason = rule(cfg)
         if reason:
             raise ConfigError(reason)

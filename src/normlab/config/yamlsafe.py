@@ -46,6 +46,8 @@ def loads(text: str, where: str):
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{where}: not valid YAML{at}: {problem}") from None
+    except RecursionError:  # [[[[...]]]] thousands deep: the composer recurses once per level
+        raise ConfigError(f"{where}: nested too deeply to be a normlab config") from None
 
 
 def read_file(path: Path):

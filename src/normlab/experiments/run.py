@@ -46,7 +46,10 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
         raise ConfigError(f"--replicate {replicate}: no results.json there (run the original experiment first)")
     planned = expand(spec, list(overrides), seed_list, out, preset)
     exp_dir = planned[0].run_dir.parent
-    exp_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create {exp_dir}: {err.strerror or err} (--out must be a writable folder)") from None
     tasks, states = plan_tasks(planned, skip_failed, stack)
     info = {"name": spec.name, "title": spec.title, "description": spec.description, "seed_ref": spec.seed_ref,
             "source": spec.source, "variants": list(spec.variants), "seeds": seed_list,
@@ -58,8 +61,10 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
     reused = sum(s == "finished" for s in states.values())
     stacked = sum(len(t.runs) for t in tasks if len(t.runs) > 1)
     echo(f"{spec.name}: {len(spec.variants)} variants x seeds {seeds_label(seed_list)} -> {exp_dir} "
-         f"({len(planned) - reused} to train, {reused} finished already; {len(tasks)} task(s)"
-         + (f", {stacked} runs stacked" if stacked else "") + ")")
+         f"({sum(len(t.runs) for t in tasks)} to train, {reused} finished already; {len(tasks)} task(s)"
+         + (f", {stacked} runs stacked" if stacked else "")
+         + (f", {len(planned) - reused - sum(len(t.runs) for t in tasks)} failed kept (--skip-failed))"
+            if skip_failed and any(s == "failed" for s in states.values()) else ")"))
     t0 = time.perf_counter()
     sweep = _sweep(launcher, tasks, jobs or spec.jobs, jobs, address, echo)
     results = sweep.run()
@@ -115,10 +120,17 @@ def _done_line(run: str, s: dict) -> str:
     return f"  {run}: {status} {s.get('error') or ''}".rstrip()
 
 
+def failed_runs(result: ExperimentResult) -> dict[str, str]:
+    """{run: first line of its error} for the runs of this call that failed (their summary says why)."""
+    return {name: (str(s.get("error") or "no error recorded").strip().splitlines() or [""])[0][:300]
+            for name, s in result.results.items() if s.get("status") == "failed"}
+
+
 def exit_code(result: ExperimentResult) -> int:
+    """130 when interrupted, 1 when a run failed (the report is written all the same), else 0."""
     from ..training.signals import EXIT_INTERRUPTED
 
-    return EXIT_INTERRUPTED if result.interrupted else 0
+    return EXIT_INTERRUPTED if result.interrupted else (1 if failed_runs(result) else 0)
 
 
-__all__ = ["ExperimentResult", "exit_code", "run_experiment"]
+__all__ = ["ExperimentResult", "exit_code", "failed_runs", "run_experiment"]

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..config import ConfigError, RunConfig, build_config, from_dict, read_yaml
+from ..config.rules import NAME
 from ..report.claims import ClaimSpec, parse_claims
 
 EXPERIMENT_DIR = Path(__file__).resolve().parent
@@ -132,6 +133,10 @@ def load_experiment(name: str) -> ExperimentSpec:
     spec = from_dict(ExperimentSpec, data, source=str(path))
     spec.folder = str(path.parent)
     spec.name = spec.name or path.parent.name
+    for what, name in [("name", spec.name), *(("preset", p) for p in spec.presets)]:
+        if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:  # both become folder names
+            raise ConfigError(f"{path}: {what} {name!r} must be one folder name (letters, digits and . _ + = -, "
+                              "no '/' and no '..')")
     if not 1 <= spec.seeds <= MAX_SEEDS or not 1 <= spec.jobs <= 64:
         raise ConfigError(f"{path}: seeds must be in [1, {MAX_SEEDS}] and jobs in [1, 64]")
     spec.variants = all_variants(spec, path)
@@ -191,21 +196,19 @@ def parse_seeds(text: str | int | None, default: int) -> list[int]:
     if text is None:
         return list(range(default))
     text = str(text).strip()
-    try:
-        if re.fullmatch(r"\d+", text):
-            seeds = list(range(int(text)))
-        elif m := re.fullmatch(r"(\d+)-(\d+)", text):
-            lo, hi = int(m.group(1)), int(m.group(2))
-            seeds = list(range(lo, hi + 1)) if lo <= hi else []
-        elif re.fullmatch(r"\d+(,\d+)+", text):
-            seeds = sorted({int(s) for s in text.split(",")})
-        else:
-            seeds = []
-    except ValueError:
+    bad = ConfigError(f"--seeds {text!r}: give a count (5 = seeds 0..4), a range (10-14) or a list (3,7,11); "
+                      f"1 to {MAX_SEEDS} seeds, each below 2^31")
+    if m := re.fullmatch(r"(?:(\d+)-)?(\d+)", text):   # a count or a range: sized before any list is built
+        lo, hi = (int(m.group(1)), int(m.group(2))) if m.group(1) else (0, int(m.group(2)) - 1)
+        if not 0 <= hi - lo < MAX_SEEDS or hi >= 2 ** 31:
+            raise bad
+        seeds = list(range(lo, hi + 1))
+    elif re.fullmatch(r"\d+(,\d+)+", text):
+        seeds = sorted({int(s) for s in text.split(",")})
+    else:
         seeds = []
     if not seeds or len(seeds) > MAX_SEEDS or max(seeds) >= 2 ** 31:
-        raise ConfigError(f"--seeds {text!r}: give a count (5 = seeds 0..4), a range (10-14) or a list (3,7,11); "
-                          f"1 to {MAX_SEEDS} seeds, each below 2^31")
+        raise bad
     return seeds
 
 

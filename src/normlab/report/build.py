@@ -100,7 +100,11 @@ def missing_runs(runs: list[RunData]) -> list[str]:
 
 def build_report(exp_dir: str | Path, spec=None) -> dict[str, Path]:
     """Write the report files into exp_dir and return their paths."""
-    exp_dir = Path(exp_dir)
+    with plots.closing_new_figures():
+        return _build_report(Path(exp_dir), spec)
+
+
+def _build_report(exp_dir: Path, spec) -> dict[str, Path]:
     info, runs = load_experiment_runs(exp_dir)
     groups = by_variant(runs, info.get("variants", []))
     result = analyze(info, groups, spec)
@@ -141,7 +145,8 @@ def summary_table(exp_dir: str | Path, spec=None) -> str:
     """The claims' verdicts and the results table, as Markdown (what `normlab run` prints at the end)."""
     info, runs = load_experiment_runs(Path(exp_dir))
     groups = by_variant(runs, info.get("variants", []))
-    result = analyze(info, groups, spec)
+    with plots.closing_new_figures():  # analyze() also draws the experiment's own figures, unused here
+        result = analyze(info, groups, spec)
     return render.verdict_table(result["claims"]) + "\n\n" + render.results_table(result["table"], list(groups))
 
 

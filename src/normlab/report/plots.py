@@ -7,6 +7,7 @@ apart. `png` writes a palette PNG, a tenth of a full-colour one for these flat-c
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 
@@ -33,6 +34,18 @@ CUMULATIVE_CAPTION_MANY = ("Average training loss over the whole run (the cumula
 VAL_CAPTION = "Validation loss at each evaluation step: thin lines are seeds, thick the mean."
 VAL_CAPTION_MANY = ("Validation loss at each evaluation step, one panel per variant (thin: seeds, thick: their mean; "
                     "grey: the other variants' means), shared axes.")
+
+
+@contextlib.contextmanager
+def closing_new_figures():
+    """Close every figure opened inside the block, also when it raises (a broken run directory met halfway
+    through the figures), so a process that builds many reports does not keep their figures."""
+    before = set(plt.get_fignums())
+    try:
+        yield
+    finally:
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)
 
 
 def png(fig) -> bytes:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from ..config import ConfigError
 from ..config.load import read_yaml
-from ..rundir import read_json, read_metrics
+from ..rundir import read_json, read_metrics, read_text
 
 
 @dataclass
@@ -35,7 +36,11 @@ class RunData:
     def config(self) -> dict:
         """The run's resolved config.yaml as a plain dict ({} when there is none), read once."""
         path = self.run_dir / "config.yaml"
-        return (read_yaml(path) or {}) if path.exists() else {}
+        if not path.exists():
+            return {}
+        if not read_text(path).endswith("\n"):  # normlab writes it whole: a cut last line means a cut file
+            raise ConfigError(f"{path}: incomplete (the last line is cut); the file was truncated")
+        return read_yaml(path) or {}
 
     @functools.cached_property
     def metrics(self) -> list[dict]:
@@ -81,12 +86,31 @@ def load_run(run_dir: Path, variant: str | None = None, seed: int | None = None)
             loss[m["step"]] = float(m["loss"])
         if "val_loss" in m and isinstance(m["val_loss"], (int, float)):
             val.append((m["step"], float(m["val_loss"])))
+    _check_complete(run_dir, summary, metrics)
     samples_path = run_dir / "samples.txt"
     samples = samples_path.read_text(encoding="utf-8", errors="replace").splitlines() if samples_path.exists() else []
     v, s = _split_name(run_dir.name)
     run = RunData(variant or v, s if seed is None else seed, run_dir, summary, loss, val, samples)
     run.__dict__["metrics"] = metrics  # cached_property: read once
     return run
+
+
+def _check_complete(run_dir: Path, summary: dict, metrics: list[dict]) -> None:
+    """A finished run wrote a record for every step it did: fewer means metrics.jsonl was cut or damaged
+    (a torn last line alone would only hide steps), and its curves would silently stop early."""
+    done = summary.get("steps_done")
+    if summary.get("status") not in ("complete", "diverged") or not isinstance(done, int) or done < 1:
+        return
+    path = run_dir / "metrics.jsonl"
+    have = len({m["step"] for m in metrics if "loss" in m and 0 <= m["step"] < done})
+    if have < done:
+        raise ConfigError(f"{path}: holds {have} of the {done} step records that summary.json counts; the file "
+                          "was truncated or damaged")
+    with open(path, "rb") as f:  # the run ended after its last flush, so its last line is whole
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b"\n":
+            raise ConfigError(f"{path}: ends in a torn line after the run finished (step records: {have}); the "
+                              "file was damaged")
 
 
 def load_experiment_runs(exp_dir: Path) -> tuple[dict, list[RunData]]:

@@ -89,17 +89,18 @@ def check_folder(folder: Path, need_state: bool = True) -> Path:
 
 
 def latest_checkpoint(run_dir: Path, need_state: bool = False) -> Path | None:
-    """The checkpoint `latest` points to; None when the run never wrote one. A missing, empty or dangling
-    `latest` beside existing checkpoints is an error that names what exists, never a silent restart."""
+    """The checkpoint `latest` points to; None when the run never wrote one. Without `latest` beside step
+    folders (a kill between a run's first checkpoint folder and its first `latest`), the newest folder: a
+    folder only gets its step_N name once all its files are written. An empty, hand-edited or dangling
+    `latest` is an error that names what exists, never a silent restart."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return None
     pointer = root / "latest"
-    if not pointer.exists():
-        if any(root.glob("step_*")):
-            raise CheckpointError(f"{pointer} is missing but checkpoints exist ({_existing(root)}); write the name "
-                                  "of the one to resume into it (e.g. step_000100)")
-        return None
+    if not pointer.exists() and not pointer.is_symlink():
+        steps = sorted((p for p in root.glob("step_*") if _STEP_DIR.match(p.name) and p.is_dir()),
+                       key=lambda p: int(p.name[5:]))
+        return check_folder(steps[-1], need_state) if steps else None
     name = read_text(pointer, max_bytes=256).strip()
     if not _STEP_DIR.match(name):
         raise CheckpointError(f"{pointer} holds {name!r}, not a checkpoint name like step_000100; existing "

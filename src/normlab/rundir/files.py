@@ -64,14 +64,21 @@ def write_npz(path: Path, arrays: dict) -> None:
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz (no pickled object arrays: allow_pickle=False)."""
+    """Every array of an .npz (no pickled object arrays: allow_pickle=False; nothing but arrays)."""
     try:
-        with np.load(Path(path), allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        data = np.load(Path(path), allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with data:
+            arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except Exception as err:  # BadZipFile, ValueError (a pickled object array), EOFError, OSError: all "broken"
         raise ConfigError(f"{path}: not a readable .npz file ({type(err).__name__}: {_first_line(err)})") from None
+    odd = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
+    if odd:  # a zip whose members are not .npy arrays (a torch.save file, say) reads back as raw bytes
+        raise ConfigError(f"{path}: not a numpy .npz archive (members that are not arrays: {', '.join(odd[:3])})")
+    return arrays
 
 
 def _clean(value):

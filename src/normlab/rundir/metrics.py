@@ -36,20 +36,19 @@ def _complete_lines(path: Path) -> list[bytes]:
     return [line for line in lines[:-1]]  # the part after the last newline is empty or torn
 
 
+def _parse(path: Path, n: int, line: bytes) -> dict:
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"{path}:{n}: not a JSON record (the file is corrupt)") from None
+    if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+        raise ConfigError(f"{path}:{n}: a record must be a JSON object with an integer `step`")
+    return record
+
+
 def read_metrics(path: Path) -> list[dict]:
     """Records of metrics.jsonl (or timing.jsonl), with 'nan'/'inf' strings turned back into floats."""
-    out = []
-    for n, line in enumerate(_complete_lines(path), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ConfigError(f"{path}:{n}: not a JSON record (the file is corrupt)") from None
-        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-            raise ConfigError(f"{path}:{n}: a record must be a JSON object with an integer `step`")
-        out.append(_restore(record))
-    return out
+    return [_restore(_parse(path, n, line)) for n, line in enumerate(_complete_lines(path), 1) if line.strip()]
 
 
 class MetricsWriter:
@@ -59,12 +58,17 @@ class MetricsWriter:
         self.path = Path(path)
         self.lines = len(_complete_lines(self.path))
 
-    def truncate_to(self, lines: int) -> None:
-        """Keep the first `lines` complete lines (the state at a checkpoint); drop the rest."""
+    def truncate_to(self, lines: int, validate: bool = True) -> None:
+        """Keep the first `lines` complete lines (the state at a checkpoint); drop the rest. The kept lines
+        must be records (`validate`): a damaged line is refused now, not after the resumed run has trained."""
         kept = _complete_lines(self.path)
         if lines > len(kept):
             raise ConfigError(f"{self.path}: has {len(kept)} complete lines but its checkpoint recorded {lines}; "
                               "the file was edited or truncated")
+        if validate:
+            for n, line in enumerate(kept[:lines], 1):
+                if line.strip():
+                    _parse(self.path, n, line)
         data = b"".join(line + b"\n" for line in kept[:lines])
         from .files import atomic_write_bytes
 

@@ -66,6 +66,8 @@ def save(run, step: int) -> None:
     run.log.flush()
     if run.log.diverged:
         return  # never checkpoint a diverged state: resume would continue from it
+    if step == run.start_step > 0:
+        return  # the checkpoint this run resumed from holds this state; rewriting it would delete it first
     model, opt_state = dist.full_state(run.model, run.trainer.optimizer, run.ranks)
     if run.ranks.is_main:
         import torch

@@ -102,9 +102,12 @@ def finish(run: TrainingRun, callbacks: list[Callback]) -> dict:
                "train_time_s": round(run.train_time, 3),
                "tokens_per_s": round(run.log.tokens_seen / run.train_time, 1) if run.train_time else None}
     if not diverged:
-        summary["val_loss"] = record_eval(run, cfg.train.steps)
-        summary.update(val_figures(summary["val_loss"], run.corpus.val.bytes_per_token))
+        # checkpoint first: a run killed after it (during the evaluation or the samples) resumes here and
+        # repeats the evaluation, so metrics.jsonl gets the final val record once, as in an uninterrupted run
         save(run, cfg.train.steps)
+        summary["val_loss"] = record_eval(run, cfg.train.steps)
+        run.log.flush()
+        summary.update(val_figures(summary["val_loss"], run.corpus.val.bytes_per_token))
         if cfg.data.task == "lm":  # every rank samples (FSDP needs all ranks in each forward)
             samples = generate_samples(run.model, run.corpus.tokenizer, cfg, run.trainer.device)
         else:

@@ -28,7 +28,7 @@ class MetricsLog:
         self.timing = MetricsWriter(Path(run_dir) / "timing.jsonl") if ranks.is_main else None
         if self.writer is not None and start_lines is not None:
             self.writer.truncate_to(start_lines)
-            self.timing.truncate_to(min(timing_lines or 0, self.timing.lines))
+            self.timing.truncate_to(min(timing_lines or 0, self.timing.lines), validate=False)  # wall clock only
         self._buffer: list[dict] = []           # records; a step record holds device tensors until the flush
         self._extra: dict[int, list[tuple[list[str], torch.Tensor]]] = {}
         self.diverged: tuple[int, str] | None = None

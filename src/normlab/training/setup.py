@@ -4,8 +4,9 @@ the resume point, and the metrics log. `setup(...)` returns a `TrainingRun`; the
 Resume rules (what makes a resumed run equal to an uninterrupted one, or refused):
 - the saved config.yaml must equal the new one except for keys that change speed or bookkeeping,
   never what is computed (RESUMABLE_CHANGES); anything else that changed is named in the error;
-- the run continues from the checkpoint `latest` points to (a missing or broken pointer is an
-  error, never a silent restart); metrics.jsonl is truncated to the lines that checkpoint saw;
+- the run continues from the checkpoint `latest` points to (the newest step folder when a kill came
+  before the first `latest`; a broken pointer is an error, never a silent restart); metrics.jsonl is
+  truncated to the lines that checkpoint saw;
 - a folder that exists but holds no normlab run is never written into.
 """
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import torch
 
-from ..config import ConfigError, RunConfig, dump_yaml, from_dict, read_yaml, to_dict
+from ..config import ConfigError, RunConfig, dump_yaml, from_dict, read_yaml, to_dict, validate
 from ..data import Corpus, build_corpus
 from ..model import build_model
-from ..rundir import atomic_write_text, latest_checkpoint, meta, read_json, write_json
+from ..rundir import atomic_write_text, latest_checkpoint, meta, read_json, read_text, write_json
+from ..rundir.lock import RUN_FILES
 from . import accel, dist
 from .leakage import check_causality, check_targets
 from .metrics_log import MetricsLog
@@ -30,7 +32,6 @@ from .step import Trainer
 RESUMABLE_CHANGES = ("name", "out_dir", "train.log_every", "train.ckpt_every", "train.compile", "train.compile_cache",
                      "train.threads", "train.device", "train.fused_optimizer", "train.cpu_malloc", "train.parallel",
                      "train.trackers", "train.print_every", "sample.")
-RUN_MARKERS = ("config.yaml", "metrics.jsonl", "meta.json", "summary.json")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -92,8 +93,24 @@ def config_changes(saved: RunConfig, wanted: RunConfig) -> list[str]:
 
 
 def saved_config(run_dir: Path) -> RunConfig:
+    """A run's config.yaml, refused (naming the file) unless it reads as normlab wrote it: whole (every
+    section, the last line complete), valid, with the trained vocabulary size. Keys added to a section by a
+    later normlab take their defaults, so older runs still load."""
     path = Path(run_dir) / "config.yaml"
-    return from_dict(RunConfig, read_yaml(path), source=str(path))
+    data = read_yaml(path)
+    sections = [f.name for f in dataclasses.fields(RunConfig)]
+    missing = [k for k in sections if k not in data]
+    if missing or not read_text(path).endswith("\n"):
+        raise ConfigError(f"{path}: incomplete ({'no ' + ', '.join(missing) if missing else 'the last line is cut'});"
+                          " normlab writes it whole, so it was truncated or edited")
+    cfg = from_dict(RunConfig, data, source=str(path))
+    if cfg.model.vocab_size < 1:
+        raise ConfigError(f"{path}: model.vocab_size={cfg.model.vocab_size}; a trained run records its vocabulary size")
+    try:
+        validate(cfg, {key: str(path) for key in _flat(data)}, training=False)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return cfg
 
 
 def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -102,7 +119,7 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         raise ConfigError(f"{run_dir} exists and is not a directory; choose another name or out_dir")
     if not run_dir.is_dir() or not any(p.name != ".lock" for p in run_dir.iterdir()):
         return
-    if not any((run_dir / m).exists() for m in RUN_MARKERS):
+    if not any((run_dir / m).exists() for m in RUN_FILES):
         raise ConfigError(f"{run_dir} exists and holds files that are not a normlab run; choose another name or "
                           "out_dir (nothing was written)")
     if overwrite:
@@ -114,7 +131,7 @@ def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
                           "again with overwrite=True (CLI: remove the folder first), or choose another name")
 
 
-def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, write: bool) -> tuple[RunConfig, Corpus]:
+def _prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[RunConfig, Corpus]:
     corpus = build_corpus(cfg.data, cfg.model.block_size)
     vocab = corpus.tokenizer.vocab_size
     if cfg.model.vocab_size == 0:
@@ -127,11 +144,15 @@ def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, write: bool) -> tuple[
         if changed:
             raise ConfigError(f"cannot resume {run_dir}: its config differs in {'; '.join(changed)}. A resumed run "
                               "must compute what the original would have; start a new run name instead")
-    if write:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-        atomic_write_text(run_dir / "tokenizer.json", corpus.tokenizer.to_json())
     return cfg, corpus
+
+
+def _write_run_files(cfg: RunConfig, run_dir: Path, corpus: Corpus) -> None:
+    """config.yaml and tokenizer.json, once everything that can refuse the run has passed (a refused resume
+    leaves the run directory as it was)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    atomic_write_text(run_dir / "tokenizer.json", corpus.tokenizer.to_json())
 
 
 def _guard(model, corpus: Corpus, cfg: RunConfig, device) -> None:
@@ -142,17 +163,27 @@ def _guard(model, corpus: Corpus, cfg: RunConfig, device) -> None:
     check_causality(model, b.x.to(device), cfg.model.vocab_size, src=src)
 
 
+def _threads(cfg: RunConfig, run_dir: Path, resume: bool) -> int:
+    """train.threads; else, on resume, the count the run started with (meta.json): CPU reductions split by
+    thread count, so a run resumed in a sweep with fewer runs left (more threads each) or on another shell
+    stays equal to one never stopped. 0 = leave torch's default."""
+    if cfg.train.threads or not (resume and (run_dir / "meta.json").is_file()):
+        return cfg.train.threads
+    threads = read_json(run_dir / "meta.json").get("threads")
+    return threads if isinstance(threads, int) and 0 < threads <= 4096 else 0
+
+
 def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool = False) -> TrainingRun:
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    threads = _threads(cfg, run_dir, resume)
+    if threads:
+        torch.set_num_threads(threads)
     ranks = dist.init(cfg.train.device)  # torchrun: one process per rank; else a no-op
     device = dist.device_for(ranks, resolve_device(cfg.train.device))
     dist.check_batch(cfg.train, ranks)
     if ranks.is_main:
         check_run_dir(run_dir, resume, overwrite)
     accel.setup_backends(device, cfg.train)
-    cfg, corpus = _prepare(cfg, run_dir, resume, write=ranks.is_main)
-    dist.barrier(ranks)
+    cfg, corpus = _prepare(cfg, run_dir, resume)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device)
     _guard(model, corpus, cfg, device)
@@ -162,13 +193,16 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
     ckpt = latest_checkpoint(run_dir, need_state=True) if resume else None
     state = dist.load(ckpt, model, optimizer, cfg.train, ranks) if ckpt is not None else {}
     start = state.get("step", 0)
-    log = MetricsLog(run_dir, ranks, cfg.train.loss_bound, state.get("metrics_lines", 0),
-                     state.get("timing_lines", 0))
     info = meta(str(device))
     info["world_size"] = ranks.world
+    if ranks.is_main and resume and (run_dir / "meta.json").exists():
+        info["start"] = read_json(run_dir / "meta.json").get("start", info["start"])
+        info["resumed_at_step"] = start
+    # the first writes: metrics.jsonl cut back to the checkpoint (refused when it holds fewer lines), then the rest
+    log = MetricsLog(run_dir, ranks, cfg.train.loss_bound, state.get("metrics_lines", 0),
+                     state.get("timing_lines", 0))
     if ranks.is_main:
-        if resume and (run_dir / "meta.json").exists():
-            info["start"] = read_json(run_dir / "meta.json").get("start", info["start"])
-            info["resumed_at_step"] = start
+        _write_run_files(cfg, run_dir, corpus)
         write_json(run_dir / "meta.json", info)
+    dist.barrier(ranks)
     return TrainingRun(cfg, run_dir, corpus, trainer, log, start, info)
