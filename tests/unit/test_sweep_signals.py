@@ -144,7 +144,7 @@ def test_first_sigint_checkpoints_then_a_rerun_finishes_only_what_is_missing(ref
     p = _sweep(out)
     stdout, stderr = p.communicate(timeout=900)
     assert p.returncode == 0, stderr
-    assert "(3 to train, 0 finished already)" in stdout
+    assert "(3 to train, 0 finished already;" in stdout
     for r in RUNS:
         assert (exp / r / "metrics.jsonl").read_bytes() == (reference / r / "metrics.jsonl").read_bytes(), r
         meta = json.loads((exp / r / "meta.json").read_text())
@@ -204,12 +204,12 @@ def test_failed_runs_are_retried_unless_skip_failed(reference, tmp_path):
     p = _sweep(out, "--skip-failed")
     stdout, stderr = p.communicate(timeout=900)
     assert p.returncode == 0, stderr
-    assert "(0 to train, 2 finished already, 1 failed kept (--skip-failed))" in stdout
+    assert "(0 to train, 2 finished already;" in stdout and "1 failed kept (--skip-failed))" in stdout
     assert changed(kept, snapshot(exp / "post-seed0")) == []
     p = _sweep(out)
     stdout, stderr = p.communicate(timeout=900)
     assert p.returncode == 0, stderr
-    assert "(1 to train, 2 finished already)" in stdout and "post-seed0: complete" in stdout
+    assert "(1 to train, 2 finished already;" in stdout and "post-seed0: complete" in stdout
     summary = json.loads((exp / "post-seed0" / "summary.json").read_text())
     assert summary["status"] == "complete"
     assert summary["val_loss"] == json.loads((reference / "post-seed0" / "summary.json").read_text())["val_loss"]
