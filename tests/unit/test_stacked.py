@@ -165,3 +165,50 @@ def test_stacked_model_compiles(tmp_path):
         train_stacked(cs, [tmp_path / c.name for c in cs])
     for s in range(2):
         assert np.abs(_losses(tmp_path / f"c{s}") - _losses(tmp_path / f"e{s}")).max() < 1e-5
+
+
+VARIANTS = [["model.attn.gate=headwise"], ["model.attn.gate=elementwise"], ["model.attn.softmax=softpick"],
+            ["model.attn.softmax=sigmoid"], ["model.attn.sink=true"], ["model.attn.qkv_norm=true"],
+            ["model.attn.qk_norm=true"], ["model.resid_clip=1"]] + [
+    [f"model.norm.placement={p}"] for p in ("post", "peri", "deepnorm", "mixln", "rezero", "reorder", "lns", "hybrid",
+                                           "none")]
+
+
+@pytest.mark.parametrize("extra", VARIANTS, ids=lambda e: e[0].split("model.")[1])
+def test_every_attention_option_and_placement_stacks(extra):
+    """The stacked model's member k gives model k's logits for every attention option and placement
+    (float64, parameters moved off their init so a learned sink logit or gate that is shared shows)."""
+    cfg = nl.load_config("debug", ["model.vocab_size=11", *extra]).model
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        m = nl.build_model(cfg).double()
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        models.append(m)
+    stacked, _ = stack_models(models, "cpu")
+    x = torch.randint(0, 11, (3, 2, 9))
+    out = stacked(x.reshape(6, 9)).reshape(3, 2, 9, 11)
+    for k, m in enumerate(models):
+        torch.testing.assert_close(out[k], m(x[k]), rtol=1e-10, atol=1e-10)
+
+
+def test_independent_weight_decay_is_the_plain_paths(tmp_path):
+    """train.weight_decay_mode=independent decays wd * lr_t / lr in the stack as in torch AdamW (wd / lr):
+    with wd 0.1 at lr 0.01 the coupled and independent decays differ 100x, so a stack that ignored the mode
+    would leave the plain run within steps."""
+    torch.set_num_threads(1)
+    extra = ["train.steps=30", "train.optimizer=adamw", "train.weight_decay=0.1", "train.weight_decay_mode=independent"]
+    _stack(tmp_path, "s", [0], *extra)
+    nl.train(_cfg(tmp_path, "plain", 0, *extra))
+    coupled = _cfg(tmp_path, "coupled", 0, *extra[:-1])
+    nl.train(coupled)
+    diff = np.abs(_losses(tmp_path / "s0") - _losses(tmp_path / "plain"))
+    assert diff.max() < 1e-4, diff.max()
+    assert np.abs(_losses(tmp_path / "coupled") - _losses(tmp_path / "plain")).max() > 100 * max(diff.max(), 1e-7)
+
+
+def test_qk_clip_trains_alone():
+    cfg = nl.load_config("debug", ["train.qk_clip=50"])
+    assert stack_key(cfg) is None and "qk_clip" in stacked_loop.unstackable(cfg)

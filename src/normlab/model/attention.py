@@ -56,14 +56,17 @@ def sigmoid_weights(z: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
 
 class SinkLogit(nn.Module):
     """One learned logit per head in the softmax denominator (gpt-oss sinks), init 0 as in x-transformers'
-    head_learned_sink; a leaf module so stacked training can give each member its own."""
+    head_learned_sink; a leaf module so stacked training can give each member its own.
+
+    forward(zeros) takes a B,H tensor of zeros and returns each row's sink logits (B,H): the batch axis lets a
+    stack of models (training/stacked.py, rows grouped by member) add each member's own logits."""
 
     def __init__(self, n_head: int):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(n_head))
 
-    def forward(self) -> torch.Tensor:
-        return self.weight
+    def forward(self, zeros: torch.Tensor) -> torch.Tensor:
+        return zeros + self.weight.to(zeros.dtype)
 
 
 def qkv_norms(cfg: ModelConfig, head_dim: int) -> tuple:
@@ -133,8 +136,8 @@ class SelfAttention(nn.Module):
         zeros = k.new_zeros(B, H, 1, D)
         hidden = ~torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
         causal = torch.zeros(T, S, dtype=q.dtype, device=q.device).masked_fill(hidden, float("-inf"))
-        sink = self.sink().to(q.dtype).view(H, 1, 1).expand(H, T, 1)
-        mask = torch.cat([causal.expand(H, T, S), sink], dim=-1)                        # H,T,S+1
+        sink = self.sink(q.new_zeros(B, H)).view(B, H, 1, 1).expand(B, H, T, 1)
+        mask = torch.cat([causal.expand(B, H, T, S), sink], dim=-1)                     # B,H,T,S+1
         return F.scaled_dot_product_attention(q, torch.cat([k, zeros], -2), torch.cat([v, zeros], -2), attn_mask=mask)
 
     def _scores(self, q, k):
@@ -162,7 +165,7 @@ class SelfAttention(nn.Module):
             probs = sigmoid_weights(z, hidden)
         elif self.sink is not None:
             B, H, T, _ = z.shape
-            sink = self.sink().to(z.dtype).view(1, H, 1, 1).expand(B, H, T, 1)
+            sink = self.sink(z.new_zeros(B, H)).view(B, H, 1, 1).expand(B, H, T, 1)
             probs = torch.softmax(torch.cat([z.masked_fill(hidden, float("-inf")), sink], -1), dim=-1)[..., :-1]
         else:
             probs = torch.softmax(z.masked_fill(hidden, float("-inf")), dim=-1)

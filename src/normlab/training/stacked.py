@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import IGNORE
-from .optim import param_groups
+from .optim import decay_coefficient, param_groups
 
 # The flat gradient buffer's span views are strided (row stride P): autograd accumulates into them in
 # place all the same; its one-time note that this "may impair performance" is about a copy we measured.
@@ -196,7 +196,7 @@ class StackedAdam:
         col = lambda xs: torch.tensor(xs, dtype=torch.float32, device=device)[:, None]  # noqa: E731
         self.b1, self.b2 = col([t.betas[0] for t in trains]), col([t.betas[1] for t in trains])
         self.eps = col([t.adam_eps for t in trains])
-        self.wd = col([t.weight_decay if t.optimizer == "adamw" else 0.0 for t in trains])
+        self.wd = col([decay_coefficient(t) for t in trains])    # train.weight_decay_mode as in the plain path
         self.m = torch.zeros_like(flat.data)
         self.v = torch.zeros_like(flat.data)
         self.t = torch.zeros(flat.E, 1, device=device)

@@ -255,4 +255,6 @@ def unstackable(cfg: RunConfig) -> str:
         return "nGPT and the encoder-decoder train alone (their renormalization and source batches are per model)"
     if cfg.data.task != "lm":
         return "seq2seq batches have per-batch widths"
+    if cfg.train.qk_clip:
+        return "train.qk_clip rescales each model's W_q, W_k from its own forward's max logits after the step"
     return ""
