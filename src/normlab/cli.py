@@ -298,7 +298,7 @@ def list_(what):
     if what in ("all", "norms"):
         click.secho("norm kinds (model.norm.kind)", bold=True)
         for name, cls in sorted(NORMS.items()):
-            click.echo(f"  {name:<18} {describe(cls)}")
+            click.echo(f"  {name:<21} {describe(cls)}")
     if what in ("all", "placements"):
         click.secho("placements (model.norm.placement)", bold=True)
         for name, p in sorted(PLACEMENTS.items()):
@@ -327,10 +327,11 @@ def _print_pairs():
 
     kinds, places = sorted(NORMS), sorted(PLACEMENTS)
     click.secho("norm kind x placement (rows x columns)", bold=True)
-    click.echo(" " * 20 + "".join(f"{p:<10}" for p in places))
+    w = max(map(len, kinds)) + 1  # the kind column fits the longest kind name
+    click.echo(" " * (w + 2) + "".join(f"{p:<10}" for p in places))
     for kind in kinds:
         cells = ["refused" if pair_reason(kind, p) else ("ok" if kind_is_used(p) else "ok*") for p in places]
-        click.echo(f"  {kind:<18}" + "".join(f"{c:<10}" for c in cells))
+        click.echo(f"  {kind:<{w}}" + "".join(f"{c:<10}" for c in cells))
     unused = [p for p in places if not kind_is_used(p)]
     click.echo(f"  * {', '.join(unused)}: no norm slots and no final norm, so the kind is unused "
                "(it only builds the final norm when model.norm.final=always)")

@@ -130,3 +130,67 @@ def test_registering_twice_is_an_error():
 def test_every_placement_documents_itself():
     for p in PLACEMENTS.values():
         assert p.formula and p.reference
+
+
+def test_derf_formula_and_init():
+    norm = _with_params("derf", bias=True)
+    expected = norm.weight * torch.erf(norm.alpha * X + norm.shift) + norm.bias
+    torch.testing.assert_close(norm(X), expected)
+    fresh = build_norm(NormConfig(kind="derf", options={"alpha_mlp": 0.2}), 8, "mlp_in")
+    assert fresh.alpha.item() == pytest.approx(0.2) and fresh.shift.item() == 0.0   # x-transformers: s init 0
+    assert build_norm(NormConfig(kind="derf"), 8).alpha.item() == 0.5 and fresh.bias is None
+    assert NORMS["derf"].normalizes is False
+
+
+def test_seednorm_formula_and_init():
+    norm = _with_params("seednorm", eps=1e-6)
+    dot = (X * norm.beta).sum(-1, keepdim=True)                       # one scalar per token
+    rms = torch.sqrt((X ** 2).mean(-1, keepdim=True) + 1e-6)
+    expected = (torch.tanh(dot) * norm.alpha + norm.weight) * X / rms
+    torch.testing.assert_close(norm(X), expected)
+    fresh = build_norm(NormConfig(kind="seednorm", eps=1e-6), 8).double()
+    torch.testing.assert_close(fresh(X), X / rms)                     # b = 0, g = 1: a plain RMSNorm at init
+    (fresh(X) * X).sum().backward()
+    assert fresh.beta.grad.abs().sum() > 0                            # b learns from the first step
+
+
+def test_single_scale_rmsnorm_formula():
+    norm = _with_params("single_scale_rmsnorm", eps=1e-6)
+    assert norm.scale.shape == ()                                     # one scalar, no per-channel gain
+    expected = norm.scale * X / torch.sqrt((X ** 2).mean(-1, keepdim=True) + 1e-6)
+    torch.testing.assert_close(norm(X), expected)
+    assert build_norm(NormConfig(kind="single_scale_rmsnorm"), 8).scale.item() == 1.0
+
+
+def test_gated_dyt_formula():
+    norm = _with_params("gated_dyt", bias=True, options={"rank": 3, "alpha_attn": 0.8})
+    y = norm.weight * torch.tanh(norm.alpha * X) + norm.bias
+    hidden = y @ norm.gate_down.weight.T
+    gate = 1 / (1 + torch.exp(-((hidden * torch.sigmoid(hidden)) @ norm.gate_up.weight.T)))
+    torch.testing.assert_close(norm(X), gate * y)
+    fresh = build_norm(NormConfig(kind="gated_dyt", options={"alpha_attn": 0.8}), 8, "attn_in")
+    assert fresh.alpha.item() == pytest.approx(0.8) and fresh.gate_up.weight.shape == (8, 16)
+    assert NORMS["gated_dyt"].normalizes is False
+    with pytest.raises(ConfigError, match="options.rank=0 must be >= 1"):
+        load_config("debug", ["model.norm.kind=gated_dyt", "model.norm.options={rank: 0}"])
+
+
+def _has_linear(kind):
+    return any(isinstance(m, torch.nn.Linear) for m in build_norm(NormConfig(kind=kind), 8).modules())
+
+
+@pytest.mark.parametrize("kind", sorted(k for k in NORMS if not _has_linear(k)))
+def test_stacked_parameters_broadcast_per_member(kind):
+    """x [E, N, C] with every parameter given a member axis ([E, 1, C], scalars [E, 1, 1]) equals each member alone
+    (the stacked-training convention, norms/__init__.py); the fused paths must not be taken."""
+    E, N, C = 3, 5, 8
+    cfg = NormConfig(kind=kind, bias=True)
+    members = [_with_params(kind, bias=True).float() for _ in range(E)]
+    x = torch.randn(E, N, C)
+    expected = torch.stack([m(x[e]) for e, m in enumerate(members)])
+    stacked = {}
+    for name, p in members[0].named_parameters():
+        tensors = torch.stack([dict(m.named_parameters())[name].detach() for m in members])
+        stacked[name] = tensors.view(E, 1, *p.shape) if p.dim() == 1 else tensors.view(E, 1, 1)
+    got = torch.func.functional_call(build_norm(cfg, C), stacked, (x,))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)

@@ -93,7 +93,7 @@ def test_rezero_residual_formula():
     (["model.norm.kind=dyt", "model.norm.placement=post"],
      "model.norm.kind=dyt with model.norm.placement=post is refused: norm kind dyt does not normalize"),
     (["model.norm.kind=dyt", "model.norm.placement=deepnorm"], "residual sum x \\+ F\\(x\\)"),
-    (["model.norm.kind=dyt", "model.norm.placement=mixln"], "use model.norm.placement=pre or peri"),
+    (["model.norm.kind=dyt", "model.norm.placement=mixln"], "use model.norm.placement=lns, peri, pre or reorder"),
     (["model.norm.kind=identity", "model.norm.placement=pre"],
      "norm kind identity in the 'in' slots of placement pre computes nothing"),
     (["model.norm.kind=identity", "model.norm.placement=deepnorm"], "grows by \\(2L\\)\\^¼ per sublayer"),

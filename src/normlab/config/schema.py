@@ -67,6 +67,8 @@ class NormConfig:
     """kind-specific knobs, checked by the norm kind itself (e.g. dyt: {alpha_attn: 0.8})"""
     mixln_post_frac: Annotated[float, Range(ge=0, le=1)] = 0.25
     """mixln: the first floor(frac * n_layer) blocks are post-norm, the rest pre-norm (Li et al. 2024)"""
+    hybrid_first_pre: bool = False
+    """hybrid: block 0 in pre-norm (with its q/k/v norms kept): HybridNorm* (Zhuo et al. 2025)"""
 
 
 @dataclass
@@ -77,6 +79,14 @@ class AttentionConfig:
     """hard clamp of attention logits to [-c, c]; 0 = off (seed 001 uses 30)"""
     logit_softcap: Annotated[float, Range(ge=0, le=1e9)] = 0.0
     """soft cap c*tanh(s/c) on attention logits; 0 = off (Gemma 2 uses 50)"""
+    qkv_norm: bool = False
+    """normalize q, k and v per head after their projections with model.norm.kind (Rybakov et al. 2024)"""
+    gate: Literal["none", "headwise", "elementwise"] = "none"
+    """output gate sdpa(q,k,v) * sigmoid(x W_g) before W_o: one per head or per channel (Qiu et al. 2025)"""
+    softmax: Literal["softmax", "softpick", "sigmoid"] = "softmax"
+    """attention weights: softmax; softpick relu(e^s-1)/sum|e^s-1| (rows need not sum to 1); sigmoid(s - log n)"""
+    sink: bool = False
+    """a learned per-head sink logit in the softmax denominator (gpt-oss): rows sum to less than 1"""
 
 
 @dataclass
@@ -129,6 +139,8 @@ class ModelConfig:
     """divide the residual-projection init std by sqrt(2 * n_layer) (GPT-2)"""
     out_logit_softcap: Annotated[float, Range(ge=0, le=1e9)] = 0.0
     """soft cap c*tanh(z/c) on output logits; 0 = off (Gemma 2 uses 30)"""
+    resid_clip: Annotated[float, Range(ge=0, le=1e9)] = 0.0
+    """clip the residual stream to [-c, c] after every block; 0 = off (Qiu et al. 2026 try 10, 100, 1000)"""
     norm: NormConfig = field(default_factory=NormConfig)
     """normalization: kind x placement"""
     attn: AttentionConfig = field(default_factory=AttentionConfig)
@@ -179,6 +191,10 @@ class TrainConfig:
     """Adam epsilon"""
     weight_decay: Annotated[float, Range(ge=0, le=10)] = 0.0
     """decoupled weight decay (AdamW); never applied to gains, biases or embeddings"""
+    weight_decay_mode: Literal["coupled", "independent"] = "coupled"
+    """coupled: decay lr_t * wd per step (torch AdamW); independent: wd * lr_t / lr, not scaled by the peak LR"""
+    qk_clip: Annotated[float, Range(ge=0, le=1e9)] = 0.0
+    """QK-Clip threshold tau: after each step, rescale W_q, W_k of heads whose max logit > tau (Kimi K2); 0 = off"""
     schedule: Literal["constant", "linear", "cosine"] = "cosine"
     """LR schedule after warmup: constant, linear decay to 0, cosine to min_lr_frac * lr"""
     warmup_steps: Annotated[int, Range(ge=0, le=10 ** 9)] = 0
@@ -231,6 +247,10 @@ class ProbeConfig:
     """a head is in entropic overload when its entropy is above this fraction of the maximum"""
     grad_every: Annotated[int, Range(ge=0, le=10 ** 9)] = 1
     """grad_norms every N steps, read from .grad before clipping (buffered: no extra host sync); 0 = off"""
+    update_every: Annotated[int, Range(ge=0, le=10 ** 9)] = 100
+    """update probes (||dtheta||/||theta||, Adam second moments per layer) every N steps; 0 = off"""
+    sink_threshold: Annotated[float, Range(gt=0, le=1)] = 0.3
+    """a head is a sink head when its mean attention to position 0 exceeds this (Gu et al. 2024: 0.3)"""
     forensics: bool = True
     """on divergence, replay from the last good state, find the first bad layer, write forensics.json"""
     snapshot_every: Annotated[int, Range(ge=0, le=10 ** 9)] = 100

@@ -1,12 +1,15 @@
 """Causal self-attention (and cross-attention) through F.scaled_dot_product_attention.
 
 Shapes: B batch, T query time, S key time, C d_model, H heads, D head dim.
-Logit clamp / soft-cap need the logits, which the fused kernel never materializes: with either on
-we compute softmax(q k^T) explicitly; with both off the fused path is used.
-`tap_q` / `tap_k` are nn.Identity tap points so probes can read q and k (after RoPE and QK-norm)
-without editing the model; `probabilities(q, k)` is the one place the attention weights are
-defined (scale, causal mask, clamp / soft-cap): the explicit path multiplies them with v, and the
-probes call it on the tapped q and k, so what is probed is what the model computes.
+`probabilities(q, k)` is the one place the attention weights are defined (scale, causal mask,
+clamp / soft-cap, softmax / softpick / sigmoid, sink): the explicit path multiplies them with v, the
+probes call it on the tapped q and k, so what is probed is what the model computes. The fused SDPA
+kernel runs whenever it can express the variant: plain softmax with no clamp or cap, and the sink
+too (a zero key and zero value appended, the sink logit as that column of a float attn_mask);
+softpick, sigmoid, clamp and soft-cap take the explicit path. `tap_q` / `tap_k` / `tap_v` are
+nn.Identity tap points (after RoPE and the q/k/v norms) so probes read them without editing the model.
+Options (model.attn): qk_norm / qkv_norm, an output gate, the weight function, a sink; QK-Clip
+(training/qk_clip.py) turns on `record_max_logits`, and the forward keeps `max_logits` (H).
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from ..config import ModelConfig, NormConfig
 from ..norms import build_norm
 from .rope import Rotary
 
+SOFTPICK_EPS = 1e-8  # softpick's epsilon in its denominator (Zuhri et al. 2025); only matters for all-zero rows
+
 
 def attention_logits_transform(scores: torch.Tensor, clamp: float, softcap: float) -> torch.Tensor:
     if softcap:
@@ -29,22 +34,67 @@ def attention_logits_transform(scores: torch.Tensor, clamp: float, softcap: floa
     return scores
 
 
+def softpick(z: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """relu(e^z - 1) / (sum over visible keys of |e^z - 1| + eps) (Zuhri, Fuadi, Aji 2025, arXiv 2504.20966).
+
+    Numerator and denominator are both multiplied by e^-m, m = max(row max, 0) (detached: the value
+    does not depend on m), so every exponential is <= 1: no overflow for large logits, and for rows
+    whose logits are all very negative e^-m stays 1 instead of overflowing. Hidden keys count nothing.
+    """
+    z = z.masked_fill(hidden, float("-inf"))
+    m = z.amax(-1, keepdim=True).clamp(min=0).detach()
+    shifted = torch.exp(z - m) - torch.exp(-m)                       # (e^z - 1) e^-m; hidden keys: -e^-m
+    den = shifted.abs().masked_fill(hidden, 0).sum(-1, keepdim=True) + SOFTPICK_EPS * torch.exp(-m)
+    return F.relu(shifted) / den
+
+
+def sigmoid_weights(z: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """sigmoid(z - log n) with n the keys the row sees (Ramapuram et al. 2024, arXiv 2409.04431, b = -log n)."""
+    n_visible = (~hidden).sum(-1, keepdim=True).clamp(min=1).to(z.dtype)
+    return torch.sigmoid(z - torch.log(n_visible)).masked_fill(hidden, 0.0)
+
+
+class SinkLogit(nn.Module):
+    """One learned logit per head in the softmax denominator (gpt-oss sinks), init 0 as in x-transformers'
+    head_learned_sink; a leaf module so stacked training can give each member its own."""
+
+    def __init__(self, n_head: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_head))
+
+    def forward(self) -> torch.Tensor:
+        return self.weight
+
+
+def qkv_norms(cfg: ModelConfig, head_dim: int) -> tuple:
+    """(norm_q, norm_k, norm_v) per head: qkv_norm uses the model's norm kind, qk_norm an RMSNorm on q and k."""
+    a = cfg.attn
+    if a.qkv_norm:
+        return tuple(build_norm(cfg.norm, head_dim, role) for role in ("q", "k", "v"))
+    if a.qk_norm:
+        qk_cfg = NormConfig(kind="rmsnorm", eps=cfg.norm.eps)
+        return build_norm(qk_cfg, head_dim, "q"), build_norm(qk_cfg, head_dim, "k"), None
+    return None, None, None
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        a = cfg.attn
         self.n_head, self.head_dim, self.causal = cfg.n_head, cfg.d_model // cfg.n_head, True
-        self.clamp, self.softcap = cfg.attn.logit_clamp, cfg.attn.logit_softcap
+        self.clamp, self.softcap, self.weights = a.logit_clamp, a.logit_softcap, a.softmax
+        self.fused = a.softmax == "softmax" and not (a.logit_clamp or a.logit_softcap)
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.proj.is_residual_proj = True
         self.rotary = Rotary(self.head_dim, cfg.block_size, cfg.rope_base) if cfg.pos == "rope" else None
-        if cfg.attn.qk_norm:
-            qk_cfg = NormConfig(kind="rmsnorm", eps=cfg.norm.eps)
-            self.norm_q = build_norm(qk_cfg, self.head_dim, "q")
-            self.norm_k = build_norm(qk_cfg, self.head_dim, "k")
-        else:
-            self.norm_q = self.norm_k = None
-        self.tap_q, self.tap_k = nn.Identity(), nn.Identity()
+        self.norm_q, self.norm_k, self.norm_v = qkv_norms(cfg, self.head_dim)
+        # Qiu et al. 2025 (arXiv 2505.06708): gate on the SDPA output from the attention's input x, W_g: C -> H or C
+        self.gate = None if a.gate == "none" else nn.Linear(
+            cfg.d_model, cfg.n_head if a.gate == "headwise" else cfg.d_model, bias=False)
+        self.sink = SinkLogit(cfg.n_head) if a.sink else None
+        self.tap_q, self.tap_k, self.tap_v = nn.Identity(), nn.Identity(), nn.Identity()
+        self.record_max_logits, self.max_logits = False, None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -52,23 +102,67 @@ class SelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))  # B,H,T,D
         if self.norm_q is not None:
             q, k = self.norm_q(q), self.norm_k(k)
+        if self.norm_v is not None:
+            v = self.norm_v(v)
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)
-        q, k = self.tap_q(q), self.tap_k(k)
-        if self.clamp or self.softcap:
-            y = self._explicit(q, k, v)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        q, k, v = self.tap_q(q), self.tap_k(k), self.tap_v(v)
+        y = self._attend(q, k, v)                                                           # B,H,T,D
+        if self.gate is not None:
+            y = y * torch.sigmoid(self.gate(x)).view(B, T, self.n_head, -1).transpose(1, 2)  # B,H,T,1 or D
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
-    def _explicit(self, q, k, v):
-        return self.probabilities(q, k)[0].to(q.dtype) @ v
+    def _attend(self, q, k, v):
+        if not self.fused:
+            probs, scores = self.probabilities(q, k)
+            self._keep_max_logits(scores)
+            return probs.to(q.dtype) @ v
+        if self.record_max_logits:
+            with torch.no_grad():
+                self._keep_max_logits(self._scores(q, k)[0])
+        if self.sink is None:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self._sdpa_with_sink(q, k, v)
 
-    def probabilities(self, q: torch.Tensor, k: torch.Tensor, pad=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(attention weights B,H,T,S in float32 or wider, raw logits q.k/sqrt(D) before clamp/cap, masked -inf)."""
+    def _sdpa_with_sink(self, q, k, v):
+        """softmax over [q.k/sqrt(D), sink_h] with the sink's column dropped, in SDPA: a zero key (logit 0) whose
+        attn_mask entry is the sink logit, and a zero value, so the extra column only adds to the denominator."""
+        B, H, T, D = q.shape
+        S = k.shape[-2]
+        zeros = k.new_zeros(B, H, 1, D)
+        hidden = ~torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+        causal = torch.zeros(T, S, dtype=q.dtype, device=q.device).masked_fill(hidden, float("-inf"))
+        sink = self.sink().to(q.dtype).view(H, 1, 1).expand(H, T, 1)
+        mask = torch.cat([causal.expand(H, T, S), sink], dim=-1)                        # H,T,S+1
+        return F.scaled_dot_product_attention(q, torch.cat([k, zeros], -2), torch.cat([v, zeros], -2), attn_mask=mask)
+
+    def _scores(self, q, k):
+        """(raw logits q.k/sqrt(D) in float32 or wider, B,H,T,S; the hidden (future) keys, T,S)."""
         dtype = torch.promote_types(q.dtype, torch.float32)
         scores = (q.to(dtype) @ k.to(dtype).transpose(-2, -1)) / math.sqrt(self.head_dim)  # B,H,T,S
         T, S = scores.shape[-2:]
-        hidden = ~torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
-        logits = attention_logits_transform(scores, self.clamp, self.softcap).masked_fill(hidden, float("-inf"))
-        return torch.softmax(logits, dim=-1), scores.masked_fill(hidden, float("-inf"))
+        return scores, ~torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+
+    def _keep_max_logits(self, scores):
+        """Per head, the largest visible logit over the batch (what QK-Clip compares with its threshold)."""
+        if self.record_max_logits:
+            self.max_logits = scores.detach().amax(dim=(0, 2, 3))  # H; hidden entries are -inf
+
+    def probabilities(self, q: torch.Tensor, k: torch.Tensor, pad=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(attention weights B,H,T,S in float32 or wider, raw logits q.k/sqrt(D) before clamp/cap, masked -inf).
+
+        softmax rows sum to 1; with a sink, softmax over [logits, sink_h] without the sink's column (rows sum
+        to less than 1); softpick rows sum to at most 1 and may be all 0; sigmoid rows are unnormalized."""
+        scores, hidden = self._scores(q, k)
+        z = attention_logits_transform(scores, self.clamp, self.softcap)
+        if self.weights == "softpick":
+            probs = softpick(z, hidden)
+        elif self.weights == "sigmoid":
+            probs = sigmoid_weights(z, hidden)
+        elif self.sink is not None:
+            B, H, T, _ = z.shape
+            sink = self.sink().to(z.dtype).view(1, H, 1, 1).expand(B, H, T, 1)
+            probs = torch.softmax(torch.cat([z.masked_fill(hidden, float("-inf")), sink], -1), dim=-1)[..., :-1]
+        else:
+            probs = torch.softmax(z.masked_fill(hidden, float("-inf")), dim=-1)
+        return probs, scores.masked_fill(hidden, float("-inf"))

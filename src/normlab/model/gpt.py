@@ -13,7 +13,7 @@ from ..norms import build_norm
 from .attention import SelfAttention
 from .init import init_weights
 from .mlp import MLP
-from .placements import PLACEMENTS, has_final_norm
+from .placements import PLACEMENTS, attention_config, has_final_norm
 
 SUBLAYERS = ("attn", "mlp")
 
@@ -25,7 +25,7 @@ class Block(nn.Module):
         super().__init__()
         self.layer_idx, self.n_layer = layer_idx, cfg.n_layer
         self.placement = PLACEMENTS[cfg.norm.placement]
-        self.attn = SelfAttention(cfg)
+        self.attn = SelfAttention(attention_config(cfg))  # a placement may switch attention options (hybrid)
         self.mlp = MLP(cfg)
         setup = self.placement.setup
         slots = setup(self, cfg) if setup else self.placement.slots  # per-layer state, e.g. mixln's choice
@@ -67,6 +67,8 @@ class GPT(nn.Module):
             x = x + self.wpe(torch.arange(T, device=idx.device).expand(idx.shape[0], T))
         for block in self.blocks:
             x = block(x)
+            if self.cfg.resid_clip:  # Qiu et al. 2026: the residual stream clipped to [-c, c] after every block
+                x = x.clamp(-self.cfg.resid_clip, self.cfg.resid_clip)
         if self.norm_final is not None:
             x = self.norm_final(x)
         logits = self.lm_head(x)  # B,T,V

@@ -5,8 +5,12 @@ before a sweep starts any run; `pair_reason` is also what `normlab list pairs` p
 properties, not names, so a new kind or placement is classified without editing this file:
 - a kind that is a no-op (identity) is refused in any slot: the model would be placement=none
   under another name (and in deepnorm α·x would grow (2L)^¼ per sublayer, unnormalized);
-- a kind that does not normalize (`normalizes = False`: DyT) is refused in a "post" slot (post,
-  deepnorm, mixln), where the norm sits on the residual sum and alone must keep the stream's scale.
+- a kind that does not normalize (`normalizes = False`: DyT, Derf, GatedDyT) is refused in a "post"
+  slot (post, deepnorm, mixln, hybrid), where the norm sits on the residual sum and alone must keep
+  the stream's scale.
+Attention options and stabilizers that need what only the GPT's SelfAttention has, or that undo each
+other, are refused here too (`_attention_options_fit`), reading the effective attention config (a
+placement may switch options on: hybrid's qkv_norm).
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from torch import nn
 
 from ..config import register_rule
 from ..norms import NORMS
-from .placements import PLACEMENTS
+from .placements import PLACEMENTS, attention_config
 
 
 def _slot_names(slots) -> str:
@@ -31,11 +35,13 @@ def pair_reason(kind: str, placement: str) -> str | None:
                 f"nothing, so the model is placement=none under another name{worse}; use "
                 "model.norm.placement=none (with model.norm.final=always to keep a final norm)")
     if not getattr(cls, "normalizes", True) and "post" in p.slots:
-        return (f"norm kind {kind} does not normalize (tanh squashes each channel; no statistic of x), but "
+        fits = sorted(n for n, q in PLACEMENTS.items() if q.slots and "post" not in q.slots)
+        fits = ", ".join(fits[:-1]) + " or " + fits[-1] if len(fits) > 1 else "".join(fits)
+        return (f"norm kind {kind} does not normalize (it squashes each element point-wise; no statistic of x), but "
                 f"placement {placement} puts its norm on the residual sum x + F(x), where it alone must keep "
-                "the stream's scale: tanh(α·x) shrinks the stream by about α per sublayer for small inputs "
-                "and saturates it to ±γ for large ones. DyT replaces the norms of a pre-norm model "
-                "(Zhu et al. 2025); use model.norm.placement=pre or peri")
+                "the stream's scale: a squashing function such as tanh(α·x) shrinks the stream by about α per "
+                "sublayer for small inputs and saturates it to ±γ for large ones. DyT and Derf replace the norms "
+                f"of a pre-norm model (Zhu et al. 2025, Chen et al. 2025); use model.norm.placement={fits}")
     return None
 
 
@@ -73,3 +79,40 @@ def _mixln_fraction(cfg) -> str | None:
     if not 0.0 <= frac <= 1.0:
         return f"model.norm.mixln_post_frac={frac} must be in [0, 1] (the fraction of blocks that are post-norm)"
     return None
+
+
+def _attention_problems(cfg) -> list[str]:
+    m, t = cfg.model, cfg.train
+    a = attention_config(m).attn  # what the attention is built with (hybrid switches qkv_norm on)
+    frontier = a.qkv_norm or a.gate != "none" or a.softmax != "softmax" or a.sink or m.resid_clip or t.qk_clip
+    if frontier and (m.arch != "gpt" or m.encoder_layers):
+        return ["model.attn.qkv_norm / gate / softmax / sink, model.resid_clip and train.qk_clip are options of the "
+                "decoder-only GPT (model.arch=gpt, model.encoder_layers=0); nGPT and the encoder-decoder have "
+                "their own attention: leave them at their defaults"]
+    problems = []
+    if a.qkv_norm and a.qk_norm:
+        why = " (placement hybrid switches qkv_norm on)" if not m.attn.qkv_norm else ""
+        problems.append(f"model.attn.qk_norm and qkv_norm are exclusive{why}: qkv_norm already normalizes q and k; "
+                        "set model.attn.qk_norm=false")
+    if a.qkv_norm and not getattr(NORMS[m.norm.kind], "normalizes", True):
+        problems.append(f"model.attn.qkv_norm normalizes q, k and v with model.norm.kind, but {m.norm.kind} does not "
+                        "normalize (point-wise squashing, no statistic of x): choose a kind that does (e.g. rmsnorm)")
+    if a.sink and a.softmax != "softmax":
+        problems.append(f"model.attn.sink=true adds a logit to the softmax denominator; model.attn.softmax="
+                        f"{a.softmax} has no such denominator (its rows need not sum to 1 anyway): use softmax")
+    if t.qk_clip and (a.qk_norm or a.qkv_norm):
+        problems.append("train.qk_clip rescales W_q and W_k, but model.attn.qk_norm / qkv_norm (or placement hybrid) "
+                        "normalize q and k right after the projection, which undoes the rescale: QK-Clip is the "
+                        "alternative to QK-norm (Kimi K2 could not use QK-norm with MLA); use one of them")
+    if t.qk_clip and t.parallel == "fsdp":
+        problems.append("train.qk_clip rescales rows of W_q and W_k per head, which FSDP shards across ranks: use "
+                        "train.parallel=ddp")
+    if t.weight_decay_mode == "independent" and t.weight_decay and t.optimizer != "adamw":
+        problems.append("train.weight_decay_mode=independent sets AdamW's decoupled decay; optimizer=adam applies "
+                        "no weight decay here: use train.optimizer=adamw")
+    return problems
+
+
+@register_rule
+def _attention_options_fit(cfg) -> str | None:
+    return "; and ".join(_attention_problems(cfg)) or None

@@ -51,6 +51,10 @@ class DyT(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim)) if cfg.affine else None
         self.bias = nn.Parameter(torch.zeros(dim)) if cfg.bias else None
 
+    def squash_argument(self, x: torch.Tensor) -> torch.Tensor:
+        """The argument of tanh, a * x (what the saturation probe reads)."""
+        return self.alpha * x
+
     def forward(self, x):
         # CPU torch.tanh is scalar code (~20x a multiply); below ~32K elements the kernel's extra small
         # ops cost more than tanh itself (measured: 1.7x vs 2.4x F.layer_norm at 8K, 2.7x vs 2.1x at 64K)

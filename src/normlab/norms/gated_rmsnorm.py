@@ -42,11 +42,20 @@ class GatedRMSNorm(nn.Module):
         opts = norm_options(type(self), cfg)
         self.eps = cfg.eps
         self.weight = nn.Parameter(torch.ones(dim)) if cfg.affine else None
-        self.gate_down = nn.Linear(dim, opts.rank, bias=False)
-        self.gate_up = nn.Linear(opts.rank, dim, bias=False)
-        # model/init.py re-initialises every nn.Linear unless it is told to keep the module's own init.
-        self.gate_down.keeps_own_init = self.gate_up.keeps_own_init = opts.init == "torch"
+        add_gate(self, dim, opts)
 
     def forward(self, x):
-        y = rms_normalize(x, self.eps, self.weight)
-        return torch.sigmoid(self.gate_up(F.silu(self.gate_down(y)))) * y
+        return gated(self, rms_normalize(x, self.eps, self.weight))
+
+
+def add_gate(norm: nn.Module, dim: int, opts) -> None:
+    """The low-rank gate's two plain nn.Linear children, gate_down (d -> r) and gate_up (r -> d), no bias."""
+    norm.gate_down = nn.Linear(dim, opts.rank, bias=False)
+    norm.gate_up = nn.Linear(opts.rank, dim, bias=False)
+    # model/init.py re-initialises every nn.Linear unless it is told to keep the module's own init.
+    norm.gate_down.keeps_own_init = norm.gate_up.keeps_own_init = opts.init == "torch"
+
+
+def gated(norm: nn.Module, y: torch.Tensor) -> torch.Tensor:
+    """sigmoid(W_up silu(W_down y)) * y: the element-wise self-gate on a norm's output."""
+    return torch.sigmoid(norm.gate_up(F.silu(norm.gate_down(y)))) * y

@@ -1,6 +1,7 @@
 """The placement registry and the helpers every placement file uses (sublayer, norm, Scale)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -21,18 +22,28 @@ class Placement:
     apply: Callable                   # (block, sublayer_name, x) -> x
     setup: Callable | None = None     # (block, cfg) -> slots of this block; adds per-layer state
     init: Callable | None = None      # (model, cfg) after init_weights
+    attn: tuple = ()                  # (model.attn option, value) pairs the placement switches on
 
 
 PLACEMENTS: dict[str, Placement] = {}
 
 
-def register_placement(name, slots, final_norm, formula, reference, setup=None, init=None):
+def register_placement(name, slots, final_norm, formula, reference, setup=None, init=None, attn=None):
     def wrap(fn):
         if name in PLACEMENTS:
             raise KeyError(f"placement {name!r} is registered twice")
-        PLACEMENTS[name] = Placement(name, tuple(slots), final_norm, formula, reference, fn, setup, init)
+        PLACEMENTS[name] = Placement(name, tuple(slots), final_norm, formula, reference, fn, setup, init,
+                                     tuple(sorted((attn or {}).items())))
         return fn
     return wrap
+
+
+def attention_config(cfg):
+    """The model config a block's attention is built from: cfg with its placement's attention options applied."""
+    p = PLACEMENTS.get(cfg.norm.placement)
+    if p is None or not p.attn:
+        return cfg
+    return dataclasses.replace(cfg, attn=dataclasses.replace(cfg.attn, **dict(p.attn)))
 
 
 register_choices("model.norm.placement", lambda: list(PLACEMENTS))
