@@ -122,7 +122,9 @@ def _runs_table(runs) -> list[str]:
     return ["## Runs", "", *lines, ""]
 
 
-def markdown(info, result, groups, runs, images, setup_md, missing, replication="") -> str:
+def markdown(info, result, groups, runs, images, setup_md, missing, replication="", lead: str | None = None) -> str:
+    """The report; `lead` (a file in `images`) is the figure that answers the question: shown right after the
+    claims table instead of among the other figures."""
     seeds = info.get("seeds") or sorted({r.seed for r in runs})
     parts = [f"# {title(info)}", ""]
     source = f"Reproduces seed {info['seed_ref']}. " if info.get("seed_ref") else ""
@@ -134,7 +136,10 @@ def markdown(info, result, groups, runs, images, setup_md, missing, replication=
         parts += ["", f"**Partial sweep**: {len(missing)} of {len(runs)} runs have not finished and are left out: "
                   + ", ".join(missing) + "."]
     parts += ["", "## Setup vs the source", "", setup_md, ""]
-    parts += ["## Claims", "", verdict_table(result["claims"]), "", VERDICT_ABOUT, ""]
+    parts += ["## Claims", "", verdict_table(result["claims"]), ""]
+    if lead:
+        parts += [f"![{lead}]({lead})", "", f"*{images[lead][1]}*" if images[lead][1] else "", ""]
+    parts += [VERDICT_ABOUT, ""]
     parts += claim_notes(result["claims"]) + [""]
     if replication:
         parts += [replication.strip(), ""]
@@ -144,9 +149,10 @@ def markdown(info, result, groups, runs, images, setup_md, missing, replication=
     warnings = [f"- {r.run_dir.name}: {w}" for r in runs for w in r.summary.get("warnings") or []]
     if warnings:
         parts += ["## Warnings", "", *warnings, ""]
-    if images:
+    rest = {name: image for name, image in images.items() if name != lead}
+    if rest:
         parts += ["## Figures", ""]
-        for name, (_, caption) in images.items():
+        for name, (_, caption) in rest.items():
             parts += [f"![{name}]({name})", "", f"*{caption}*" if caption else "", ""]
     parts += _samples(groups) + _runs_table(runs)
     parts += [f"- {n}" for n in result["notes"]]
