@@ -42,15 +42,16 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
     exp_dir = planned[0].run_dir.parent
     exp_dir.mkdir(parents=True, exist_ok=True)
     tasks, states = plan_tasks(planned, skip_failed, stack)
+    variants = list(dict.fromkeys(p.variant for p in planned))  # a preset may run a subset
     info = {"name": spec.name, "title": spec.title, "description": spec.description, "seed_ref": spec.seed_ref,
-            "source": spec.source, "variants": list(spec.variants), "seeds": seed_list,
+            "source": spec.source, "variants": variants, "seeds": seed_list,
             "seeds_default": spec.seeds, "overrides": list(overrides), "preset": preset,
             "claims": spec.claims, "runs": [{"variant": p.variant, "seed": p.seed, "dir": p.run_dir.name}
                                             for p in planned]}
     write_json(exp_dir / "experiment.json", info)
     reused = sum(s == "finished" for s in states.values())
     stacked = sum(len(t.runs) for t in tasks if len(t.runs) > 1)
-    echo(f"{spec.name}: {len(spec.variants)} variants x seeds {seeds_label(seed_list)} -> {exp_dir} "
+    echo(f"{spec.name}: {len(variants)} variants x seeds {seeds_label(seed_list)} -> {exp_dir} "
          f"({len(planned) - reused} to train, {reused} finished already; {len(tasks)} task(s)"
          + (f", {stacked} runs stacked" if stacked else "") + ")")
     n_jobs, threads = workers_and_threads(jobs or spec.jobs, len(tasks))
