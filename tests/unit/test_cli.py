@@ -86,8 +86,8 @@ def test_list_pairs_prints_the_grid_and_reasons():
     dyt_row = next(line for line in out.splitlines() if line.strip().startswith("dyt "))
     header = next(line for line in out.splitlines() if "deepnorm" in line and "rezero" in line)
     cells = dict(zip(header.split(), dyt_row.split()[1:]))
-    assert cells == {"deepnorm": "refused", "mixln": "refused", "none": "ok*", "peri": "ok", "post": "refused",
-                     "pre": "ok", "rezero": "ok*"}
+    assert cells == {"deepnorm": "refused", "hybrid": "refused", "lns": "ok", "mixln": "refused", "none": "ok*",
+                     "peri": "ok", "post": "refused", "pre": "ok", "reorder": "ok", "rezero": "ok*"}
     assert "dyt x post: norm kind dyt does not normalize" in out
     assert "identity x pre: norm kind identity in the 'in' slots" in out
     norms = invoke("list", "norms").output
