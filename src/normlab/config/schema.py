@@ -169,6 +169,9 @@ class DataConfig:
     """downloads, trained tokenizers and token memmaps (reused while the text and settings are unchanged)"""
     max_bytes: Annotated[int, Range(ge=0, le=1 << 50)] = 0
     """read at most this many bytes of text per split (e.g. a slice of a large corpus); 0 = all"""
+    train_max_bytes: Annotated[int, Range(ge=0, le=1 << 50)] = 0
+    """read at most this many bytes of the train split only (0 = data.max_bytes's cap): a training-set-size axis
+    whose validation split stays the same"""
     batching: Literal["doc", "packed"] = "packed"
     """`doc`: each row is one document with boundary tokens; `packed`: random windows of the stream"""
     val_frac: Annotated[float, Range(gt=0, lt=1)] = 0.1

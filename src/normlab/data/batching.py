@@ -22,7 +22,7 @@ from .corpora import open_source
 from .tokenizer import CharTokenizer
 from .batch import IGNORE, Batch, text_stats
 from .seq2seq import Seq2SeqData
-from .tokens import MemmapTokens, capped, check_windows, empty_split, prepare_bpe, window_starts
+from .tokens import MemmapTokens, capped, check_windows, empty_split, prepare_bpe, train_cap, window_starts
 
 def split_documents(docs: list[str], val_frac: float, split_seed: int) -> tuple[list[str], list[str]]:
     order = list(range(len(docs)))
@@ -91,14 +91,14 @@ def _char_docs(cfg: DataConfig) -> tuple[list[str], list[str]]:
     src = open_source(cfg.source, cfg.cache_dir)
     if cfg.val_source or "validation" in src.splits:
         val_src = open_source(cfg.val_source, cfg.cache_dir) if cfg.val_source else src
-        train = list(capped(src.splits["train"](), cfg.max_bytes))   # stops reading at the cap
+        train = list(capped(src.splits["train"](), train_cap(cfg)))   # stops reading at the cap
         val = list(capped(val_src.splits.get("validation", val_src.splits["train"])(), cfg.max_bytes))
     else:
         docs = list(src.splits["train"]())   # the held-out split shuffles all documents, then caps each side
         if len(docs) < 2:
             raise ConfigError(f"data.source={cfg.source}: need at least 2 non-empty documents, found {len(docs)}")
         halves = split_documents(docs, cfg.val_frac, cfg.split_seed)
-        train, val = (list(capped(iter(d), cfg.max_bytes)) for d in halves)
+        train, val = list(capped(iter(halves[0]), train_cap(cfg))), list(capped(iter(halves[1]), cfg.max_bytes))
     for split, docs in (("train", train), ("val", val)):
         if not docs:
             raise empty_split(cfg, split)

@@ -49,6 +49,11 @@ def capped(docs: Iterator[str], max_bytes: int) -> Iterator[str]:
         yield doc
 
 
+def train_cap(cfg: DataConfig) -> int:
+    """The train split's byte cap: data.train_max_bytes when set, else data.max_bytes (0 = all)."""
+    return cfg.train_max_bytes or cfg.max_bytes
+
+
 def split_streams(src: Source, val_src: Source | None, cfg: DataConfig) -> dict[str, Callable[[], Iterator[str]]]:
     """train/val document streams: a separate val source, the source's own split, or a held-out fraction."""
     train = src.splits["train"]
@@ -60,9 +65,9 @@ def split_streams(src: Source, val_src: Source | None, cfg: DataConfig) -> dict[
         def held_out(want_val: bool) -> Iterator[str]:
             rng = random.Random(cfg.split_seed)  # one draw per document, same sequence for both splits
             return (d for d in train() if (rng.random() < cfg.val_frac) == want_val)
-        return {"train": lambda: capped(held_out(False), cfg.max_bytes),
+        return {"train": lambda: capped(held_out(False), train_cap(cfg)),
                 "val": lambda: capped(held_out(True), cfg.max_bytes)}
-    return {"train": lambda: capped(train(), cfg.max_bytes), "val": lambda: capped(val(), cfg.max_bytes)}
+    return {"train": lambda: capped(train(), train_cap(cfg)), "val": lambda: capped(val(), cfg.max_bytes)}
 
 
 def _doc_hash(doc: str) -> bytes:
@@ -113,6 +118,8 @@ def cache_key(cfg: DataConfig, src: Source, val_src: Source | None) -> str:
     settings = {"v": FORMAT_VERSION, "text": src.fingerprint, "val": val_src.fingerprint if val_src else None,
                 "vocab": cfg.bpe_vocab_size, "special": cfg.special_tokens, "val_frac": cfg.val_frac,
                 "split_seed": cfg.split_seed, "max_bytes": cfg.max_bytes}
+    if cfg.train_max_bytes:  # only when set, so every existing cache keeps its key
+        settings["train_max_bytes"] = cfg.train_max_bytes
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
 
 

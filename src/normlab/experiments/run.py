@@ -51,8 +51,9 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
     except OSError as err:
         raise ConfigError(f"cannot create {exp_dir}: {err.strerror or err} (--out must be a writable folder)") from None
     tasks, states = plan_tasks(planned, skip_failed, stack)
+    variants = list(dict.fromkeys(p.variant for p in planned))  # a preset may run a subset
     info = {"name": spec.name, "title": spec.title, "description": spec.description, "seed_ref": spec.seed_ref,
-            "source": spec.source, "variants": list(spec.variants), "seeds": seed_list,
+            "source": spec.source, "variants": variants, "seeds": seed_list,
             "seeds_default": spec.seeds, "overrides": [o for o in overrides if not watching_only(o)],
             "watch_overrides": [o for o in overrides if watching_only(o)], "preset": preset,
             "claims": spec.claims, "runs": [{"variant": p.variant, "seed": p.seed, "dir": p.run_dir.name}
@@ -60,7 +61,7 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
     write_json(exp_dir / "experiment.json", info)
     reused = sum(s == "finished" for s in states.values())
     stacked = sum(len(t.runs) for t in tasks if len(t.runs) > 1)
-    echo(f"{spec.name}: {len(spec.variants)} variants x seeds {seeds_label(seed_list)} -> {exp_dir} "
+    echo(f"{spec.name}: {len(variants)} variants x seeds {seeds_label(seed_list)} -> {exp_dir} "
          f"({sum(len(t.runs) for t in tasks)} to train, {reused} finished already; {len(tasks)} task(s)"
          + (f", {stacked} runs stacked" if stacked else "")
          + (f", {len(planned) - reused - sum(len(t.runs) for t in tasks)} failed kept (--skip-failed))"

@@ -55,7 +55,9 @@ class ExperimentSpec:
     groups: dict = field(default_factory=dict)
     """group name -> list of variants or a glob ('rmsnorm-pre_*'): a side of a claim over several variants"""
     presets: dict = field(default_factory=dict)
-    """preset name -> {dotted.key: value} overrides for every variant (`normlab run X --preset smoke`)"""
+    """preset name -> {dotted.key: value} overrides for every variant (`normlab run X --preset smoke`); two
+    reserved keys: `variants: [names or globs]` runs only those, `axes: {grid value: {dotted.key: value}}`
+    overrides the variants whose name has that '_'-separated part (a gpu preset's own widths)"""
     seed_setup: dict = field(default_factory=dict)
     """the source's own setup (data, params, steps, tokens ...), shown beside ours in the report"""
     claims: list = field(default_factory=list)
@@ -140,6 +142,7 @@ def load_experiment(name: str) -> ExperimentSpec:
     if not 1 <= spec.seeds <= MAX_SEEDS or not 1 <= spec.jobs <= 64:
         raise ConfigError(f"{path}: seeds must be in [1, {MAX_SEEDS}] and jobs in [1, 64]")
     spec.variants = all_variants(spec, path)
+    check_presets(spec, path)
     spec.module("metrics")  # registers the folder's metrics and preconditions before the claims are checked
     for claim in spec.claim_specs:
         claim.check_sides(spec.variants, resolve_groups(spec))
@@ -218,14 +221,52 @@ def seeds_label(seeds: list[int]) -> str:
     return "_".join(map(str, seeds))
 
 
-def preset_overrides(spec: ExperimentSpec, preset: str | None) -> list[str]:
-    """The dotted overrides of a named preset (applied before the CLI's own overrides)."""
+PRESET_KEYS = ("variants", "axes")  # a preset's reserved keys (the rest are dotted overrides)
+
+
+def check_presets(spec: ExperimentSpec, path: Path) -> None:
+    """A preset's `variants` match some variant and its `axes` name parts of variant names (grid values, or
+    a '_'-separated part of an explicit variant's name), each mapping keys to values."""
+    values = {part for v in spec.variants for part in str(v).split("_")}
+    for name, preset in spec.presets.items():
+        if not isinstance(preset, dict):
+            raise ConfigError(f"{path}: preset {name!r} must map dotted keys to values")
+        only = preset.get("variants")
+        if only is not None and (not isinstance(only, list) or not _selected(spec.variants, only)):
+            raise ConfigError(f"{path}: preset {name!r}: `variants` must be a list of variant names or globs that "
+                              f"matches at least one variant")
+        for value, changes in (preset.get("axes") or {}).items():
+            if value not in values or not isinstance(changes, dict):
+                raise ConfigError(f"{path}: preset {name!r}: `axes` maps parts of variant names (grid values "
+                                  f"such as {', '.join(sorted(values)[:6])}) to overrides; got {value!r}")
+
+
+def _selected(variants: dict, patterns: list) -> list[str]:
+    return [v for v in variants if any(fnmatch.fnmatchcase(v, str(p)) for p in patterns)]
+
+
+def _preset(spec: ExperimentSpec, preset: str | None) -> dict:
     if not preset:
-        return []
+        return {}
     if preset not in spec.presets:
         have = ", ".join(spec.presets) or "none"
         raise ConfigError(f"experiment {spec.name} has no preset {preset!r}; presets: {have}")
-    return [f"{k}={_yaml_scalar(v)}" for k, v in spec.presets[preset].items()]
+    return spec.presets[preset]
+
+
+def preset_overrides(spec: ExperimentSpec, preset: str | None) -> list[str]:
+    """The dotted overrides of a named preset (applied before the CLI's own overrides)."""
+    return [f"{k}={_yaml_scalar(v)}" for k, v in _preset(spec, preset).items() if k not in PRESET_KEYS]
+
+
+def preset_variants(spec: ExperimentSpec, preset: str | None) -> dict[str, list[str]]:
+    """The variants a preset runs (all, or those its `variants` globs match), each with the overrides its
+    `axes` give the grid values the variant is built from."""
+    p = _preset(spec, preset)
+    names = _selected(spec.variants, p["variants"]) if p.get("variants") is not None else list(spec.variants)
+    axes = p.get("axes") or {}
+    return {v: [f"{k}={_yaml_scalar(x)}" for value in v.split("_") if value in axes for k, x in axes[value].items()]
+            for v in names}
 
 
 WATCHING_ONLY = ("train.trackers", "train.print_every")  # how a run is watched, not what it computes: same folder
@@ -259,13 +300,13 @@ def expand(spec: ExperimentSpec, overrides: list[str] = (), seeds: list[int] | N
                               "or --seeds 3,7,11), not from train.seed")
     seeds = list(range(spec.seeds)) if seeds is None else list(seeds)
     planned = []
-    all_overrides = preset_overrides(spec, preset) + list(overrides)
+    flat = preset_overrides(spec, preset)
     folder = exp_name or experiment_dir_name(spec, seeds, preset, list(overrides))
-    for variant, changes in spec.variants.items():
-        variant_overrides = [f"{k}={_yaml_scalar(v)}" for k, v in changes.items()]
+    for variant, axis_overrides in preset_variants(spec, preset).items():
+        variant_overrides = [f"{k}={_yaml_scalar(v)}" for k, v in spec.variants[variant].items()]
         for seed in seeds:
             cfg = build_config([(spec.base, f"{spec.name}/experiment.yaml base")],
-                               variant_overrides + all_overrides + [f"train.seed={seed}"])
+                               variant_overrides + flat + axis_overrides + list(overrides) + [f"train.seed={seed}"])
             root = Path(out_dir or cfg.out_dir) / folder
             cfg.name, cfg.out_dir = f"{variant}-seed{seed}", str(root)
             planned.append(PlannedRun(variant, seed, cfg, root / cfg.name))

@@ -87,7 +87,12 @@ class AttentionMap:
 
 class View:
     """What one forward showed the Recorder, with derived quantities computed once and shared. `inputs` holds
-    the first input of the modules a probe asked for by `input_patterns` (e.g. a norm's x)."""
+    the first input of the modules a probe asked for by `input_patterns` (e.g. a norm's x). `x` and `y` are
+    the probe batch's token ids and next-token targets when the caller passed them (probe_model's x, y): a
+    probe that needs its own forwards (skip a block) or a loss reads them."""
+
+    x: torch.Tensor | None = None   # B,T input ids
+    y: torch.Tensor | None = None   # B,T targets (data.IGNORE where there is none)
 
     def __init__(self, model: nn.Module, outputs: dict[str, torch.Tensor], inputs: dict | None = None):
         self.model, self.outputs, self.inputs = model, outputs, inputs or {}
@@ -149,6 +154,7 @@ class Recorder:
         self.outputs: dict[str, torch.Tensor] = {}
         self.inputs: dict[str, torch.Tensor] = {}
         self._handles: list = []
+        self.x = self.y = None  # the batch, for probes that run their own forwards (View.x / View.y)
 
     def __enter__(self) -> "Recorder":
         self.outputs.clear()
@@ -186,6 +192,7 @@ class Recorder:
     def summary(self) -> dict[str, dict]:
         """{probe name: {key: float | ndarray}} from the last forward seen (and the model's parameters)."""
         view = View(self.model, self.outputs, self.inputs)
+        view.x, view.y = self.x, self.y
         with torch.no_grad():
             return {p.name: p.reduce(view) for p in self.probes}
 
@@ -203,15 +210,18 @@ def flatten(summary: dict[str, dict]) -> tuple[dict[str, float], dict[str, np.nd
 
 
 def probe_model(model: nn.Module, x: torch.Tensor, probes=("all",), cfg: ProbeConfig | None = None,
-                src: torch.Tensor | None = None) -> dict:
+                src: torch.Tensor | None = None, y: torch.Tensor | None = None) -> dict:
     """One probe pass: eval mode, no_grad, hooks attached for exactly this forward; train mode restored.
-    `src` is the source sequence of an encoder-decoder batch."""
+    `src` is the source sequence of an encoder-decoder batch, `y` the batch's targets (View.y). The probes
+    reduce after the hooks are gone, so a probe's own forwards (View.x) are not recorded over this one."""
     inner = unwrap(model)
     was_training = inner.training
     inner.eval()
     try:
         with torch.no_grad(), Recorder(inner, probes, cfg) as rec:
             inner(x) if src is None else inner(x, src=src)
+        if src is None:  # an encoder-decoder's forward needs its source too: no own forwards there
+            rec.x, rec.y = x, y
         return rec.summary()
     finally:
         inner.train(was_training)

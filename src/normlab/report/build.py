@@ -2,7 +2,8 @@
 
 build_report(exp_dir, spec) reads only run-directory files. `spec` is the experiment (its claims,
 its source's setup and its folder's optional figures.py with `rows`, `sections`, `figures` and
-`notes` hooks); without one (an unknown or pulled experiment) the report is the generic one. It
+`notes` hooks, and `LEAD_FIGURE`, the file of the figure the report shows right after the claims);
+without one (an unknown or pulled experiment) the report is the generic one. It
 works on any partial sweep: unfinished runs are listed as missing, and claims say which seeds
 they lack.
 """
@@ -118,7 +119,8 @@ def _build_report(exp_dir: Path, spec) -> dict[str, Path]:
         atomic_write_bytes(exp_dir / f.file, f.png)
     setup_md, setup = setup_table.markdown(info, runs, getattr(spec, "seed_setup", {}) or {})
     replication = (exp_dir / "replication.md").read_text() if (exp_dir / "replication.md").exists() else ""
-    page = render.page(info, result, groups, runs, shown, setup_md, missing_runs(runs), replication)
+    lead = _hook(spec, "LEAD_FIGURE")  # figures.py names the figure that answers the experiment's question
+    page = render.page(info, result, groups, runs, shown, setup_md, missing_runs(runs), replication, lead=lead)
     atomic_write_text(exp_dir / "report.md", render.markdown(page))
     atomic_write_text(exp_dir / "report.html", render.html(page, images))
     results = {

@@ -154,8 +154,10 @@ class Page:
 
 
 def page(info, result, groups, runs, figure_groups: list[Section], setup_md: str, missing,
-         replication: str = "") -> Page:
-    """The report's layout: the same sections in report.md and report.html."""
+         replication: str = "", lead: str | None = None) -> Page:
+    """The report's layout: the same sections in report.md and report.html. `lead` (a figure's file, the
+    experiment's LEAD_FIGURE) is the figure that answers the question: shown right under the claims table
+    and not again among the figures."""
     seeds = info.get("seeds") or sorted({r.seed for r in runs})
     source = f"Reproduces seed {info['seed_ref']}. " if info.get("seed_ref") else ""
     intro = [f"{source}Built {_now()} from {len(runs)} runs ({len(groups)} variants × seeds "
@@ -165,9 +167,16 @@ def page(info, result, groups, runs, figure_groups: list[Section], setup_md: str
     if missing:
         intro.append(f"**Partial sweep**: {len(missing)} of {len(runs)} runs have not finished and are left out: "
                      + ", ".join(missing) + ".")
-    sections = [Section("Setup vs the source", setup_md),
-                Section("Claims", "\n\n".join([verdict_table(result["claims"]), VERDICT_ABOUT,
-                                                "\n".join(claim_notes(result["claims"]))]))]
+    about = "\n\n".join([VERDICT_ABOUT, "\n".join(claim_notes(result["claims"]))])
+    led = [f for g in figure_groups for f in g.figures if f.file == lead and f.png is not None][:1]
+    for g in figure_groups:
+        g.figures = [f for f in g.figures if f not in led]
+    sections = [Section("Setup vs the source", setup_md)]
+    if led:
+        sections += [Section("Claims", verdict_table(result["claims"]), figures=led),
+                     Section("Reading the verdicts", about, level=3)]
+    else:
+        sections.append(Section("Claims", "\n\n".join([verdict_table(result["claims"]), about])))
     if replication.strip():
         heading, _, body = replication.strip().partition("\n")
         sections.append(Section(heading.lstrip("# ").strip(), body) if heading.startswith("#")

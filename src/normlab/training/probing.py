@@ -29,10 +29,11 @@ class Probing(Callback):
                          if p.grad_every else [])
         self.updaters = ([(n, PROBES[n](p).tracker(run.model, run.trainer.optimizer)) for n in names
                           if PROBES[n].stage == "update"] if p.update_every and run.ranks.is_main else [])
-        self.batch = self.src = None
+        self.batch = self.src = self.targets = None
         if p.every and self.forward:
             b = run.corpus.val.batch(p.batch_size, seed=run.cfg.data.split_seed + PROBE_BATCH_SEED, step=0)
             self.batch = b.x.to(run.trainer.device)
+            self.targets = b.y.to(run.trainer.device)  # a probe's own loss (e.g. depth_stats' skip cost)
             self.src = b.src.to(run.trainer.device) if getattr(b, "src", None) is not None else None
         self.note: dict = {}
         self.peaks = {f"probe/{n}/{prefix}": key for n in self.forward for key, prefix in PROBES[n].peaks.items()}
@@ -87,7 +88,8 @@ class Probing(Callback):
         """Forward probes after `step` optimizer steps; only rank 0 records."""
         if self.batch is None or not run.ranks.is_main:
             return
-        scalars, arrays = flatten(probe_model(run.model, self.batch, self.forward, self.p, self.src))
+        scalars, arrays = flatten(probe_model(run.model, self.batch, self.forward, self.p, self.src,
+                                                   self.targets))
         run.log.add({"step": step, **scalars})
         self._track_peaks(step, scalars)
         if arrays:

@@ -1,0 +1,60 @@
+"""sinks' metrics: the attention sink (per-head mass on position 0, from the attn_sinks probe) and the peak
+|residual activation| on a log scale.
+
+The sink rate is computed here from attn_sinks/per_head (layers x heads, mean over query rows of A[t, 0])
+with Gu et al. 2024's threshold 0.3, so it works with or without the frontier probe's `rate` scalar.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from normlab.report.metrics import metric, precondition, probe_peak
+
+SINK_THRESHOLD = 0.3
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def head_mass(run) -> np.ndarray | None:
+    """Mean attention on position 0 per (layer, head) at the last probe step."""
+    probes = run.probes
+    grid = probes.array("attn_sinks/per_head") if probes is not None else None
+    return np.asarray(grid, float) if grid is not None and np.size(grid) else None
+
+
+@metric("sink_rate", discrete=True)
+def sink_rate(run):
+    """Share of (layer, head) pairs whose mean attention to position 0 exceeds 0.3 (Gu et al. 2024), at the end."""
+    grid = head_mass(run) if run.status == "complete" else None
+    return float(np.mean(grid > SINK_THRESHOLD)) if grid is not None and np.isfinite(grid).all() else None
+
+
+@metric("first_position_share")
+def first_position_share(run):
+    """Mean attention mass on position 0 over every layer, head and query row, at the end of training."""
+    grid = head_mass(run) if run.status == "complete" else None
+    return float(grid.mean()) if grid is not None and np.isfinite(grid).all() else None
+
+
+@metric("peak_act_log10")
+def peak_act_log10(run, key: str):
+    """log10 of a probe scalar's max over training; a non-finite value counts as float32's largest."""
+    peak = probe_peak(run, key)
+    if peak is None:
+        return None
+    return math.log10(min(max(peak, 1e-30), FLOAT32_MAX))
+
+
+@precondition("sinks_present")
+def sinks_present(groups, variants: list):
+    """Each named variant has sink heads (mean attention to position 0 above 0.3) in some run: without a sink
+    there is nothing for gating to remove."""
+    rates = {}
+    for v in variants:
+        values = [x for r in groups.get(v, []) if (x := sink_rate(r)) is not None]
+        if not values:
+            return False, f"{v}: no attention-sink probe data"
+        rates[v] = max(values)
+    ok = all(x > 0 for x in rates.values())
+    return ok, ", ".join(f"{v}: up to {x:.0%} of heads sink" for v, x in rates.items()) + " (needs > 0 for each)"
