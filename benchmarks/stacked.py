@@ -1,6 +1,6 @@
 """Stacked training vs one process per run: whole experiments, and steps/s against the stack size.
 
-    python benchmarks/stacked.py experiments [--experiments prepost normfree] [--jobs 2] [--rounds 1]
+    python benchmarks/stacked.py experiments [--experiments prepost normfree] [--jobs 2] [--rounds 1] [--seeds 5]
     python benchmarks/stacked.py sizes [--sizes 1 3 9 27 81] [--shapes prepost normfree] [--steps 30]
     python benchmarks/stacked.py threads                  # one stack with 1 vs 2 threads, 1 vs 2 jobs
 
@@ -39,18 +39,28 @@ def wall(cmd: list[str]) -> float:
 
 
 def experiments(names: list[str], jobs: int, rounds: int, extra: list[str]) -> None:
+    """Wall time stacked vs --no-stack per experiment, and whether the two give the same verdicts."""
+    import json
+
     exe = [sys.executable, "-m", "normlab", "run"]
-    print(f"| experiment | stacked (s) | --no-stack (s) | speedup | rounds | jobs |\n|---|---|---|---|---|---|")
+    print("| experiment | stacked (s) | --no-stack (s) | speedup | rounds | jobs | verdicts |\n"
+          "|---|---|---|---|---|---|---|")
     for name in names:
-        times = {"stack": [], "nostack": []}
+        times, verdicts = {"stack": [], "nostack": []}, {}
         for r in range(rounds):
             order = ["stack", "nostack"] if r % 2 == 0 else ["nostack", "stack"]
             for mode in order:
                 with tempfile.TemporaryDirectory() as out:
                     flags = ["--jobs", str(jobs), "--out", out] + (["--no-stack"] if mode == "nostack" else [])
                     times[mode].append(wall(exe + [name, *extra, *flags]))
+                    results = next(Path(out).glob("*/results.json"))
+                    verdicts.setdefault(mode, {c["id"]: c["verdict"] for c in json.loads(results.read_text())["claims"]})
         s, n = statistics.median(times["stack"]), statistics.median(times["nostack"])
-        print(f"| {name} | {s:.1f} | {n:.1f} | {n / s:.2f}x | {rounds} | {jobs} |", flush=True)
+        differ = [f"{c}: {v} vs {verdicts['nostack'].get(c)}" for c, v in verdicts["stack"].items()
+                  if verdicts["nostack"].get(c) != v]
+        same = f"{len(verdicts['stack']) - len(differ)}/{len(verdicts['stack'])} same" + (
+            f" (differ: {'; '.join(differ)})" if differ else "")
+        print(f"| {name} | {s:.1f} | {n:.1f} | {n / s:.2f}x | {rounds} | {jobs} | {same} |", flush=True)
 
 
 def _runs(shape: str, E: int, out: Path):
@@ -118,6 +128,7 @@ def main():
     ap.add_argument("what", choices=["experiments", "sizes", "threads"])
     ap.add_argument("--experiments", nargs="+", default=["prepost", "normfree", "lr-sweep", "zoo"])
     ap.add_argument("--overrides", nargs="*", default=[], help="extra dotted overrides for `experiments`")
+    ap.add_argument("--seeds", default=None, help="`experiments`: normlab run --seeds (default: each experiment's)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 3, 9, 27, 81])
@@ -125,7 +136,8 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     args = ap.parse_args()
     if args.what == "experiments":
-        experiments(args.experiments, args.jobs, args.rounds, args.overrides)
+        experiments(args.experiments, args.jobs, args.rounds,
+                    [*args.overrides, *(["--seeds", args.seeds] if args.seeds else [])])
     elif args.what == "sizes":
         sizes(args.shapes, args.sizes, args.steps, args.rounds)
     else:

@@ -220,6 +220,22 @@ def test_sinks_and_depth_metrics_read_probe_arrays(tmp_path):
     assert depth.log10_variance_growth(run) == pytest.approx(1.0) and depth.late_skip_cost(run) == pytest.approx(0.01)
 
 
+def test_outlier_claims_need_massive_activations(tmp_path):
+    """A claim that a method lowers the outliers is untestable when the baseline has none (peak <= 100)."""
+    sinks = load_experiment("sinks").module("metrics")
+    small = [_run(tmp_path / "a", "baseline", k, 3.0, None, probes={10: {"massive_activations/top1/layer0": 3.0 + k,
+                                                                         "massive_activations/top1/layer1": 4.0}})
+             for k in range(3)]
+    ok, why = sinks.massive_activations_present({"baseline": small}, ["baseline"])
+    assert not ok and "peak |activation| 5" in why and "needs > 100" in why
+    big = small + [_run(tmp_path / "b", "baseline", 9, 3.0, None, probes={10: {"massive_activations/top1/layer1": 640.0}})]
+    assert sinks.massive_activations_present({"baseline": big}, ["baseline"])[0]
+    assert not sinks.massive_activations_present({"baseline": big, "ga": []}, ["baseline", "ga"])[0]
+    claims = {c.id: c for c in load_experiment("sinks").claim_specs}
+    for cid in ("fewer-outliers", "table1-outlier-order", "dyt-no-outliers"):
+        assert claims[cid].precondition["name"] == "massive_activations_present"
+
+
 def test_train_max_bytes_caps_the_train_split_only():
     from normlab.data import build_corpus
 

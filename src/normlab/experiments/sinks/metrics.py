@@ -58,3 +58,21 @@ def sinks_present(groups, variants: list):
         rates[v] = max(values)
     ok = all(x > 0 for x in rates.values())
     return ok, ", ".join(f"{v}: up to {x:.0%} of heads sink" for v, x in rates.items()) + " (needs > 0 for each)"
+
+
+MASSIVE = 100.0  # Sun et al. 2024 (arXiv 2402.17762): massive activations are > 100 and ~1000x the median
+
+
+@precondition("massive_activations_present")
+def massive_activations_present(groups, variants: list, key: str = "massive_activations/top1/*",
+                                min_peak: float = MASSIVE):
+    """Each named variant's peak |residual activation| over training exceeds `min_peak` in some run: a claim
+    that a method lowers the outliers needs outliers to lower (the paper's baseline peaks at 6000)."""
+    peaks = {}
+    for v in variants:
+        values = [x for r in groups.get(v, []) if (x := probe_peak(r, key)) is not None]
+        if not values:
+            return False, f"{v}: no massive-activation probe data"
+        peaks[v] = max(values)
+    ok = all(x > min_peak for x in peaks.values())
+    return ok, ", ".join(f"{v}: peak |activation| {x:.3g}" for v, x in peaks.items()) + f" (needs > {min_peak:g})"
