@@ -8,10 +8,10 @@ is byte-identical afterwards (for `run` re-runs: every file but the ones normlab
 report and the failed run's summary.json). The broken run directories are copies of three tiny
 runs trained once per module (complete, interrupted, diverged with forensics) and of one sweep.
 
-Cases per family (725 in all, 714 in the default run; the other 11 are -m slow):
+Cases per family (733 in all, 722 in the default run; the other 11 are -m slow):
   cli arguments         58  run/train/sample/report/replay/push/pull/list/show and the top level, bad arguments
-  schema overrides     432  every numeric field of RunConfig (54): below/above its Range, nan, inf, a string,
-                            a bool, a list, under `train` (378); below its Range under `run` (54)
+  schema overrides     440  every numeric field of RunConfig (55): below/above its Range, nan, inf, a string,
+                            a bool, a list, under `train` (385); below its Range under `run` (55)
   other overrides       47  sections replaced, lists, run names, registries, cross-field rules, syntax
   yaml files            30  duplicate keys, aliases / billion laughs, non-UTF-8, lists, 5 MB, tags, depth, experiments
   data files            18  corrupt/truncated .gz and .parquet, non-string text, cache_dir a file, short data
@@ -180,7 +180,7 @@ SCHEMA_CASES = [pytest.param(key, value, kind_of_damage, id=f"{key}-{kind_of_dam
 
 
 def test_the_schema_cases_cover_every_number():
-    assert len(NUMERIC) == 54 and len(SCHEMA_CASES) == 7 * 54   # a new number field adds 8 cases here by itself
+    assert len(NUMERIC) == 55 and len(SCHEMA_CASES) == 7 * 55   # a new number field adds 8 cases here by itself
     assert all(r.ge is not None or r.gt is not None for _, _, r in NUMERIC)   # every number has a floor
 
 
