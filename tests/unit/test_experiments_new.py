@@ -236,6 +236,19 @@ def test_outlier_claims_need_massive_activations(tmp_path):
         assert claims[cid].precondition["name"] == "massive_activations_present"
 
 
+def test_probe_peak_log10_counts_an_overflow_as_float32_max(tmp_path):
+    """One log-peak metric serves nonorm's logits, sinks' activations and proxies' attention logits."""
+    from normlab.report.metrics import FLOAT32_MAX, probe_peak_log10
+    proxies = load_experiment("proxies").module("metrics")
+    run = _run(tmp_path, "a", 0, 3.0, None, probes={10: {"logit_stats/attn_max/layer0": 20.0,
+                                                        "logit_stats/attn_max/layer1": 2000.0}})
+    assert probe_peak_log10(run, "logit_stats/attn_max/*") == pytest.approx(math.log10(2000.0))
+    assert proxies.log10_peak_attn_logit(run) == pytest.approx(math.log10(2000.0))
+    bad = _run(tmp_path, "b", 0, 3.0, None, probes={10: {"logit_stats/attn_max/layer0": float("inf")}})
+    assert probe_peak_log10(bad, "logit_stats/attn_max/*") == pytest.approx(math.log10(FLOAT32_MAX))
+    assert probe_peak_log10(bad, "massive_activations/top1/*") is None
+
+
 def test_train_max_bytes_caps_the_train_split_only():
     from normlab.data import build_corpus
 

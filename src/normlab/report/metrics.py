@@ -175,6 +175,19 @@ def probe_peak(run: RunData, key: str):
     return float(max(values)) if values else None
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@metric("probe_peak_log10")
+def probe_peak_log10(run: RunData, key: str):
+    """log10 of probe_peak: peaks that differ by orders of magnitude (activations, logits) compare on a log
+    scale; a non-finite value (an overflow) counts as float32's largest, larger than any finite peak."""
+    peak = probe_peak(run, key)
+    if peak is None:
+        return None
+    return math.log10(min(max(peak, 1e-30), FLOAT32_MAX))
+
+
 def cumulative_mean(x: np.ndarray) -> np.ndarray:
     finite = np.isfinite(x)
     return np.cumsum(np.where(finite, x, 0.0), axis=-1) / np.maximum(np.cumsum(finite, axis=-1), 1)

@@ -11,9 +11,8 @@ import math
 
 import numpy as np
 
-from normlab.report.metrics import metric, precondition
+from normlab.report.metrics import metric, precondition, probe_peak_log10
 
-FLOAT32_MAX_LOG10 = math.log10(np.finfo(np.float32).max)  # a logit that overflowed counts as this
 
 
 def width_of(run) -> int:
@@ -82,15 +81,7 @@ def _series(run, key: str) -> list[float]:
 @metric("log10_peak_attn_logit")
 def log10_peak_attn_logit(run):
     """log10 of the largest attention logit over every probe step and layer (non-finite: float32's largest)."""
-    probes = run.probes
-    if probes is None:
-        return None
-    values = [v for k, s in probes.scalars.items() if k.startswith("logit_stats/attn_max/") for v in s.values()]
-    if not values:
-        return None
-    if any(not math.isfinite(v) for v in values):
-        return FLOAT32_MAX_LOG10
-    return math.log10(max(max(values), 1e-12))
+    return probe_peak_log10(run, "logit_stats/attn_max/*")
 
 
 def peak_abs(run, key: str = "output_lse/mean") -> float | None:

@@ -1,19 +1,16 @@
-"""sinks' metrics: the attention sink (per-head mass on position 0, from the attn_sinks probe) and the peak
-|residual activation| on a log scale.
+"""sinks' metrics: the attention sink (per-head mass on position 0, from the attn_sinks probe), and whether
+there are massive activations for a method to lower (the peak-activation claims read probe_peak_log10).
 
 The sink rate is computed here from attn_sinks/per_head (layers x heads, mean over query rows of A[t, 0])
 with Gu et al. 2024's threshold 0.3, so it works with or without the frontier probe's `rate` scalar.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from normlab.report.metrics import metric, precondition, probe_peak
 
 SINK_THRESHOLD = 0.3
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def head_mass(run) -> np.ndarray | None:
@@ -35,15 +32,6 @@ def first_position_share(run):
     """Mean attention mass on position 0 over every layer, head and query row, at the end of training."""
     grid = head_mass(run) if run.status == "complete" else None
     return float(grid.mean()) if grid is not None and np.isfinite(grid).all() else None
-
-
-@metric("peak_act_log10")
-def peak_act_log10(run, key: str):
-    """log10 of a probe scalar's max over training; a non-finite value counts as float32's largest."""
-    peak = probe_peak(run, key)
-    if peak is None:
-        return None
-    return math.log10(min(max(peak, 1e-30), FLOAT32_MAX))
 
 
 @precondition("sinks_present")
