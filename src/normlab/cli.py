@@ -339,7 +339,7 @@ def list_(what):
 
         click.secho("probes (probes.names)", bold=True)
         for name, cls in PROBES.items():
-            click.echo(f"  {name:<20} {describe_probe(cls)}")
+            click.echo(f"  {name:<20} {describe_probe(cls)}" + ("" if cls.in_all else " [not in `all`: name it]"))
     if what in ("all", "sources"):
         click.secho("data sources (data.source)", bold=True)
         for name, text in SOURCES.items():

@@ -152,6 +152,15 @@ def test_depth_stats_sees_an_identity_block_and_matches_hand_math():
     assert probe_model(model, x, ["depth_stats"])["depth_stats"].get("skip") is None   # no targets: no skip costs
 
 
+def test_depth_stats_runs_only_when_named():
+    """Its L + 1 forwards per probe pass are not in the default probes.names=[all]; naming it adds it."""
+    from normlab.probes.base import resolve_names
+    assert "depth_stats" not in resolve_names(["all"]) and "attn_entropy" in resolve_names(["all"])
+    assert resolve_names(["all", "depth_stats"])[-1] == "depth_stats"
+    assert "depth_stats" in {p.name for p in __import__("normlab").Recorder(_model(), ["depth_stats"]).probes}
+    assert "depth_stats" in load_experiment("depth").base["probes"]["names"]
+
+
 def test_output_lse_over_target_positions():
     model = _model()
     x, y = torch.randint(0, 20, (2, 8)), torch.randint(0, 20, (2, 8))

@@ -37,7 +37,9 @@ class Probe:
     a device tensor of len(keys) values or None) or "update" (around the optimizer step every
     probes.update_every steps: `tracker(model, optimizer)` with `keys`, `snapshot()` called after
     backward and `measure()` after the step). `input_patterns` name modules whose *input* the
-    Recorder keeps (View.inputs), for probes that need what a module was given (a norm's x)."""
+    Recorder keeps (View.inputs), for probes that need what a module was given (a norm's x).
+    `in_all = False` leaves a probe out of `probes.names=[all]` (the default): one that runs forwards of
+    its own costs every run, so the experiments that need it name it."""
 
     name = ""
     stage = "forward"
@@ -45,6 +47,7 @@ class Probe:
     input_patterns: tuple[str, ...] = ()
     peaks: dict[str, str] = {}   # summary.json key -> prefix of this probe's scalar keys whose max over training it holds
     figures: tuple[Figure, ...] = ()
+    in_all = True
 
     def __init__(self, cfg: ProbeConfig):
         self.cfg = cfg
@@ -65,10 +68,10 @@ def describe(cls) -> str:
 
 
 def resolve_names(names: list[str]) -> list[str]:
-    """Expand `all` into every registered probe, keeping registry order and dropping repeats."""
+    """Expand `all` into every registered probe that is `in_all`, keeping registry order and dropping repeats."""
     out: list[str] = []
     for n in names:
-        for m in (list(PROBES) if n == "all" else [n]):
+        for m in ([k for k, cls in PROBES.items() if cls.in_all] if n == "all" else [n]):
             if m not in out:
                 out.append(m)
     return out

@@ -10,7 +10,9 @@ the stream it is added to and the block is close to the identity. Per block l, o
 - `skip/<layer>`: the probe batch's loss with the block replaced by the identity minus the full loss
   (the paper's "performance drop" after removing a layer, here in nats/token, no retraining).
 Runs its own forwards (one with hooks on every block, one per skipped block), so it needs the batch
-(View.x, View.y) and a model with `blocks`; otherwise it returns nothing.
+(View.x, View.y) and a model with `blocks`; otherwise it returns nothing. Those L + 1 forwards per probe
+pass made it the costliest probe (about half of a prepost stack's probing), so it is not in
+`probes.names=[all]`: name it (experiments/depth does).
 """
 from __future__ import annotations
 
@@ -41,8 +43,9 @@ class DepthStats(Probe):
     """per block: residual variance, angular distance input->output, loss increase when skipped (Sun et al. 2025)."""
 
     patterns = ()
+    in_all = False   # L + 1 forwards of its own per probe pass: named by the experiments that need it
     figures = ()  # per-layer profiles at several depths do not fit the generic per-variant panels: the
-    # depth experiment draws them (experiments/depth/figures.py); the data is in every run that has blocks
+    # depth experiment draws them (experiments/depth/figures.py)
 
     def reduce(self, view):
         model, x, y = view.model, view.x, view.y
