@@ -104,11 +104,9 @@ def test_interrupted_stack_resumes_bitwise_and_resumes_unstacked(tmp_path, monke
     assert diff[:25].max() == 0 and diff.max() < 1e-4
 
 
-@pytest.mark.parametrize("kind", sorted(k for k in nl.NORMS if k != "identity"))
-def test_every_norm_kind_stacks(kind):
-    """Each kind's forward broadcasts a member axis ([E, 1, C] parameters): the stacked model's member k
-    gives model k's logits (float64; parameters moved off their init so a wrong broadcast shows)."""
-    cfg = nl.load_config("debug", ["model.vocab_size=11", f"model.norm.kind={kind}", "model.norm.bias=true"]).model
+def _assert_members_match(cfg):
+    """Three float64 models of `cfg` (vocab 11), parameters moved off their init so a wrong broadcast or a
+    shared parameter shows: the stacked model's member k gives model k's logits."""
     models = []
     for seed in range(3):
         torch.manual_seed(seed)
@@ -122,6 +120,14 @@ def test_every_norm_kind_stacks(kind):
     out = stacked(x.reshape(6, 9)).reshape(3, 2, 9, 11)
     for k, m in enumerate(models):
         torch.testing.assert_close(out[k], m(x[k]), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", sorted(k for k in nl.NORMS if k != "identity"))
+def test_every_norm_kind_stacks(kind):
+    """Each kind's forward broadcasts a member axis ([E, 1, C] parameters): the stacked model's member k
+    gives model k's logits (float64; parameters moved off their init so a wrong broadcast shows)."""
+    cfg = nl.load_config("debug", ["model.vocab_size=11", f"model.norm.kind={kind}", "model.norm.bias=true"]).model
+    _assert_members_match(cfg)
 
 
 def test_stack_keys_group_what_can_share_a_step():
@@ -179,19 +185,7 @@ def test_every_attention_option_and_placement_stacks(extra):
     """The stacked model's member k gives model k's logits for every attention option and placement
     (float64, parameters moved off their init so a learned sink logit or gate that is shared shows)."""
     cfg = nl.load_config("debug", ["model.vocab_size=11", *extra]).model
-    models = []
-    for seed in range(3):
-        torch.manual_seed(seed)
-        m = nl.build_model(cfg).double()
-        with torch.no_grad():
-            for p in m.parameters():
-                p.add_(0.1 * torch.randn_like(p))
-        models.append(m)
-    stacked, _ = stack_models(models, "cpu")
-    x = torch.randint(0, 11, (3, 2, 9))
-    out = stacked(x.reshape(6, 9)).reshape(3, 2, 9, 11)
-    for k, m in enumerate(models):
-        torch.testing.assert_close(out[k], m(x[k]), rtol=1e-10, atol=1e-10)
+    _assert_members_match(cfg)
 
 
 def test_independent_weight_decay_is_the_plain_paths(tmp_path):
