@@ -45,21 +45,7 @@ GARBAGE = bytes(range(256)) * 3   # not UTF-8, not JSON, not a zip, not safetens
 MODES = ("garbage", "truncated", "empty")
 
 
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path, monkeypatch):
-    """Every case runs in its own folder (a command that wrongly succeeded writes there, never in the repo)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("NORMLAB_DEBUG", raising=False)
-
-
-@pytest.fixture
-def runs(tiny_runs):
-    return tiny_runs
-
-
-@pytest.fixture
-def sweep(tiny_sweep):
-    return tiny_sweep
+pytestmark = pytest.mark.usefixtures("in_tmp")   # conftest.py: each case in its own folder
 
 
 # ---------------------------------------------------------------- cli arguments

@@ -64,15 +64,7 @@ def object_npz(marker: Path, key: str = "x") -> bytes:
 FORMS = {"pickle": raw_pickle, "torch-zip": torch_zip, "npz": object_npz}
 
 
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("NORMLAB_DEBUG", raising=False)
-
-
-@pytest.fixture
-def runs(tiny_runs):
-    return tiny_runs
+pytestmark = pytest.mark.usefixtures("in_tmp")   # conftest.py: each case in its own folder
 
 
 @pytest.fixture
@@ -222,10 +214,6 @@ def test_a_symlink_in_the_run_cannot_lead_a_replay_outside(runs, tmp_path, marke
     (tmp_path / "div" / "forensics" / "last_good").symlink_to(evil, target_is_directory=True)
     refused(invoke("replay", tmp_path / "div"), "forensics.json", "outside")
 
-
-@pytest.fixture
-def sweep(tiny_sweep):
-    return tiny_sweep
 
 
 def test_run_rerun_of_a_partial_run_with_a_pickled_checkpoint(sweep, tmp_path, marker):
