@@ -75,14 +75,21 @@ def _metrics_lines(run: Path) -> int:
         return 0
 
 
-def run_to_random_kill(root: Path, name: str, rng: random.Random, resume: bool, most: int = 30) -> bool:
-    """Kill after 1..most new metrics lines and a random delay; False if the run finished first."""
+def run_to_random_kill(root: Path, name: str, rng: random.Random, resume: bool, most: int = 30,
+                       barrier: str | None = None) -> bool:
+    """Kill after 1..most new metrics lines and a random delay; False if the run finished first.
+
+    `barrier` plants a pause the run cannot pass: on a fast machine a step takes about a millisecond, so the
+    random delay alone could carry the run past the planted point the test wants next (CI saw it resume at
+    step 10 when the next pause was at step 10's checkpoint). Reaching the barrier first, it is killed there."""
     run = root / name
+    marker = root / f".paused-{name}"
+    marker.unlink(missing_ok=True)
     start = _metrics_lines(run)
     target = start + rng.randint(1, most)
-    proc = subprocess.Popen(_cmd(root, name, resume), env=_env(None, root), cwd=root, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    while _metrics_lines(run) < target and proc.poll() is None:
+    proc = subprocess.Popen(_cmd(root, name, resume), env=_env(barrier, marker), cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while _metrics_lines(run) < target and proc.poll() is None and not marker.exists():
         time.sleep(0.002)
     time.sleep(rng.uniform(0, 0.05))
     if proc.poll() is not None:
@@ -126,7 +133,7 @@ def assert_identical(run: Path, ref: Path) -> None:
 
 def test_killed_at_every_planted_point_and_at_random_then_resumed(reference, tmp_path):
     run, rng = tmp_path / "cut", random.Random(0)
-    assert run_to_random_kill(tmp_path, "cut", rng, resume=False, most=6)             # within the first steps
+    assert run_to_random_kill(tmp_path, "cut", rng, resume=False, most=6, barrier="ckpt-files:10")  # first steps
 
     run_to_pause(tmp_path, "cut", "ckpt-files:10", resume=True)
     tmp = run / "checkpoints" / ".tmp_step_000010"
@@ -137,7 +144,7 @@ def test_killed_at_every_planted_point_and_at_random_then_resumed(reference, tmp
     assert (run / "checkpoints" / "step_000015" / "state.json").exists()
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_000010"     # the pointer not yet moved
 
-    assert run_to_random_kill(tmp_path, "cut", rng, resume=True, most=6)
+    assert run_to_random_kill(tmp_path, "cut", rng, resume=True, most=6, barrier="flush:22")
 
     run_to_pause(tmp_path, "cut", "flush:22", resume=True)
     assert not (run / "metrics.jsonl").read_bytes().endswith(b"\n")                  # a torn last line
