@@ -182,7 +182,7 @@ def test_a_second_sigint_exits_at_once_and_kills_the_workers(tmp_path):
 def test_kill_9_of_the_parent_leaves_no_worker_alive(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    p = _sweep(out)
+    p = _sweep(out, "train.steps=5000")   # killed early; long enough that no worker ends first on a fast machine
     _wait(_training(out, lines=10), p, "two workers training")
     pids = _worker_pids(_exp(out))
     assert len(pids) == 2 and all(_alive(pid) for pid in pids)
