@@ -206,3 +206,21 @@ def test_independent_weight_decay_is_the_plain_paths(tmp_path):
 def test_qk_clip_trains_alone():
     cfg = nl.load_config("debug", ["train.qk_clip=50"])
     assert stack_key(cfg) is None and "qk_clip" in stacked_loop.unstackable(cfg)
+
+
+def test_grad_norm_probe_of_a_member_matches_the_plain_run(tmp_path):
+    """The stack computes every member's per-layer / per-group / total gradient norms at once (one segmented
+    sum over the flat gradient); member k's records equal the grad_norms probe of run k alone."""
+    torch.set_num_threads(1)
+    extra = ["train.steps=6", "probes.grad_every=1"]
+    _stack(tmp_path, "g", [0, 1], *extra)
+    nl.train(_cfg(tmp_path, "plain", 1, *extra))
+
+    def norms(run):
+        return [{k: v for k, v in m.items() if k.startswith("probe/grad_norms/")}
+                for m in read_metrics(run / "metrics.jsonl") if "loss" in m]
+    member, plain = norms(tmp_path / "g1"), norms(tmp_path / "plain")
+    assert len(member) == 6 and member[0].keys() == plain[0].keys() and len(member[0]) > 3
+    for a, b in zip(member[:3], plain[:3]):   # later steps drift with the losses' rounding (1e-6 a step)
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-7), key

@@ -6,6 +6,7 @@
 - a re-run trains only what is missing and gives the same results.json claims (and metrics) as an
   uninterrupted sweep; a run whose summary says `failed` is retried, and kept with --skip-failed;
 - `normlab train`: Ctrl-C exits 130; a second writer on the locked run directory is refused with the pid;
+- one worker process takes task after task (meta.json pid); --no-stack keeps one process per run;
 - a changed train.steps never extends a finished run: its own folder (an override), or a refusal naming
   the key (the experiment file itself edited).
 Sweep: prepost, one seed, three runs, two workers; 200 steps with a checkpoint every 20.
@@ -256,3 +257,21 @@ def test_a_changed_train_steps_never_extends_a_finished_run(reference, tmp_path)
     yaml_path.write_text(yaml.safe_dump(edited))
     refused(invoke("run", yaml_path, "--out", tmp_path / "out"), "train.steps: 6 -> 12", "a-seed0")
     assert changed(finished, snapshot(tmp_path / "out")) == []
+
+
+@pytest.mark.parametrize("stack", [pytest.param(True, id="one-worker-many-tasks"),
+                                   pytest.param(False, id="no-stack-one-process-per-run", marks=pytest.mark.slow)])
+def test_a_worker_takes_task_after_task_unless_no_stack(tmp_path, stack):
+    """By default one worker process trains the three placement tasks one after another (torch is imported
+    once); --no-stack keeps one fresh process per run. meta.json records the pid that trained it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    p = _start(["run", "prepost", "--seeds", "1", "--jobs", "1", "train.steps=20", "train.eval_every=10",
+                "sample.n=1", "--out", out] + ([] if stack else ["--no-stack"]), out.parent)
+    stdout, stderr = p.communicate(timeout=600)
+    assert p.returncode == 0, stderr
+    exp = _exp(out)
+    pids = {r: json.loads((exp / r / "meta.json").read_text())["pid"]
+            for r in ("pre-seed0", "post-seed0", "none-seed0")}
+    assert len(set(pids.values())) == (1 if stack else 3), pids
+    assert p.pid not in pids.values()

@@ -67,7 +67,7 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
          + (f", {len(planned) - reused - sum(len(t.runs) for t in tasks)} failed kept (--skip-failed))"
             if skip_failed and any(s == "failed" for s in states.values()) else ")"))
     t0 = time.perf_counter()
-    sweep = _sweep(launcher, tasks, jobs or spec.jobs, jobs, address, echo)
+    sweep = _sweep(launcher, tasks, jobs or spec.jobs, jobs, address, echo, reuse=stack)
     results = sweep.run()
     wall = time.perf_counter() - t0
     if sweep.interrupted:
@@ -98,8 +98,10 @@ def _check_launcher(launcher: str, address: str | None) -> None:
         check_address(address)
 
 
-def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, address: str | None, echo):
-    """Local: `jobs` processes, the machine's cores split among them. Ray: each task keeps its own threads
+def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, address: str | None, echo,
+           reuse: bool = True):
+    """Local: `jobs` processes, the machine's cores split among them, each taking task after task (reuse; with
+    --no-stack one process per run, as before stacking). Ray: each task keeps its own threads
     (the cluster's nodes, not this machine, decide how many run), at most --jobs in flight when given."""
     on_done = lambda run, s: echo(_done_line(run, s))  # noqa: E731
     if launcher == "ray":
@@ -109,7 +111,7 @@ def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, addres
     n_jobs, threads = workers_and_threads(jobs, len(tasks))
     for task in tasks:
         task.threads = threads
-    return Sweep(tasks, n_jobs, on_done=on_done)
+    return Sweep(tasks, n_jobs, on_done=on_done, reuse=reuse)
 
 
 def _done_line(run: str, s: dict) -> str:

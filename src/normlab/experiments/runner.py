@@ -1,7 +1,7 @@
 """Train planned runs in parallel worker processes: reuse finished ones, resume interrupted ones.
 
-Each task (one run, or a stacked group of runs) trains in its own spawned process (a clean torch
-with its own thread count). A run that diverges or raises is recorded and the sweep goes on.
+Up to `jobs` spawned worker processes (a clean torch with its own thread count) take tasks (one run,
+or a stacked group of runs) from one queue. A run that diverges or raises is recorded and the sweep goes on.
 Safety, as a user expects of a sweep:
 - workers die with the parent (PR_SET_PDEATHSIG on Linux, a parent watch elsewhere), so a killed
   `normlab run` never leaves orphans training beside a re-run (each run directory is also locked);
@@ -145,65 +145,102 @@ def _train_stack(runs: list[tuple[dict, str]], progress, on_done) -> dict[str, d
     return results
 
 
-def _worker(index: int, runs: list[tuple[dict, str]], threads: int, messages, parent: int) -> None:
+def _worker(index: int, tasks, threads: int, messages, stop, parent: int, reuse: bool = True) -> None:
+    """Take tasks from the shared queue until it is empty (or the sweep stops): one process for many tasks,
+    so torch and normlab are imported once per worker, not once per task (about 3 s a task here)."""
     os.setpgrp()  # a terminal Ctrl-C goes to the parent alone, which forwards one SIGINT
     _die_with_parent(parent)
-    train_task(runs, threads, progress=lambda name, step, total: messages.put(("progress", name, step, total)),
-               on_done=lambda name, summary: messages.put(("done", name, summary)))
+    try:
+        while not stop.is_set():
+            item = tasks.get()
+            if item is None:   # one end mark per worker follows the tasks
+                break
+            task_index, runs = item
+            messages.put(("start", index, task_index))
+            results = train_task(runs, threads,
+                                 progress=lambda name, step, total: messages.put(("progress", name, step, total)),
+                                 on_done=lambda name, summary: messages.put(("done", name, summary)))
+            if not reuse or any(r.get("status") == "interrupted" for r in results.values()):
+                break
+    except KeyboardInterrupt:  # the stop came between two tasks
+        pass
     messages.put(("exit", index, None))
 
 
 @dataclass
 class Sweep:
-    """The parent side: start up to `jobs` workers, collect their messages, handle Ctrl-C."""
+    """The parent side: start up to `jobs` workers that share one task queue, collect their messages, handle
+    Ctrl-C. A worker that dies without saying so (killed, out of memory) fails the task it held; a
+    replacement takes the tasks no one started."""
     tasks: list[Task]
     jobs: int
     on_progress: Callable[[str, int, int], None] = lambda name, step, total: None
     on_done: Callable[[str, dict], None] = lambda name, summary: None
     results: dict = field(default_factory=dict)
     interrupted: bool = False
+    reuse: bool = True   # False (--no-stack): one fresh process per task, as before stacking existed
 
     def run(self) -> dict[str, dict]:
         ctx = mp.get_context("spawn")
-        messages = ctx.Queue()
-        pending = list(enumerate(self.tasks))
+        messages, queue, self._stop_event = ctx.Queue(), ctx.Queue(), ctx.Event()
+        threads = self.tasks[0].threads if self.tasks else 1
+        for i, task in enumerate(self.tasks):
+            queue.put((i, task.payload()))
+        self._lost = False
+        self._unclaimed = set(range(len(self.tasks)))
+        self._holding: dict[int, int] = {}  # worker -> the task it trains
         running: dict[int, object] = {}
         previous = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)} \
             if threading.current_thread() is threading.main_thread() else {}
         self._running = running
+        n_workers = min(self.jobs, len(self.tasks))
+
+        def spawn(index: int) -> None:
+            queue.put(None)    # this worker's end mark, behind every task
+            proc = ctx.Process(target=_worker, args=(index, queue, threads, messages, self._stop_event, os.getpid(),
+                                                        self.reuse))
+            proc.start()
+            running[index] = proc
         try:
-            while pending or running:
-                while pending and len(running) < self.jobs and not self.interrupted:
-                    i, task = pending.pop(0)
-                    payload = task.payload()
-                    proc = ctx.Process(target=_worker, args=(i, payload, task.threads, messages, os.getpid()))
-                    proc.start()
-                    running[i] = proc
-                if self.interrupted and not running:
-                    break
+            for w in range(n_workers):
+                spawn(w)
+            next_index = n_workers
+            while running:
                 self._drain(messages, running)
+                if (self._lost or not self.reuse) and self._unclaimed and not self.interrupted \
+                        and len(running) < n_workers:
+                    self._lost = False
+                    spawn(next_index)
+                    next_index += 1
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+            queue.cancel_join_thread()  # tasks no worker took (a stop): nothing must wait to flush them
         return self.results
 
     def _drain(self, messages, running) -> None:
         try:
             kind, key, *rest = messages.get(timeout=0.3)
         except queue_mod.Empty:
-            for i, proc in list(running.items()):
+            for w, proc in list(running.items()):
                 if not proc.is_alive():  # died without saying so (killed, out of memory)
-                    running.pop(i)
-                    for run in self.tasks[i].runs:
+                    running.pop(w)
+                    self._lost = True
+                    held = self._holding.pop(w, None)
+                    for run in (self.tasks[held].runs if held is not None else []):
                         self.results.setdefault(run.cfg.name, {"status": "failed",
                                                                "error": f"worker exited with code {proc.exitcode}"})
             return
-        if kind == "progress":
+        if kind == "start":
+            self._holding[key] = rest[0]
+            self._unclaimed.discard(rest[0])
+        elif kind == "progress":
             self.on_progress(key, *rest)
         elif kind == "done":
             self.results[key] = rest[0]
             self.on_done(key, rest[0])
         elif kind == "exit":
+            self._holding.pop(key, None)
             proc = running.pop(key, None)
             if proc is not None:
                 proc.join()
@@ -215,6 +252,7 @@ class Sweep:
                     os.kill(proc.pid, signal.SIGKILL)
             raise KeyboardInterrupt
         self.interrupted = True
+        self._stop_event.set()   # no worker takes another task
         for proc in self._running.values():
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGINT)

@@ -148,4 +148,4 @@ def meta(device: str) -> dict:
 
     return {"normlab": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "git_sha": git_sha(), "device": device,
-            "threads": torch.get_num_threads(), "start": now(), "end": None, "status": "running"}
+            "threads": torch.get_num_threads(), "pid": os.getpid(), "start": now(), "end": None, "status": "running"}
