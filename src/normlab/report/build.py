@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..rundir import atomic_write_bytes, atomic_write_text, now, write_json
-from . import evidence, plots, render, setup_table
+from . import drawing, evidence, plots, render, setup_table
 from .claims import evaluate_claims
-from .probe_data import probe_figures
+from .probe_data import probe_figure_jobs
 from .runs import RunData, by_variant, load_experiment_runs, stack_losses
 from .tables import Row, common_rows, metric_row
 
@@ -74,25 +74,27 @@ def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
 
 def figure_groups(groups: dict[str, list[RunData]], own: dict, experiment: str) -> list[render.Section]:
     """The report's figures in groups: training curves, one group per probe (registry order), the
-    experiment's own; each figure drawn here, then closed (plots.png). A probe figure that is a str
-    is the sentence that replaces an all-zero figure (probe_data._draw)."""
+    experiment's own; drawn and encoded on every core (drawing.py), each closed once encoded. A probe
+    figure that is a str is the sentence that replaces an all-zero figure (probe_data._draw)."""
     from ..probes import PROBES, describe
 
-    out = [render.Section("Training curves", level=3, figures=_shown(loss_figures(groups)))]
-    drawn = probe_figures(groups)
+    (losses, *probes), mine = drawing.draw([lambda: loss_figures(groups), *probe_figure_jobs(groups)],
+                                           meanwhile=(lambda: own) if own else None)
+    drawn = {file: shown for job in probes for file, shown in job.items()}
+    out = [render.Section("Training curves", level=3, figures=_shown(losses))]
     for name, cls in PROBES.items():
-        mine = {f.file: drawn[f.file] for f in cls.figures if f.file in drawn}
-        if mine:
-            out.append(render.Section(f"Probe: {name}", level=3, about=describe(cls), figures=_shown(mine)))
-    if own:
-        out.append(render.Section(f"{experiment}: this experiment's figures", level=3, figures=_shown(own)))
+        here = {f.file: drawn[f.file] for f in cls.figures if f.file in drawn}
+        if here:
+            out.append(render.Section(f"Probe: {name}", level=3, about=describe(cls), figures=_shown(here)))
+    if mine:
+        out.append(render.Section(f"{experiment}: this experiment's figures", level=3, figures=_shown(mine)))
     return out
 
 
 def _shown(figures: dict) -> list:
-    """(figure or sentence, caption) by file -> render.Shown entries, the figures drawn as PNG bytes."""
+    """(PNG bytes or sentence, caption) by file -> render.Shown entries."""
     return [render.Shown(name, caption, text=fig) if isinstance(fig, str) else
-            render.Shown(name, caption, png=plots.png(fig)) for name, (fig, caption) in figures.items()]
+            render.Shown(name, caption, png=fig) for name, (fig, caption) in figures.items()]
 
 
 def missing_runs(runs: list[RunData]) -> list[str]:

@@ -92,18 +92,27 @@ def by_variant(groups: dict) -> dict[str, list[ProbeRun]]:
 
 def probe_figures(groups: dict) -> dict[str, tuple[object, str]]:
     """{file name: (figure, caption)} for every figure the registered probes declare and the data allows."""
+    figs: dict[str, tuple[object, str]] = {}
+    for job in probe_figure_jobs(groups):
+        figs.update(job())
+    return figs
+
+
+def probe_figure_jobs(groups: dict) -> list:
+    """One job per figure the registered probes declare (report/drawing.py): each returns {file: (figure,
+    caption)}, or {} where the data has none."""
     from ..probes import PROBES
 
     data = by_variant(groups)
-    figs: dict[str, tuple[object, str]] = {}
     if not data:
-        return figs
-    for name, cls in PROBES.items():
-        for f in cls.figures:
+        return []
+
+    def job(name, f):
+        def draw():
             fig = _draw(name, f, data)
-            if fig is not None:
-                figs[f.file] = (fig, f.caption)
-    return figs
+            return {f.file: (fig, f.caption)} if fig is not None else {}
+        return draw
+    return [job(name, f) for name, cls in PROBES.items() for f in cls.figures]
 
 
 ALL_ZERO = {"nan_counts": "no non-finite values in any layer, at any probe step"}
