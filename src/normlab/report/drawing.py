@@ -32,17 +32,16 @@ def _run(index: int) -> dict:
 
 
 def _processes(n_jobs: int) -> int:
-    from ..experiments.runner import cores
-
+    """NORMLAB_REPORT_PROCESSES, else the cores this process may use (its affinity mask)."""
     wanted = os.environ.get("NORMLAB_REPORT_PROCESSES")
-    n = int(wanted) if wanted and wanted.isdigit() else cores()
+    n = int(wanted) if wanted and wanted.isdigit() else len(os.sched_getaffinity(0))
     return max(1, min(n, n_jobs))
 
 
 def draw(jobs: list[Job], meanwhile: Job | None = None) -> tuple[list[dict], dict]:
     """(each job's encoded figures, in order; `meanwhile`'s, drawn here while the children work)."""
-    n = _processes(len(jobs))
-    if n < 2 or len(jobs) < MIN_JOBS or not sys.platform.startswith("linux"):
+    n = _processes(len(jobs)) if sys.platform.startswith("linux") and len(jobs) >= MIN_JOBS else 1
+    if n < 2:
         return [_encoded(j) for j in jobs], (_encoded(meanwhile) if meanwhile else {})
     global _JOBS
     _JOBS = jobs
