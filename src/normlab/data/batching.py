@@ -10,6 +10,7 @@ statistics that bits per byte and the leakage guard use.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 
@@ -84,13 +85,17 @@ class Corpus:
     tokenizer: object       # CharTokenizer or BPETokenizer: bos, vocab_size, encode, decode, to_json
     train: object           # TokenData, MemmapTokens or Seq2SeqData: batch(batch_size, seed, step), replay, stats
     val: object
+    fingerprint: str = ""   # changes whenever the text behind either split changes (meta.json "data"; resume checks it)
 
 
-def _char_docs(cfg: DataConfig) -> tuple[list[str], list[str]]:
-    """train/val documents, each split cut to data.max_bytes by the BPE path's rule (tokens.capped)."""
+def _char_docs(cfg: DataConfig) -> tuple[list[str], list[str], str]:
+    """train/val documents, each split cut to data.max_bytes by the BPE path's rule (tokens.capped), and the
+    sources' fingerprint."""
     src = open_source(cfg.source, cfg.cache_dir)
+    fingerprint = src.fingerprint
     if cfg.val_source or "validation" in src.splits:
         val_src = open_source(cfg.val_source, cfg.cache_dir) if cfg.val_source else src
+        fingerprint += ("|" + val_src.fingerprint) if cfg.val_source else ""
         train = list(capped(src.splits["train"](), train_cap(cfg)))   # stops reading at the cap
         val = list(capped(val_src.splits.get("validation", val_src.splits["train"])(), cfg.max_bytes))
     else:
@@ -102,20 +107,20 @@ def _char_docs(cfg: DataConfig) -> tuple[list[str], list[str]]:
     for split, docs in (("train", train), ("val", val)):
         if not docs:
             raise empty_split(cfg, split)
-    return train, val
+    return train, val, hashlib.sha256(fingerprint.encode()).hexdigest()[:20]
 
 
 def build_corpus(cfg: DataConfig, block_size: int) -> Corpus:
     if cfg.tokenizer == "bpe":
         tok, stats, folder = prepare_bpe(cfg)
         return Corpus(tok, MemmapTokens(folder / "train.bin", stats["train"], block_size),
-                      MemmapTokens(folder / "val.bin", stats["val"], block_size))
-    train_docs, val_docs = _char_docs(cfg)
+                      MemmapTokens(folder / "val.bin", stats["val"], block_size), folder.name)  # the text's hash
+    train_docs, val_docs, fingerprint = _char_docs(cfg)
     tok = CharTokenizer.fit(train_docs + val_docs)
     if cfg.task != "lm":
         return Corpus(tok, Seq2SeqData(train_docs, tok, cfg.task, block_size),
-                      Seq2SeqData(val_docs, tok, cfg.task, block_size))
+                      Seq2SeqData(val_docs, tok, cfg.task, block_size), fingerprint)
     train_name = f"data.source={cfg.source}: the train split"
     val_name = f"data.source={cfg.val_source or cfg.source}: the val split"
     return Corpus(tok, TokenData(train_docs, tok, cfg.batching, block_size, train_name),
-                  TokenData(val_docs, tok, cfg.batching, block_size, val_name))
+                  TokenData(val_docs, tok, cfg.batching, block_size, val_name), fingerprint)

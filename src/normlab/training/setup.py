@@ -144,6 +144,11 @@ def _prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[RunConfig, Co
         if changed:
             raise ConfigError(f"cannot resume {run_dir}: its config differs in {'; '.join(changed)}. A resumed run "
                               "must compute what the original would have; start a new run name instead")
+        trained_on = read_json(run_dir / "meta.json").get("data") if (run_dir / "meta.json").is_file() else None
+        if trained_on and corpus.fingerprint and trained_on != corpus.fingerprint:
+            raise ConfigError(f"cannot resume {run_dir}: the text behind data.source={cfg.data.source} changed since it "
+                              f"started (fingerprint {trained_on}, now {corpus.fingerprint}); restore the file or "
+                              "start a new run name")
     return cfg, corpus
 
 
@@ -194,7 +199,7 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
     state = dist.load(ckpt, model, optimizer, cfg.train, ranks) if ckpt is not None else {}
     start = state.get("step", 0)
     info = meta(str(device))
-    info["world_size"] = ranks.world
+    info["world_size"], info["data"] = ranks.world, corpus.fingerprint
     if ranks.is_main and resume and (run_dir / "meta.json").exists():
         info["start"] = read_json(run_dir / "meta.json").get("start", info["start"])
         info["resumed_at_step"] = start

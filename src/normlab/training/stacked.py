@@ -86,7 +86,8 @@ class Flat:
         Taken afresh in every forward, never cached: the optimizer updates `data` in place, and a view
         made before an in-place update gets its grad_fn regenerated as AsStridedBackward0, whose
         backward allocates, zero-fills and copies (measured: 13 % of a 5-member prepost step)."""
-        return self.leaves[name].view(self.E, *lead, *self.spans[name].shape)
+        leaf = self.leaves[name]
+        return leaf.view(self.E, *lead, *self.spans[name].shape) if lead else leaf   # the leaf is [E, *shape]
 
     def member(self, tensor: torch.Tensor, k: int, name: str) -> torch.Tensor:
         s = self.spans[name]
