@@ -1,6 +1,9 @@
 """report/drawing.py: the figures drawn in forked children are the same bytes, in the same order, as drawn
 one after another here; a job that raises fails the report with its own error."""
+import os
 import re
+import subprocess
+import sys
 
 import matplotlib.pyplot as plt
 import pytest
@@ -55,3 +58,14 @@ def test_a_report_is_byte_identical_drawn_in_parallel_or_not(tmp_path, monkeypat
             p.unlink()
         pngs[processes]["report.html"] = html.encode()
     assert len(pngs["1"]) > 10 and pngs["1"] == pngs["2"]
+
+
+@pytest.mark.parametrize("bad", ["two", "0", "-1", "1.5"])
+def test_a_bad_process_count_is_one_clear_line(bad, tmp_path):
+    write_probed_experiment(tmp_path / "prepost", "prepost", ["pre", "post"], range(2), seed_ref="003", preset=None,
+                            overrides=[])
+    run = subprocess.run([sys.executable, "-m", "normlab", "report", str(tmp_path / "prepost")], capture_output=True,
+                         text=True, env={**os.environ, "NORMLAB_REPORT_PROCESSES": bad})
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == [f"error: NORMLAB_REPORT_PROCESSES={bad!r}: give a whole number of "
+                                                "processes, at least 1 (1 draws the figures in this process)"]

@@ -275,3 +275,28 @@ def test_a_worker_takes_task_after_task_unless_no_stack(tmp_path, stack):
             for r in ("pre-seed0", "post-seed0", "none-seed0")}
     assert len(set(pids.values())) == (1 if stack else 3), pids
     assert p.pid not in pids.values()
+
+
+def test_a_killed_worker_fails_its_task_and_a_replacement_trains_the_rest(tmp_path):
+    """kill -9 of the one worker while it trains the first task: that task's run is recorded failed (exit 1),
+    a fresh worker trains the two tasks no one started, and a re-run retries the failed one."""
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["run", "prepost", "--seeds", "1", "--jobs", "1", "train.ckpt_every=20", "train.eval_every=100",
+            "train.eval_batches=2", "sample.n=1", "--out", out]
+    p = _start(args + ["train.steps=600"], out.parent)
+    _wait(_training(out, n=1, lines=10), p, "the worker training")
+    [victim] = _worker_pids(_exp(out))
+    os.kill(victim, signal.SIGKILL)
+    stdout, stderr = p.communicate(timeout=600)
+    assert p.returncode == 1, stderr
+    states = {r: json.loads((_exp(out) / r / "summary.json").read_text())["status"]
+              if (_exp(out) / r / "summary.json").exists() else None for r in RUNS}
+    assert sorted(states.values(), key=str) == [None, "complete", "complete"], (states, stdout)
+    assert "worker exited with code -9" in stdout + stderr, (stdout, stderr)
+    pids = {json.loads((_exp(out) / r / "meta.json").read_text())["pid"] for r in RUNS if states[r]}
+    assert len(pids) == 1 and victim not in pids
+    p = _start(args + ["train.steps=600"], out.parent)
+    stdout, stderr = p.communicate(timeout=600)
+    assert p.returncode == 0 and "(1 to train, 2 finished already;" in stdout, (stdout, stderr)
+    assert all(json.loads((_exp(out) / r / "summary.json").read_text())["status"] == "complete" for r in RUNS)

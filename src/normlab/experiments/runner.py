@@ -212,6 +212,10 @@ class Sweep:
                     self._lost = False
                     spawn(next_index)
                     next_index += 1
+            for i in sorted(self._unclaimed) if not self.interrupted else []:   # a worker killed as it took one
+                for run in self.tasks[i].runs:
+                    self.results.setdefault(run.cfg.name, {"status": "failed",
+                                                           "error": "its worker ended before reporting it"})
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)

@@ -33,8 +33,13 @@ def _run(index: int) -> dict:
 
 def _processes(n_jobs: int) -> int:
     """NORMLAB_REPORT_PROCESSES, else the cores this process may use (its affinity mask)."""
-    wanted = os.environ.get("NORMLAB_REPORT_PROCESSES")
-    n = int(wanted) if wanted and wanted.isdigit() else len(os.sched_getaffinity(0))
+    wanted = os.environ.get("NORMLAB_REPORT_PROCESSES", "").strip()
+    if wanted and not (wanted.isdigit() and int(wanted) >= 1):
+        from ..config import ConfigError
+
+        raise ConfigError(f"NORMLAB_REPORT_PROCESSES={wanted!r}: give a whole number of processes, at least 1 "
+                          "(1 draws the figures in this process)")
+    n = int(wanted) if wanted else len(os.sched_getaffinity(0))
     return max(1, min(n, n_jobs))
 
 
