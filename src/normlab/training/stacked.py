@@ -85,7 +85,7 @@ class Flat:
         """All members' values of one plain parameter: [E, *lead, *shape] (lead = broadcast dims).
         Taken afresh in every forward, never cached: the optimizer updates `data` in place, and a view
         made before an in-place update gets its grad_fn regenerated as AsStridedBackward0, whose
-        backward allocates, zero-fills and copies (measured: 13 % of a 5-member prepost step)."""
+        backward allocates, zero-fills and copies (a 5-member prepost step: 12.4 ms cached, 7.8 ms fresh)."""
         leaf = self.leaves[name]
         return leaf.view(self.E, *lead, *self.spans[name].shape) if lead else leaf   # the leaf is [E, *shape]
 
