@@ -1,7 +1,7 @@
 """Probe outputs of run directories -> per-variant arrays -> the figures every probe declares.
 
 Reads metrics.jsonl (`probe/<probe>/<key>` scalars) and probes/step_N.npz (`<probe>/<key>` arrays);
-writes nothing. `probe_figures(groups)` loops over the probe registry: each probe's `figures` say
+writes nothing. `probe_figure_jobs(groups)` loops over the probe registry: each probe's `figures` say
 what to draw (probes/__init__.py, Figure), so adding a probe adds its figures to every report.
 Curves and grids are means over the seeds of a variant (steps missing in a seed, e.g. after a
 divergence, are left out of that step's mean).
@@ -88,14 +88,6 @@ def chosen_steps(runs: list[ProbeRun], key: str, n: int = 3) -> list[int]:
 
 def by_variant(groups: dict) -> dict[str, list[ProbeRun]]:
     return {v: loaded for v, runs in groups.items() if (loaded := [r.probes for r in runs if r.probes is not None])}
-
-
-def probe_figures(groups: dict) -> dict[str, tuple[object, str]]:
-    """{file name: (figure, caption)} for every figure the registered probes declare and the data allows."""
-    figs: dict[str, tuple[object, str]] = {}
-    for job in probe_figure_jobs(groups):
-        figs.update(job())
-    return figs
 
 
 def probe_figure_jobs(groups: dict) -> list:
