@@ -8,6 +8,7 @@ every Ray process is gone after the tests, even when one fails.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -276,10 +277,19 @@ def test_a_sweep_that_loses_a_node_equals_a_local_sweep(cluster, tmp_path, monke
         assert json.loads((ray_dir / name / "summary.json").read_text())["status"] == "complete"
         for rel in ("metrics.jsonl", "checkpoints/step_000200/model.safetensors", "samples.txt"):
             assert (ray_dir / name / rel).read_bytes() == (local.exp_dir / name / rel).read_bytes(), (name, rel)
-    assert _report(ray_dir) == _report(local.exp_dir)  # the same report, but for when it was built
+    (ray_results, ray_md), (local_results, local_md) = _report(ray_dir), _report(local.exp_dir)
+    # the same report, but for when it was built; a diff names what differs
+    assert ray_md == local_md, "".join(difflib.unified_diff(local_md.splitlines(True), ray_md.splitlines(True),
+                                                             "local/report.md", "ray/report.md"))
+    assert ray_results == local_results, "".join(difflib.unified_diff(
+        _lines(local_results), _lines(ray_results), "local/results.json", "ray/results.json"))
 
 
 WALL_CLOCK = ("built", "train_time_s", "tokens_per_s", "stacked")  # stacked: how many trained together (provenance)
+
+
+def _lines(value) -> list[str]:
+    return json.dumps(value, indent=1, sort_keys=True).splitlines(True)
 
 
 def _report(exp_dir: Path) -> tuple[dict, str]:

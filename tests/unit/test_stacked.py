@@ -9,6 +9,7 @@ Measured tolerances (prepost's MicroGPT, 100 steps, Adam lr 0.01, batch 1; CPU f
   self-sensitivity.
 """
 import math
+import json
 import os
 import signal
 
@@ -95,6 +96,10 @@ def test_interrupted_stack_resumes_bitwise_and_resumes_unstacked(tmp_path, monke
         a = (tmp_path / f"cut{s}" / "metrics.jsonl").read_text().splitlines()
         b = (tmp_path / f"full{s}" / "metrics.jsonl").read_text().splitlines()
         assert a == b   # metrics.jsonl byte for byte
+        wall = ("name", "train_time_s", "tokens_per_s", "stacked")
+        ours, ref = ({k: v for k, v in json.loads((tmp_path / f"{r}{s}" / "summary.json").read_text()).items()
+                      if k not in wall} for r in ("cut", "full"))
+        assert ours == ref   # the probes' peaks too: over all of training, not since the resume
     # a stacked checkpoint resumes alone (the same single-model format)
     half = _cfg(tmp_path, "half0", 0, "train.ckpt_every=20")
     train_stacked([half, _cfg(tmp_path, "half1", 1, "train.ckpt_every=20")],

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from ..probes import PROBES, flatten, probe_model, resolve_names
-from ..rundir import write_npz
+from ..rundir import read_metrics, write_npz
 from .callbacks import Callback, done
 
 PROBE_BATCH_SEED = 104_729  # any fixed number: the probe batch is the same in every run of a corpus
@@ -48,6 +48,12 @@ class Probing(Callback):
     def on_start(self, run):
         if run.start_step == 0:
             self._probe(run, 0)
+        elif self.peaks and run.ranks.is_main:
+            # a resumed run's peaks are over all of training: the probe records before the checkpoint are in
+            # metrics.jsonl (already cut back to what the checkpoint saw), not in this process's memory
+            for record in read_metrics(run.run_dir / "metrics.jsonl"):
+                if any(k.startswith("probe/") for k in record):
+                    self._track_peaks(record["step"], record)
 
     def after_backward(self, run, step):
         if self.trackers and step % self.p.grad_every == 0:
