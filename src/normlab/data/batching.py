@@ -23,7 +23,7 @@ from .corpora import open_source
 from .tokenizer import CharTokenizer
 from .batch import IGNORE, Batch, text_stats
 from .seq2seq import Seq2SeqData
-from .tokens import MemmapTokens, capped, check_windows, empty_split, prepare_bpe, train_cap, window_starts
+from .tokens import MemmapTokens, cache_key, capped, check_windows, empty_split, prepare_bpe, train_cap, window_starts
 
 def split_documents(docs: list[str], val_frac: float, split_seed: int) -> tuple[list[str], list[str]]:
     order = list(range(len(docs)))
@@ -92,10 +92,9 @@ def _char_docs(cfg: DataConfig) -> tuple[list[str], list[str], str]:
     """train/val documents, each split cut to data.max_bytes by the BPE path's rule (tokens.capped), and the
     sources' fingerprint."""
     src = open_source(cfg.source, cfg.cache_dir)
-    fingerprint = src.fingerprint
+    val_named = open_source(cfg.val_source, cfg.cache_dir) if cfg.val_source else None
     if cfg.val_source or "validation" in src.splits:
-        val_src = open_source(cfg.val_source, cfg.cache_dir) if cfg.val_source else src
-        fingerprint += ("|" + val_src.fingerprint) if cfg.val_source else ""
+        val_src = val_named or src
         train = list(capped(src.splits["train"](), train_cap(cfg)))   # stops reading at the cap
         val = list(capped(val_src.splits.get("validation", val_src.splits["train"])(), cfg.max_bytes))
     else:
@@ -107,7 +106,20 @@ def _char_docs(cfg: DataConfig) -> tuple[list[str], list[str], str]:
     for split, docs in (("train", train), ("val", val)):
         if not docs:
             raise empty_split(cfg, split)
-    return train, val, hashlib.sha256(fingerprint.encode()).hexdigest()[:20]
+    return train, val, _char_fingerprint(src, val_named)
+
+
+def _char_fingerprint(src, val_src) -> str:
+    text = src.fingerprint + (("|" + val_src.fingerprint) if val_src else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def data_fingerprint(cfg: DataConfig) -> str:
+    """What build_corpus(cfg).fingerprint is (meta.json's "data"), from the sources alone: no tokenizing, so a
+    sweep can check its finished runs against the text as it is now (a `text:` file hashes its bytes)."""
+    src = open_source(cfg.source, cfg.cache_dir)
+    val_src = open_source(cfg.val_source, cfg.cache_dir) if cfg.val_source else None
+    return cache_key(cfg, src, val_src) if cfg.tokenizer == "bpe" else _char_fingerprint(src, val_src)
 
 
 def build_corpus(cfg: DataConfig, block_size: int) -> Corpus:

@@ -32,8 +32,9 @@ from .spec import PlannedRun
 FINISHED = ("complete", "diverged")
 
 
-def run_state(run: PlannedRun) -> str:
-    """new | finished | failed | partial; refuses (ConfigError) a run directory trained with another config."""
+def run_state(run: PlannedRun, fingerprints: dict | None = None) -> str:
+    """new | finished | failed | partial; refuses (ConfigError) a run directory trained with another config or
+    on a `text:` file that has changed since. `fingerprints` caches the text's hash across one sweep's runs."""
     from ..training.setup import config_changes, saved_config
 
     folder = run.run_dir
@@ -45,10 +46,32 @@ def run_state(run: PlannedRun) -> str:
     if changed:
         raise ConfigError(f"{folder} was trained with another config ({'; '.join(changed[:6])}); this sweep would "
                           "extend or overwrite it. Give the sweep its own folder (--out DIR) or remove that one")
+    _refuse_changed_text(run, {} if fingerprints is None else fingerprints)
     status = read_json(folder / "summary.json").get("status") if (folder / "summary.json").exists() else None
     if status in FINISHED:
         return "finished"
     return "failed" if status == "failed" else "partial"
+
+
+def _refuse_changed_text(run: PlannedRun, fingerprints: dict) -> None:
+    """A run trained on a `text:` file that has changed since is refused before anything trains: a finished one
+    would be reused and reported beside runs on the new text, a partial one refused mid-sweep by its resume.
+    (Hub data sets are versioned and cached, and opening one may need the network, so they are not re-hashed.)"""
+    data = run.cfg.data
+    meta = run.run_dir / "meta.json"
+    if not any(s.startswith("text:") for s in (data.source, data.val_source or "")) or not meta.is_file():
+        return
+    trained_on = read_json(meta).get("data")
+    key = repr(dataclasses.astuple(data))
+    if key not in fingerprints:   # one hash of the text per sweep, not one per run
+        from ..data.batching import data_fingerprint
+
+        fingerprints[key] = data_fingerprint(data)
+    if trained_on and trained_on != fingerprints[key]:
+        raise ConfigError(f"{run.run_dir} was trained on other text: the file behind data.source={data.source} "
+                          f"changed since (fingerprint {trained_on}, now {fingerprints[key]}), so this sweep "
+                          "would mix runs on two texts. Give the sweep its own folder (--out DIR), remove that "
+                          "one, or restore the file")
 
 
 @dataclass
@@ -283,7 +306,8 @@ MAX_STACK = 64  # members per stacked task (memory grows with E; beyond ~64 tiny
 def plan_tasks(runs: list[PlannedRun], skip_failed: bool = False, stack: bool = True) -> tuple[list[Task], dict[str, str]]:
     """Tasks for the runs that still need training (same-shape runs stacked into one task unless stack is
     False), and the state of every run."""
-    states = {r.cfg.name: run_state(r) for r in runs}  # raises before anything trains if one was changed
+    fingerprints: dict[str, str] = {}
+    states = {r.cfg.name: run_state(r, fingerprints) for r in runs}  # raises before anything trains if one was changed
     todo = [r for r in runs if states[r.cfg.name] in ("new", "partial") or
             (states[r.cfg.name] == "failed" and not skip_failed)]
     if not stack:
