@@ -1,7 +1,7 @@
 """Stacked training vs one process per run: whole experiments, and steps/s against the stack size.
 
     python benchmarks/stacked.py experiments [--experiments prepost normfree] [--jobs 2] [--rounds 1] [--seeds 5]
-    python benchmarks/stacked.py sizes [--sizes 1 3 9 27 81] [--shapes prepost normfree] [--steps 30]
+    python benchmarks/stacked.py sizes [--sizes 1 3 9 27 81] [--shapes prepost normfree zoo] [--steps 30]
     python benchmarks/stacked.py threads                  # one stack with 1 vs 2 threads, 1 vs 2 jobs
 
 `experiments` runs `normlab run X` (a fresh --out each time, so nothing is reused) with stacking and
@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import normlab as nl  # noqa: E402
 
-SHAPES = {"prepost": ("prepost", []), "normfree": ("normfree", ["model.norm.placement=none"])}
+SHAPES = {"prepost": ("prepost", []), "normfree": ("normfree", ["model.norm.placement=none"]),
+          "zoo": ("zoo", [])}   # zoo: its base (RMSNorm, pre); every zoo variant has this width
 
 
 def wall(cmd: list[str]) -> float:
