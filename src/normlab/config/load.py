@@ -160,35 +160,33 @@ def apply_override(tree: dict, path: list[str], value: Any) -> dict:
     return tree
 
 
-def _is_value(path: list[str]) -> bool:
-    """True when the dotted path names a plain value of RunConfig (train.lr), which has no keys below it;
-    False for sections, mappings (model.norm.options) and unknown keys (from_dict names those)."""
+def _reached_type(path: list[str]):
+    """The type a dotted path reaches in RunConfig: a section (dataclass) when every part is one, else the first
+    plain type met along it (train.lr -> float; a mapping such as model.norm.options -> dict); None when a part
+    is not a key there (from_dict names those)."""
     cls = RunConfig
     for part in path:
         hints = _hints(cls)
         if part not in hints:
-            return False
+            return None
         tp = hints[part]
         tp = get_args(tp)[0] if get_origin(tp) is Annotated else tp
         if not dataclasses.is_dataclass(tp):
-            return not (tp is dict or get_origin(tp) is dict)
+            return tp
         cls = tp
-    return False
+    return cls
+
+
+def _is_value(path: list[str]) -> bool:
+    """True when the dotted path names a plain value of RunConfig (train.lr), which has no keys below it;
+    False for sections, mappings (model.norm.options) and unknown keys."""
+    tp = _reached_type(path)
+    return tp is not None and not dataclasses.is_dataclass(tp) and not (tp is dict or get_origin(tp) is dict)
 
 
 def _is_section(path: list[str]) -> bool:
     """True when the dotted path names a dataclass section of RunConfig (model, train, model.norm ...)."""
-    cls = RunConfig
-    for part in path:
-        hints = _hints(cls)
-        if part not in hints:
-            return False
-        tp = hints[part]
-        tp = get_args(tp)[0] if get_origin(tp) is Annotated else tp
-        if not dataclasses.is_dataclass(tp):
-            return False
-        cls = tp
-    return True
+    return dataclasses.is_dataclass(_reached_type(path))
 
 
 def find_config(name: str) -> Path:
