@@ -5,6 +5,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import struct
 import sys
 
@@ -165,6 +166,33 @@ def test_single_run_logs_under_its_run_dir_and_a_resume_continues_it(tiny, tmp_p
     values, _ = _tensorboard(log_dir)
     _same(values, _expected(tmp_path / "solo"), rel=1e-6)          # the resume purged what followed its checkpoint
     assert not (tmp_path / "tensorboard").exists()
+
+
+@needs_trackers
+def test_a_resume_after_a_kill_past_the_checkpoint_sends_trackio_each_record_once(tiny, tmp_path, monkeypatch):
+    """A kill -9 after step 10's checkpoint had sent trackio the records of steps 11-20; the resume computes them
+    again (bit for bit) and must not send them twice (trackio has no purge_step: it would hold both)."""
+    from trackio.sqlite_storage import SQLiteStorage
+
+    _isolated_tracker_env(monkeypatch, tmp_path)
+    args = ("name=killed", *TINY, "train.ckpt_every=10", "train.trackers=[trackio]")
+    nl.train(tiny(*args), display="none")
+    run = tmp_path / "killed"
+    # the state such a kill leaves: step 10 is the latest checkpoint, no summary, metrics.jsonl longer than it saw
+    shutil.rmtree(run / "checkpoints" / f"step_{STEPS:06d}")
+    (run / "checkpoints" / "latest").write_text("step_000010\n")
+    for name in ("summary.json", "samples.txt"):
+        (run / name).unlink()
+    sent = json.loads((run / "trackers.json").read_text())["trackio"]
+    assert sent == len(read_metrics(run / "metrics.jsonl"))
+    assert nl.train(tiny(*args), resume=True, display="none")["status"] == "complete"
+    rows = [((row["step"], k), v) for row in SQLiteStorage.get_logs("normlab", "killed")
+            for k, v in row.items() if k not in ("step", "timestamp")]
+    counts = {}
+    for key, _ in rows:
+        counts[key] = counts.get(key, 0) + 1
+    assert {k: n for k, n in counts.items() if n > 1} == {}            # nothing sent twice
+    _same(dict(rows), _expected(run))                                  # and nothing missing
 
 
 class _Recording(trackers.Tracker):

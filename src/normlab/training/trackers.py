@@ -6,6 +6,8 @@ at start. An experiment groups its runs (the run directory's parent holds experi
 group and trackio project = that folder's name, TensorBoard <exp_dir>/tensorboard/<run name>; a
 single run logs to <run dir>/tensorboard. A tracker that raises is closed and named in
 summary.json's warnings; training goes on. Each package is an optional extra (normlab[<name>]).
+A resume sends no record twice: TensorBoard purges past the checkpoint itself, the others skip what
+trackers.json (metrics.jsonl lines sent, per tracker) says they already hold.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..config import RunConfig, register_rule, to_dict
+from ..rundir import read_json, write_json
 from .callbacks import Callback
 
 DEFAULT_PROJECT = "normlab"  # W&B project, and trackio project of a run outside an experiment
@@ -41,7 +44,7 @@ class TrackerRun:
 class Tracker:
     """The interface: start (config as hyperparameters), log (a flushed list of records), close."""
     package = ""                # the module that must be importable (its extra is normlab[<tracker name>])
-
+    purges_on_resume = False    # True: start() itself drops what an earlier session logged past the checkpoint
     def start(self, run: TrackerRun) -> None: ...
     def log(self, records: list[dict]) -> None: ...
     def close(self) -> None: ...
@@ -49,6 +52,7 @@ class Tracker:
 
 class TensorBoard(Tracker):
     package = "tensorboard"
+    purges_on_resume = True
 
     def start(self, run):
         from torch.utils.tensorboard import SummaryWriter
@@ -176,12 +180,23 @@ class Trackers(Callback):
             tracker = TRACKERS[name]()
             if self._guard(name, tracker, "start", lambda: tracker.start(info)):
                 self.active[name] = tracker
+        # A run killed after a checkpoint had sent its trackers records that the resume cuts from metrics.jsonl and
+        # computes again, bit for bit. trackers.json counts the metrics.jsonl lines each tracker has been sent, so
+        # those records are not sent twice (trackio would hold them twice; W&B refuses them with a warning).
+        self.sent_path = Path(run.run_dir) / "trackers.json"
+        sent = read_json(self.sent_path) if run.start_step and self.sent_path.is_file() else {}
+        self.sent = {name: int(sent.get(name, 0)) for name in self.names}
+        self.position = run.log.lines   # where in metrics.jsonl the next flushed record goes
         run.log.listeners.append(self.log)
         Trackers.open.add(self)
 
     def log(self, records: list[dict]) -> None:
+        start, self.position = self.position, self.position + len(records)
         for name, tracker in list(self.active.items()):
-            self._guard(name, tracker, "log", lambda: tracker.log(records))
+            fresh = records if tracker.purges_on_resume else records[max(0, self.sent[name] - start):]
+            if not fresh or self._guard(name, tracker, "log", lambda: tracker.log(fresh)):
+                self.sent[name] = max(self.sent[name], self.position)
+        write_json(self.sent_path, self.sent)
 
     def on_end(self, run):
         if self.log in run.log.listeners:
