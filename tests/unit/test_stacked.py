@@ -151,6 +151,24 @@ def test_stack_keys_group_what_can_share_a_step():
     assert stack_key(nl.load_config("prepost")) != stack_key(nl.load_config("prepost", ["model.n_layer=4"]))
 
 
+def test_stacks_are_split_only_where_that_fills_an_idle_worker():
+    from normlab.experiments import expand, load_experiment
+    from normlab.experiments.runner import _makespan, balance, plan_tasks
+
+    prepost = expand(load_experiment("prepost"))                   # 3 placements x 5 seeds: 3 stacks of 5
+    tasks, _ = plan_tasks(prepost, workers=2)                       # on 2 workers the third would run alone
+    assert sorted(len(t.runs) for t in tasks) == [2, 3, 5, 5]
+    assert sorted(r.cfg.name for t in tasks for r in t.runs) == sorted(r.cfg.name for r in prepost)
+    assert all(len({r.variant for r in t.runs}) == 1 for t in tasks)   # a split keeps one shape per stack
+    for workers in (1, 3):                                          # nothing to gain: one worker, or one each
+        assert sorted(len(t.runs) for t in plan_tasks(prepost, workers=workers)[0]) == [5, 5, 5]
+    pre = [r for r in expand(load_experiment("prepost"), [], list(range(10))) if r.variant == "pre"]
+    halves, _ = plan_tasks(pre, workers=2)                          # one 10-member stack: both cores, 5 + 5
+    assert sorted(len(t.runs) for t in halves) == [5, 5]
+    whole, _ = plan_tasks(pre)
+    assert _makespan(halves, 2) < _makespan(whole, 2) and balance(whole, 1) == whole
+
+
 def test_per_member_clipping_and_learning_rates(tmp_path):
     """Members with other clip thresholds and LRs each follow their own run (vs a stack of one)."""
     extra = {0: ["train.grad_clip=0.5", "train.lr=0.003"], 1: ["train.grad_clip=0", "train.lr=0.02"]}

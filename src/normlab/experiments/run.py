@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import ConfigError
 from ..report import build_report
 from ..rundir import write_json
-from .runner import Sweep, plan_tasks, workers_and_threads
+from .runner import Sweep, cores, plan_tasks, workers_and_threads
 from .spec import expand, load_experiment, parse_seeds, seeds_label, watching_only
 
 
@@ -50,7 +50,8 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
         exp_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot create {exp_dir}: {err.strerror or err} (--out must be a writable folder)") from None
-    tasks, states = plan_tasks(planned, skip_failed, stack)
+    workers = min(jobs or spec.jobs, cores()) if launcher == "local" else None   # Ray's cluster decides its own
+    tasks, states = plan_tasks(planned, skip_failed, stack, workers)
     variants = list(dict.fromkeys(p.variant for p in planned))  # a preset may run a subset
     info = {"name": spec.name, "title": spec.title, "description": spec.description, "seed_ref": spec.seed_ref,
             "source": spec.source, "variants": variants, "seeds": seed_list,

@@ -303,9 +303,11 @@ def workers_and_threads(jobs: int, n_tasks: int) -> tuple[int, int]:
 MAX_STACK = 64  # members per stacked task (memory grows with E; beyond ~64 tiny members the gain flattens on a CPU)
 
 
-def plan_tasks(runs: list[PlannedRun], skip_failed: bool = False, stack: bool = True) -> tuple[list[Task], dict[str, str]]:
+def plan_tasks(runs: list[PlannedRun], skip_failed: bool = False, stack: bool = True,
+               workers: int | None = None) -> tuple[list[Task], dict[str, str]]:
     """Tasks for the runs that still need training (same-shape runs stacked into one task unless stack is
-    False), and the state of every run."""
+    False), and the state of every run. With `workers` known (the local launcher), stacks are split where that
+    ends the sweep sooner (`balance`)."""
     fingerprints: dict[str, str] = {}
     states = {r.cfg.name: run_state(r, fingerprints) for r in runs}  # raises before anything trains if one was changed
     todo = [r for r in runs if states[r.cfg.name] in ("new", "partial") or
@@ -321,7 +323,33 @@ def plan_tasks(runs: list[PlannedRun], skip_failed: bool = False, stack: bool = 
         (groups.setdefault(key, []) if key is not None else alone).append(r)
     tasks = [Task(g[i:i + MAX_STACK]) for g in groups.values() for i in range(0, len(g), MAX_STACK)]
     tasks += [Task([r]) for r in alone]
+    tasks = balance(tasks, workers) if workers else tasks
     return sorted(tasks, key=_cost, reverse=True), states   # longest first: the last wave is the shortest
+
+
+def balance(tasks: list[Task], workers: int) -> list[Task]:
+    """Split stacks in two while that shortens the sweep: three same-size stacks on two workers take two stack
+    lengths with a core idle for one of them; a 5-stack split 3 + 2 fills it (a stack's members compute
+    what they compute alone, so how runs are stacked never changes a result). The makespan is estimated by
+    `_cost` and the workers' longest-first order (Sweep's queue); a split is kept only if it lowers it."""
+    tasks = list(tasks)
+    while True:
+        best = _makespan(tasks, workers)
+        big = max((t for t in tasks if len(t.runs) > 1), key=_cost, default=None)
+        if big is None:
+            return tasks
+        half = (len(big.runs) + 1) // 2
+        trial = [t for t in tasks if t is not big] + [Task(big.runs[:half]), Task(big.runs[half:])]
+        if _makespan(trial, workers) >= best:
+            return tasks
+        tasks = trial
+
+
+def _makespan(tasks: list[Task], workers: int) -> float:
+    loads = [0.0] * max(1, workers)
+    for task in sorted(tasks, key=_cost, reverse=True):   # each free worker takes the longest task left
+        loads[loads.index(min(loads))] += _cost(task)
+    return max(loads)
 
 
 def _cost(task: Task) -> float:
