@@ -331,7 +331,8 @@ def balance(tasks: list[Task], workers: int) -> list[Task]:
     """Split stacks in two while that shortens the sweep: three same-size stacks on two workers take two stack
     lengths with a core idle for one of them; a 5-stack split 3 + 2 fills it (a stack's members compute
     what they compute alone, so how runs are stacked never changes a result). The makespan is estimated by
-    `_cost` and the workers' longest-first order (Sweep's queue); a split is kept only if it lowers it."""
+    `_cost` and the workers' longest-first order (Sweep's queue); a split is kept if it lowers it, or keeps it
+    while a worker would otherwise idle (then splitting the next equal stack lowers it: 3 stacks on 8 workers)."""
     tasks = list(tasks)
     while True:
         best = _makespan(tasks, workers)
@@ -340,7 +341,8 @@ def balance(tasks: list[Task], workers: int) -> list[Task]:
             return tasks
         half = (len(big.runs) + 1) // 2
         trial = [t for t in tasks if t is not big] + [Task(big.runs[:half]), Task(big.runs[half:])]
-        if _makespan(trial, workers) >= best:
+        span = _makespan(trial, workers)
+        if span > best or (span == best and len(trial) > workers):
             return tasks
         tasks = trial
 
