@@ -195,6 +195,15 @@ def test_a_resume_after_a_kill_past_the_checkpoint_sends_trackio_each_record_onc
     _same(dict(rows), _expected(run))                                  # and nothing missing
 
 
+@pytest.mark.parametrize("damage", ["{not json", '{"wandb": "many"}', "[1, 2]"])
+def test_a_damaged_trackers_json_warns_and_the_resume_goes_on(tiny, tmp_path, recording, damage):
+    nl.train(tiny("name=cut", *TINY, "train.trackers=[wandb]"), until_step=10, display="none")
+    (tmp_path / "cut" / "trackers.json").write_text(damage)
+    summary = nl.train(tiny("name=cut", *TINY, "train.trackers=[wandb]"), resume=True, display="none")
+    assert summary["status"] == "complete"
+    assert any("trackers.json" in w and "may reach the trackers twice" in w for w in summary["warnings"])
+
+
 class _Recording(trackers.Tracker):
     """A tracker that records its calls and raises on the second log."""
     package = "json"

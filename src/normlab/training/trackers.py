@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..config import RunConfig, register_rule, to_dict
+from ..config import ConfigError, RunConfig, register_rule, to_dict
 from ..rundir import read_json, write_json
 from .callbacks import Callback
 
@@ -185,11 +185,26 @@ class Trackers(Callback):
         # computes again, bit for bit. trackers.json counts the metrics.jsonl lines each tracker has been sent, so
         # those records are not sent twice (trackio would hold them twice; W&B refuses them with a warning).
         self.sent_path = Path(run.run_dir) / "trackers.json"
-        sent = read_json(self.sent_path) if run.start_step and self.sent_path.is_file() else {}
-        self.sent = {name: int(sent.get(name, 0)) for name in self.names}
+        self.sent = {name: 0 for name in self.names}
+        if run.start_step and self.sent_path.is_file():
+            self.sent.update(self._read_sent())
         self.position = run.log.lines   # where in metrics.jsonl the next flushed record goes
         run.log.listeners.append(self.log)
         Trackers.open.add(self)
+
+    def _read_sent(self) -> dict[str, int]:
+        """trackers.json's counts; a damaged file costs duplicates in the dashboards (warned), never the resume."""
+        try:
+            sent = read_json(self.sent_path)
+            if all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in sent.values()):
+                return {k: v for k, v in sent.items() if k in self.sent}
+            problem = f"{self.sent_path}: expected a count of lines per tracker, e.g. {{\"trackio\": 42}}"
+        except ConfigError as err:
+            problem = str(err)
+        message = f"{problem}; records since the checkpoint may reach the trackers twice"
+        self.run.notes.setdefault("warnings", []).append(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+        return {}
 
     def log(self, records: list[dict]) -> None:
         start, self.position = self.position, self.position + len(records)
