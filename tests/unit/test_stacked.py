@@ -162,8 +162,12 @@ def test_stacks_are_split_only_where_that_fills_an_idle_worker():
     assert all(len({r.variant for r in t.runs}) == 1 for t in tasks)   # a split keeps one shape per stack
     for workers in (1, 3):                                          # nothing to gain: one worker, or one each
         assert sorted(len(t.runs) for t in plan_tasks(prepost, workers=workers)[0]) == [5, 5, 5]
-    many, _ = plan_tasks(prepost, workers=8)                        # 8 workers: every stack split, none idle
-    assert len(many) == 8 and _makespan(many, 8) < _makespan(plan_tasks(prepost)[0], 8)
+    many, _ = plan_tasks(prepost, workers=8)                        # 8 workers: every stack split
+    assert sorted(len(t.runs) for t in many) == [2, 2, 2, 3, 3, 3]
+    assert _makespan(many, 8) < _makespan(plan_tasks(prepost)[0], 8)
+    # never into a lone run: it would train on the plain path, whose rounding differs from a stack's
+    two_seeds = expand(load_experiment("prepost"), [], [0, 1])
+    assert sorted(len(t.runs) for t in plan_tasks(two_seeds, workers=2)[0]) == [2, 2, 2]
     pre = [r for r in expand(load_experiment("prepost"), [], list(range(10))) if r.variant == "pre"]
     halves, _ = plan_tasks(pre, workers=2)                          # one 10-member stack: both cores, 5 + 5
     assert sorted(len(t.runs) for t in halves) == [5, 5]

@@ -329,14 +329,15 @@ def plan_tasks(runs: list[PlannedRun], skip_failed: bool = False, stack: bool = 
 
 def balance(tasks: list[Task], workers: int) -> list[Task]:
     """Split stacks in two while that shortens the sweep: three same-size stacks on two workers take two stack
-    lengths with a core idle for one of them; a 5-stack split 3 + 2 fills it (a stack's members compute
-    what they compute alone, so how runs are stacked never changes a result). The makespan is estimated by
+    lengths with a core idle for one of them; a 5-stack split 3 + 2 fills it. Both halves stay stacks (a stack
+    of 4 or more is split, never into a lone run, which would train on the plain path and round differently):
+    a member computes the same bits in a stack of any size, so a split changes no result. The makespan is estimated by
     `_cost` and the workers' longest-first order (Sweep's queue); a split is kept if it lowers it, or keeps it
     while a worker would otherwise idle (then splitting the next equal stack lowers it: 3 stacks on 8 workers)."""
     tasks = list(tasks)
     while True:
         best = _makespan(tasks, workers)
-        big = max((t for t in tasks if len(t.runs) > 1), key=_cost, default=None)
+        big = max((t for t in tasks if len(t.runs) >= 4), key=_cost, default=None)
         if big is None:
             return tasks
         half = (len(big.runs) + 1) // 2
