@@ -201,10 +201,13 @@ class Trackers(Callback):
             problem = f"{self.sent_path}: expected a count of lines per tracker, e.g. {{\"trackio\": 42}}"
         except ConfigError as err:
             problem = str(err)
-        message = f"{problem}; records since the checkpoint may reach the trackers twice"
+        self._warn(f"{problem}; records since the checkpoint may reach the trackers twice")
+        return {}
+
+    def _warn(self, message: str) -> None:
+        """Into summary.json's warnings and onto stderr now."""
         self.run.notes.setdefault("warnings", []).append(message)
         print(f"warning: {message}", file=sys.stderr, flush=True)
-        return {}
 
     def log(self, records: list[dict]) -> None:
         start, self.position = self.position, self.position + len(records)
@@ -229,9 +232,7 @@ class Trackers(Callback):
             return True
         except Exception as err:  # noqa: BLE001  (a third-party tracker must never stop training)
             first = (str(err).strip().splitlines() or [""])[0][:200]
-            message = f"tracker {name} failed at {phase} ({type(err).__name__}: {first}); it was closed, training went on"
-            self.run.notes.setdefault("warnings", []).append(message)
-            print(f"warning: {message}", file=sys.stderr, flush=True)
+            self._warn(f"tracker {name} failed at {phase} ({type(err).__name__}: {first}); it was closed, training went on")
             self.active.pop(name, None)
             if phase != "close":
                 try:
