@@ -60,6 +60,31 @@ def test_a_report_is_byte_identical_drawn_in_parallel_or_not(tmp_path, monkeypat
     assert len(pngs["1"]) > 10 and pngs["1"] == pngs["2"]
 
 
+FORK_CHECK = """
+import os, sys, threading
+from normlab.report import drawing
+me = str(os.getpid())
+pid = lambda: {"pid": (str(os.getpid()), "c")}
+def drawn_here():
+    return {o["pid"][0] for o in drawing.draw([pid] * 4)[0]} == {me}
+print(drawing.fork_is_safe(), drawn_here())
+sys.modules["grpc"] = sys                      # as in a Ray driver or client
+print(drawing.fork_is_safe(), drawn_here())
+del sys.modules["grpc"]
+threading.Thread(target=threading.Event().wait, daemon=True).start()   # another thread, as in a notebook kernel
+print(drawing.fork_is_safe(), drawn_here())
+"""
+
+
+def test_children_draw_only_where_forking_is_safe():
+    """A fresh process forks its drawing children; one with gRPC loaded or another thread draws in itself (a
+    forked child can inherit a lock that another thread holds, and hang on it)."""
+    run = subprocess.run([sys.executable, "-c", FORK_CHECK], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "NORMLAB_REPORT_PROCESSES": "2"})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["True", "False", "False", "True", "False", "True"]
+
+
 @pytest.mark.parametrize("bad", ["two", "0", "-1", "1.5"])
 def test_a_bad_process_count_is_one_clear_line(bad, tmp_path):
     write_probed_experiment(tmp_path / "prepost", "prepost", ["pre", "post"], range(2), seed_ref="003", preset=None,
