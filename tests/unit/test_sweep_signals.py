@@ -300,3 +300,15 @@ def test_a_killed_worker_fails_its_task_and_a_replacement_trains_the_rest(tmp_pa
     stdout, stderr = p.communicate(timeout=600)
     assert p.returncode == 0 and "(1 to train, 2 finished already;" in stdout, (stdout, stderr)
     assert all(json.loads((_exp(out) / r / "summary.json").read_text())["status"] == "complete" for r in RUNS)
+
+
+def test_workers_that_cannot_start_fail_their_tasks_instead_of_being_replaced_forever(tmp_path):
+    """A sweep started from `python -` (stdin): each spawned worker re-imports the main script, which does not
+    exist, and dies before taking a task. The sweep used to replace it, forever; now the tasks fail, saying why."""
+    code = ("from normlab.experiments.run import run_experiment\n"
+            f"run_experiment('prepost', ['train.steps=5', 'probes.every=0'], seeds=1, jobs=1, out={str(tmp_path)!r}, "
+            "echo=print)\n")
+    p = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    out = p.stdout + p.stderr
+    assert out.count("no worker could start: each exited (code 1) before taking a task") == 3, out
+    assert "under `if __name__ == '__main__':`" in out

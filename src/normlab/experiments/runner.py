@@ -210,6 +210,8 @@ class Sweep:
         for i, task in enumerate(self.tasks):
             queue.put((i, task.payload()))
         self._lost = False
+        self._took: set[int] = set()   # workers that took a task; one that dies before taking any is not replaced
+        self._broken: int | None = None   # the exit code of a worker that died before taking a task
         self._unclaimed = set(range(len(self.tasks)))
         self._holding: dict[int, int] = {}  # worker -> the task it trains
         running: dict[int, object] = {}
@@ -231,14 +233,19 @@ class Sweep:
             while running:
                 self._drain(messages, running)
                 if (self._lost or not self.reuse) and self._unclaimed and not self.interrupted \
-                        and len(running) < n_workers:
+                        and self._broken is None and len(running) < n_workers:
                     self._lost = False
                     spawn(next_index)
                     next_index += 1
+            unclaimed = ("no worker could start: each exited (code {}) before taking a task; a spawned worker "
+                         "imports the script that started the sweep, so call it from a file (under `if __name__ "
+                         "== '__main__':`), a notebook or the CLI".format(self._broken)
+                         if self._broken is not None else "its worker ended before reporting it")
             for i in sorted(self._unclaimed) if not self.interrupted else []:   # a worker killed as it took one
                 for run in self.tasks[i].runs:
-                    self.results.setdefault(run.cfg.name, {"status": "failed",
-                                                           "error": "its worker ended before reporting it"})
+                    if run.cfg.name not in self.results:
+                        self.results[run.cfg.name] = {"status": "failed", "error": unclaimed}
+                        self.on_done(run.cfg.name, self.results[run.cfg.name])
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
@@ -252,6 +259,9 @@ class Sweep:
             for w, proc in list(running.items()):
                 if not proc.is_alive():  # died without saying so (killed, out of memory)
                     running.pop(w)
+                    if w not in self._took:   # before its first task: a replacement would die the same way
+                        self._broken = proc.exitcode
+                        continue
                     self._lost = True
                     held = self._holding.pop(w, None)
                     for run in (self.tasks[held].runs if held is not None else []):
@@ -259,6 +269,7 @@ class Sweep:
                                                                "error": f"worker exited with code {proc.exitcode}"})
             return
         if kind == "start":
+            self._took.add(key)
             self._holding[key] = rest[0]
             self._unclaimed.discard(rest[0])
         elif kind == "progress":
