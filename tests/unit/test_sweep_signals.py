@@ -312,3 +312,45 @@ def test_workers_that_cannot_start_fail_their_tasks_instead_of_being_replaced_fo
     out = p.stdout + p.stderr
     assert out.count("no worker could start: each exited (code 1) before taking a task") == 3, out
     assert "under `if __name__ == '__main__':`" in out
+
+
+TRACE_FREES = '''
+import atexit, sys, threading, time
+
+def report():
+    time.sleep(0.5)   # a daemon thread's late free would land by now
+    print("freed in:", " ".join(sorted(set(freed))), file=sys.stderr)
+
+if __name__ == "__main__":   # the parent (each spawned worker runs this file too, as __mp_main__)
+    atexit.register(report)   # before multiprocessing's own exit hook: atexit runs last-in first-out
+import multiprocessing.synchronize as sync
+
+freed = []
+cleanup = sync.SemLock._cleanup
+
+def traced(name):
+    freed.append(threading.current_thread().name)
+    cleanup(name)
+
+sync.SemLock._cleanup = staticmethod(traced)
+if __name__ == "__main__":
+    from normlab.cli import main
+    main()
+'''
+
+
+def test_the_parent_frees_its_semaphores_in_its_main_thread(tmp_path):
+    """A semaphore that a daemon thread frees (a multiprocessing.Queue's feeder drops the last reference to two)
+    can be stopped by the interpreter's exit between being unlinked and being unregistered with the resource
+    tracker, which then warns of a "leaked semaphore" (CI saw it after a Ctrl-C'd sweep). The parent of a sweep frees
+    every one in its main thread."""
+    spec = tmp_path / "tiny" / "experiment.yaml"
+    spec.parent.mkdir()
+    spec.write_text(yaml.safe_dump({**TINY_EXPERIMENT, "seeds": 2, "jobs": 2}))
+    script = tmp_path / "traced.py"
+    script.write_text(TRACE_FREES)
+    p = subprocess.run([sys.executable, str(script), "run", str(spec), "--no-stack", "--out", str(tmp_path / "out")],
+                       cwd=tmp_path, env=_env(), text=True, capture_output=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    [line] = [x for x in p.stderr.splitlines() if x.startswith("freed in:")]
+    assert line.split(":", 1)[1].split() == ["MainThread"], p.stderr

@@ -1,7 +1,8 @@
 """Train planned runs in parallel worker processes: reuse finished ones, resume interrupted ones.
 
-Up to `jobs` spawned worker processes (a clean torch with its own thread count) take tasks (one run,
-or a stacked group of runs) from one queue. A run that diverges or raises is recorded and the sweep goes on.
+Up to `jobs` spawned worker processes (a clean torch with its own thread count) ask the parent for
+tasks (one run, or a stacked group of runs), one at a time. A run that diverges or raises is recorded
+and the sweep goes on.
 Safety, as a user expects of a sweep:
 - workers die with the parent (PR_SET_PDEATHSIG on Linux, a parent watch elsewhere), so a killed
   `normlab run` never leaves orphans training beside a re-run (each run directory is also locked);
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -168,31 +170,31 @@ def _train_stack(runs: list[tuple[dict, str]], progress, on_done) -> dict[str, d
     return results
 
 
-def _worker(index: int, tasks, threads: int, messages, stop, parent: int, reuse: bool = True) -> None:
-    """Take tasks from the shared queue until it is empty (or the sweep stops): one process for many tasks,
-    so torch and normlab are imported once per worker, not once per task (about 3 s a task here)."""
+def _worker(index: int, inbox, threads: int, messages, parent: int, reuse: bool = True) -> None:
+    """Ask the parent for a task, train it, ask again, until it answers None (no task left, or a stop): one
+    process for many tasks, so torch and normlab are imported once per worker, not once per task (about 3 s a
+    task here). `inbox` is this worker's own pipe from the parent, which hands out each task once it is asked."""
     os.setpgrp()  # a terminal Ctrl-C goes to the parent alone, which forwards one SIGINT
     _die_with_parent(parent)
     try:
-        while not stop.is_set():
-            item = tasks.get()
-            if item is None:   # one end mark per worker follows the tasks
+        while True:
+            messages.put(("ready", index, None))
+            item = inbox.recv()
+            if item is None:
                 break
-            task_index, runs = item
-            messages.put(("start", index, task_index))
-            results = train_task(runs, threads,
+            results = train_task(item, threads,
                                  progress=lambda name, step, total: messages.put(("progress", name, step, total)),
                                  on_done=lambda name, summary: messages.put(("done", name, summary)))
             if not reuse or any(r.get("status") == "interrupted" for r in results.values()):
                 break
-    except KeyboardInterrupt:  # the stop came between two tasks
+    except (KeyboardInterrupt, EOFError):  # the stop came between two tasks; EOF: the parent is gone
         pass
     messages.put(("exit", index, None))
 
 
 @dataclass
 class Sweep:
-    """The parent side: start up to `jobs` workers that share one task queue, collect their messages, handle
+    """The parent side: start up to `jobs` workers, hand each a task when it asks, collect their messages, handle
     Ctrl-C. A worker that dies without saying so (killed, out of memory) fails the task it held; a
     replacement takes the tasks no one started."""
     tasks: list[Task]
@@ -204,16 +206,19 @@ class Sweep:
     reuse: bool = True   # False (--no-stack): one fresh process per task, as before stacking existed
 
     def run(self) -> dict[str, dict]:
+        # Tasks go to each worker through its own pipe, when it asks: the parent always knows who holds what,
+        # and no multiprocessing.Queue carries them. (A Queue's feeder is a daemon thread that holds two of its
+        # semaphores; when it dropped them last, as the interpreter exited, it could be stopped between unlinking
+        # one and telling the resource tracker: a "leaked semaphore" warning after a Ctrl-C'd sweep.)
         ctx = mp.get_context("spawn")
-        messages, queue, self._stop_event = ctx.Queue(), ctx.Queue(), ctx.Event()
+        messages = ctx.Queue()   # workers -> parent; the parent only reads it, so it starts no feeder thread
         threads = self.tasks[0].threads if self.tasks else 1
-        for i, task in enumerate(self.tasks):
-            queue.put((i, task.payload()))
         self._lost = False
-        self._took: set[int] = set()   # workers that took a task; one that dies before taking any is not replaced
-        self._broken: int | None = None   # the exit code of a worker that died before taking a task
-        self._unclaimed = set(range(len(self.tasks)))
+        self._took: set[int] = set()   # workers handed a task; one that dies before asking for any is not replaced
+        self._broken: int | None = None   # the exit code of a worker that died before asking for a task
+        self._pending = deque(range(len(self.tasks)))   # tasks no worker was handed yet, longest first
         self._holding: dict[int, int] = {}  # worker -> the task it trains
+        self._inbox: dict[int, object] = {}  # worker -> the parent's end of its task pipe
         running: dict[int, object] = {}
         previous = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)} \
             if threading.current_thread() is threading.main_thread() else {}
@@ -221,36 +226,52 @@ class Sweep:
         n_workers = min(self.jobs, len(self.tasks))
 
         def spawn(index: int) -> None:
-            queue.put(None)    # this worker's end mark, behind every task
-            proc = ctx.Process(target=_worker, args=(index, queue, threads, messages, self._stop_event, os.getpid(),
-                                                        self.reuse))
+            theirs, ours = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker, args=(index, theirs, threads, messages, os.getpid(), self.reuse))
             proc.start()
-            running[index] = proc
+            theirs.close()   # the child has its own copy: a dead worker's pipe then refuses a send (EPIPE)
+            running[index], self._inbox[index] = proc, ours
         try:
             for w in range(n_workers):
                 spawn(w)
             next_index = n_workers
             while running:
                 self._drain(messages, running)
-                if (self._lost or not self.reuse) and self._unclaimed and not self.interrupted \
+                if (self._lost or not self.reuse) and self._pending and not self.interrupted \
                         and self._broken is None and len(running) < n_workers:
                     self._lost = False
                     spawn(next_index)
                     next_index += 1
-            unclaimed = ("no worker could start: each exited (code {}) before taking a task; a spawned worker "
-                         "imports the script that started the sweep, so call it from a file (under `if __name__ "
-                         "== '__main__':`), a notebook or the CLI".format(self._broken)
-                         if self._broken is not None else "its worker ended before reporting it")
-            for i in sorted(self._unclaimed) if not self.interrupted else []:   # a worker killed as it took one
-                for run in self.tasks[i].runs:
-                    if run.cfg.name not in self.results:
-                        self.results[run.cfg.name] = {"status": "failed", "error": unclaimed}
-                        self.on_done(run.cfg.name, self.results[run.cfg.name])
+            if self._broken is not None and not self.interrupted:
+                reason = ("no worker could start: each exited (code {}) before taking a task; a spawned worker "
+                          "imports the script that started the sweep, so call it from a file (under `if __name__ "
+                          "== '__main__':`), a notebook or the CLI".format(self._broken))
+                for i in self._pending:
+                    for run in self.tasks[i].runs:
+                        self._fail(run.cfg.name, reason)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            queue.cancel_join_thread()  # tasks no worker took (a stop): nothing must wait to flush them
+            for conn in self._inbox.values():
+                conn.close()
         return self.results
+
+    def _fail(self, name: str, error: str) -> None:
+        if name not in self.results:
+            self.results[name] = {"status": "failed", "error": error}
+            self.on_done(name, self.results[name])
+
+    def _give(self, worker: int) -> None:
+        """Answer a worker's ask: the next task, or None when none is left or the sweep stops."""
+        index = self._pending[0] if self._pending and not self.interrupted else None
+        try:
+            self._inbox[worker].send(None if index is None else self.tasks[index].payload())
+        except OSError:   # it died after asking: the liveness check in _drain sees to it
+            return
+        if index is not None:
+            self._pending.popleft()
+            self._holding[worker] = index
+            self._took.add(worker)
 
     def _drain(self, messages, running) -> None:
         try:
@@ -259,19 +280,19 @@ class Sweep:
             for w, proc in list(running.items()):
                 if not proc.is_alive():  # died without saying so (killed, out of memory)
                     running.pop(w)
+                    self._inbox.pop(w).close()
                     if w not in self._took:   # before its first task: a replacement would die the same way
                         self._broken = proc.exitcode
                         continue
                     self._lost = True
                     held = self._holding.pop(w, None)
                     for run in (self.tasks[held].runs if held is not None else []):
-                        self.results.setdefault(run.cfg.name, {"status": "failed",
-                                                               "error": f"worker exited with code {proc.exitcode}"})
+                        self._fail(run.cfg.name, f"worker exited with code {proc.exitcode}")
             return
-        if kind == "start":
-            self._took.add(key)
-            self._holding[key] = rest[0]
-            self._unclaimed.discard(rest[0])
+        if kind == "ready":   # it holds no task now (its last one, if any, is done)
+            self._holding.pop(key, None)
+            if key in self._inbox:
+                self._give(key)
         elif kind == "progress":
             self.on_progress(key, *rest)
         elif kind == "done":
@@ -282,6 +303,9 @@ class Sweep:
             proc = running.pop(key, None)
             if proc is not None:
                 proc.join()
+            conn = self._inbox.pop(key, None)
+            if conn is not None:
+                conn.close()
 
     def _stop(self, signum, frame) -> None:
         if self.interrupted:  # second Ctrl-C: no more waiting
@@ -290,7 +314,6 @@ class Sweep:
                     os.kill(proc.pid, signal.SIGKILL)
             raise KeyboardInterrupt
         self.interrupted = True
-        self._stop_event.set()   # no worker takes another task
         for proc in self._running.values():
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGINT)
@@ -343,7 +366,7 @@ def balance(tasks: list[Task], workers: int) -> list[Task]:
     lengths with a core idle for one of them; a 5-stack split 3 + 2 fills it. Both halves stay stacks (a stack
     of 4 or more is split, never into a lone run, which would train on the plain path and round differently):
     a member computes the same bits in a stack of any size, so a split changes no result. The makespan is estimated by
-    `_cost` and the workers' longest-first order (Sweep's queue); a split is kept if it lowers it, or keeps it
+    `_cost` and the workers' longest-first order (Sweep hands tasks out in that order); a split is kept if it lowers it, or keeps it
     while a worker would otherwise idle (then splitting the next equal stack lowers it: 3 stacks on 8 workers)."""
     tasks = list(tasks)
     while True:
