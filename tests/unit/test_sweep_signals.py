@@ -343,7 +343,7 @@ def test_the_parent_frees_its_semaphores_in_its_main_thread(tmp_path):
     """A semaphore that a daemon thread frees (a multiprocessing.Queue's feeder drops the last reference to two)
     can be stopped by the interpreter's exit between being unlinked and being unregistered with the resource
     tracker, which then warns of a "leaked semaphore" (CI saw it after a Ctrl-C'd sweep). The parent of a sweep frees
-    every one in its main thread."""
+    any it owns in its main thread (it owns none now: its workers talk to it through pipes)."""
     spec = tmp_path / "tiny" / "experiment.yaml"
     spec.parent.mkdir()
     spec.write_text(yaml.safe_dump({**TINY_EXPERIMENT, "seeds": 2, "jobs": 2}))
@@ -353,4 +353,4 @@ def test_the_parent_frees_its_semaphores_in_its_main_thread(tmp_path):
                        cwd=tmp_path, env=_env(), text=True, capture_output=True, timeout=600)
     assert p.returncode == 0, p.stderr
     [line] = [x for x in p.stderr.splitlines() if x.startswith("freed in:")]
-    assert line.split(":", 1)[1].split() == ["MainThread"], p.stderr
+    assert set(line.split(":", 1)[1].split()) <= {"MainThread"}, p.stderr

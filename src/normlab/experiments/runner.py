@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
 import queue as queue_mod
 import signal
@@ -170,26 +171,80 @@ def _train_stack(runs: list[tuple[dict, str]], progress, on_done) -> dict[str, d
     return results
 
 
-def _worker(index: int, inbox, threads: int, messages, parent: int, reuse: bool = True) -> None:
+PROGRESS_EVERY_S = 0.5   # a worker reports a run's step at most this often, and its last step (one message a step
+                         # and member was ~5,000 messages a stack, for a display that redraws a few times a second)
+
+
+class _Outbox:
+    """A worker's messages to the parent, sent by a thread of its own over the worker's own pipe. The pipe is
+    no one else's, so a worker killed mid-message harms no other (a shared multiprocessing.Queue's write lock
+    would stay held by the dead worker and hang every other one), and a thread never takes Python's signal
+    handlers, so a Ctrl-C cannot cut a message in half."""
+
+    def __init__(self, conn):
+        self.conn, self.pending = conn, queue_mod.SimpleQueue()
+        self.last: dict[str, float] = {}
+        self.thread = threading.Thread(target=self._send_all, name="normlab-outbox", daemon=True)
+        self.thread.start()
+
+    def _send_all(self) -> None:
+        while (message := self.pending.get()) is not None:
+            try:
+                self.conn.send(message)
+            except OSError:   # the parent is gone; this worker ends with it
+                return
+
+    def put(self, message) -> None:
+        self.pending.put(message)
+
+    def progress(self, name: str, step: int, total: int) -> None:
+        now = time.monotonic()
+        if step >= total or now - self.last.get(name, -PROGRESS_EVERY_S) >= PROGRESS_EVERY_S:
+            self.last[name] = now
+            self.put(("progress", name, step, total))
+
+    def close(self, last_message) -> None:
+        """Send `last_message` after everything before it, and wait until all of it is written."""
+        self.put(last_message)
+        self.put(None)
+        while self.thread.is_alive():
+            try:
+                self.thread.join()
+            except KeyboardInterrupt:   # a stop arriving now changes nothing: the messages still go out
+                continue
+        self.conn.close()
+
+
+def _worker(index: int, inbox, outbox, threads: int, parent: int, reuse: bool = True) -> None:
     """Ask the parent for a task, train it, ask again, until it answers None (no task left, or a stop): one
     process for many tasks, so torch and normlab are imported once per worker, not once per task (about 3 s a
-    task here). `inbox` is this worker's own pipe from the parent, which hands out each task once it is asked."""
+    task here). `inbox` and `outbox` are this worker's own two pipes from and to the parent."""
     os.setpgrp()  # a terminal Ctrl-C goes to the parent alone, which forwards one SIGINT
     _die_with_parent(parent)
+    out = _Outbox(outbox)
     try:
         while True:
-            messages.put(("ready", index, None))
+            out.put(("ready", index, None))
             item = inbox.recv()
             if item is None:
                 break
-            results = train_task(item, threads,
-                                 progress=lambda name, step, total: messages.put(("progress", name, step, total)),
-                                 on_done=lambda name, summary: messages.put(("done", name, summary)))
+            results = train_task(item, threads, progress=out.progress,
+                                 on_done=lambda name, summary: out.put(("done", name, summary)))
             if not reuse or any(r.get("status") == "interrupted" for r in results.values()):
                 break
     except (KeyboardInterrupt, EOFError):  # the stop came between two tasks; EOF: the parent is gone
         pass
-    messages.put(("exit", index, None))
+    finally:
+        out.close(("exit", index, None))
+
+
+@dataclass
+class _Worker:
+    process: object
+    tasks: object      # the parent's end of the pipe that hands this worker its tasks
+    messages: object   # the parent's end of the pipe this worker's messages come through
+    took: bool = False           # was handed a task (one that dies before asking for any is not replaced)
+    holding: int | None = None   # the task it trains
 
 
 @dataclass
@@ -206,39 +261,38 @@ class Sweep:
     reuse: bool = True   # False (--no-stack): one fresh process per task, as before stacking existed
 
     def run(self) -> dict[str, dict]:
-        # Tasks go to each worker through its own pipe, when it asks: the parent always knows who holds what,
-        # and no multiprocessing.Queue carries them. (A Queue's feeder is a daemon thread that holds two of its
-        # semaphores; when it dropped them last, as the interpreter exited, it could be stopped between unlinking
-        # one and telling the resource tracker: a "leaked semaphore" warning after a Ctrl-C'd sweep.)
+        # Each worker has two pipes of its own, no multiprocessing.Queue: a Queue's locks are shared by every
+        # writer (a worker killed while holding one hangs the rest), and its feeder is a daemon thread that can
+        # free its semaphores last, as the interpreter exits, between unlinking one and telling the resource
+        # tracker (the "leaked semaphore" warning CI saw after a Ctrl-C'd sweep). The parent sends a task only to
+        # a worker that asked for one, so it always knows who holds what.
         ctx = mp.get_context("spawn")
-        messages = ctx.Queue()   # workers -> parent; the parent only reads it, so it starts no feeder thread
         threads = self.tasks[0].threads if self.tasks else 1
         self._lost = False
-        self._took: set[int] = set()   # workers handed a task; one that dies before asking for any is not replaced
         self._broken: int | None = None   # the exit code of a worker that died before asking for a task
         self._pending = deque(range(len(self.tasks)))   # tasks no worker was handed yet, longest first
-        self._holding: dict[int, int] = {}  # worker -> the task it trains
-        self._inbox: dict[int, object] = {}  # worker -> the parent's end of its task pipe
-        running: dict[int, object] = {}
+        self._workers: dict[int, _Worker] = {}
         previous = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)} \
             if threading.current_thread() is threading.main_thread() else {}
-        self._running = running
         n_workers = min(self.jobs, len(self.tasks))
 
         def spawn(index: int) -> None:
-            theirs, ours = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_worker, args=(index, theirs, threads, messages, os.getpid(), self.reuse))
+            tasks_in, tasks_out = ctx.Pipe(duplex=False)
+            messages_in, messages_out = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker, args=(index, tasks_in, messages_out, threads, os.getpid(),
+                                                        self.reuse))
             proc.start()
-            theirs.close()   # the child has its own copy: a dead worker's pipe then refuses a send (EPIPE)
-            running[index], self._inbox[index] = proc, ours
+            tasks_in.close()      # the child has its own copies: its death now closes both pipes
+            messages_out.close()
+            self._workers[index] = _Worker(proc, tasks_out, messages_in)
         try:
             for w in range(n_workers):
                 spawn(w)
             next_index = n_workers
-            while running:
-                self._drain(messages, running)
+            while self._workers:
+                self._drain()
                 if (self._lost or not self.reuse) and self._pending and not self.interrupted \
-                        and self._broken is None and len(running) < n_workers:
+                        and self._broken is None and len(self._workers) < n_workers:
                     self._lost = False
                     spawn(next_index)
                     next_index += 1
@@ -252,8 +306,9 @@ class Sweep:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            for conn in self._inbox.values():
-                conn.close()
+            for w in list(self._workers.values()):
+                w.tasks.close()
+                w.messages.close()
         return self.results
 
     def _fail(self, name: str, error: str) -> None:
@@ -261,62 +316,75 @@ class Sweep:
             self.results[name] = {"status": "failed", "error": error}
             self.on_done(name, self.results[name])
 
-    def _give(self, worker: int) -> None:
-        """Answer a worker's ask: the next task, or None when none is left or the sweep stops."""
-        index = self._pending[0] if self._pending and not self.interrupted else None
-        try:
-            self._inbox[worker].send(None if index is None else self.tasks[index].payload())
-        except OSError:   # it died after asking: the liveness check in _drain sees to it
-            return
-        if index is not None:
-            self._pending.popleft()
-            self._holding[worker] = index
-            self._took.add(worker)
+    def _drain(self) -> None:
+        by_pipe = {w.messages: index for index, w in self._workers.items()}
+        ready = mp_connection.wait(list(by_pipe), timeout=0.3)
+        for pipe in ready:
+            index = by_pipe[pipe]
+            try:
+                message = pipe.recv()
+            except (EOFError, OSError):  # its end closed: the worker died (perhaps mid-message, a torn one)
+                self._ended(index, said_so=False)
+                continue
+            self._handle(index, *message)
+        if not ready:   # a dead worker's pipe stays open while a process it forked lives on: ask the process too
+            for index, w in list(self._workers.items()):
+                if not w.process.is_alive():   # all it wrote was read (a pipe with data would have been ready)
+                    self._ended(index, said_so=False)
 
-    def _drain(self, messages, running) -> None:
-        try:
-            kind, key, *rest = messages.get(timeout=0.3)
-        except queue_mod.Empty:
-            for w, proc in list(running.items()):
-                if not proc.is_alive():  # died without saying so (killed, out of memory)
-                    running.pop(w)
-                    self._inbox.pop(w).close()
-                    if w not in self._took:   # before its first task: a replacement would die the same way
-                        self._broken = proc.exitcode
-                        continue
-                    self._lost = True
-                    held = self._holding.pop(w, None)
-                    for run in (self.tasks[held].runs if held is not None else []):
-                        self._fail(run.cfg.name, f"worker exited with code {proc.exitcode}")
-            return
+    def _handle(self, index: int, kind: str, key, *rest) -> None:
         if kind == "ready":   # it holds no task now (its last one, if any, is done)
-            self._holding.pop(key, None)
-            if key in self._inbox:
-                self._give(key)
+            self._give(index)
         elif kind == "progress":
             self.on_progress(key, *rest)
         elif kind == "done":
             self.results[key] = rest[0]
             self.on_done(key, rest[0])
         elif kind == "exit":
-            self._holding.pop(key, None)
-            proc = running.pop(key, None)
-            if proc is not None:
-                proc.join()
-            conn = self._inbox.pop(key, None)
-            if conn is not None:
-                conn.close()
+            self._ended(index, said_so=True)
+
+    def _give(self, index: int) -> None:
+        """Answer a worker's ask: the next task, or None when none is left or the sweep stops."""
+        worker = self._workers[index]
+        worker.holding = None
+        task = self._pending[0] if self._pending and not self.interrupted else None
+        try:
+            worker.tasks.send(None if task is None else self.tasks[task].payload())
+        except OSError:   # it died after asking: its pipe's end-of-file comes next
+            return
+        if task is not None:
+            self._pending.popleft()
+            worker.holding, worker.took = task, True
+
+    def _ended(self, index: int, said_so: bool) -> None:
+        """A worker is gone, after its exit message or without one (killed, out of memory). A run of the task it
+        held that it never reported fails; a worker that died before asking for any task is not replaced (a
+        replacement would die the same way)."""
+        worker = self._workers.pop(index)
+        worker.tasks.close()
+        worker.messages.close()
+        worker.process.join(None if said_so else 30)
+        code = worker.process.exitcode
+        if not said_so:
+            if not worker.took:
+                self._broken = code
+                return
+            self._lost = True
+        error = (f"worker exited with code {code}" if not said_so else
+                 f"its worker ended (code {code}) before reporting it")
+        for run in self.tasks[worker.holding].runs if worker.holding is not None else []:
+            self._fail(run.cfg.name, error)
 
     def _stop(self, signum, frame) -> None:
         if self.interrupted:  # second Ctrl-C: no more waiting
-            for proc in self._running.values():
-                if proc.is_alive():
-                    os.kill(proc.pid, signal.SIGKILL)
+            for w in list(self._workers.values()):
+                if w.process.is_alive():
+                    os.kill(w.process.pid, signal.SIGKILL)
             raise KeyboardInterrupt
         self.interrupted = True
-        for proc in self._running.values():
-            if proc.is_alive():
-                os.kill(proc.pid, signal.SIGINT)
+        for w in list(self._workers.values()):
+            if w.process.is_alive():
+                os.kill(w.process.pid, signal.SIGINT)
 
 
 def cores() -> int:
@@ -365,9 +433,10 @@ def balance(tasks: list[Task], workers: int) -> list[Task]:
     """Split stacks in two while that shortens the sweep: three same-size stacks on two workers take two stack
     lengths with a core idle for one of them; a 5-stack split 3 + 2 fills it. Both halves stay stacks (a stack
     of 4 or more is split, never into a lone run, which would train on the plain path and round differently):
-    a member computes the same bits in a stack of any size, so a split changes no result. The makespan is estimated by
-    `_cost` and the workers' longest-first order (Sweep hands tasks out in that order); a split is kept if it lowers it, or keeps it
-    while a worker would otherwise idle (then splitting the next equal stack lowers it: 3 stacks on 8 workers)."""
+    a member computes the same bits in a stack of any size, so a split changes no result. The makespan is estimated
+    by `_cost` and the workers' longest-first order (Sweep hands tasks out in that order); a split is kept if it
+    lowers it, or keeps it while a worker would otherwise idle (then splitting the next equal stack lowers it: 3
+    stacks on 8 workers)."""
     tasks = list(tasks)
     while True:
         best = _makespan(tasks, workers)
