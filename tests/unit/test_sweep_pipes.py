@@ -1,7 +1,8 @@
 """The sweep's parent and each worker talk through that worker's own two pipes (runner.Sweep, runner._Outbox):
-a worker killed mid-message fails only the task it held, and progress is sent a few times a second, not every step.
-The workers here are stand-ins (module functions the spawned child imports), so no model trains."""
+a worker killed mid-message fails only the task it held, one killed before its first task is replaced (a few times),
+and progress is sent a few times a second, not every step. The workers here are stand-ins (module functions the spawned child imports), so no model trains."""
 import os
+import signal
 import struct
 import time
 from types import SimpleNamespace
@@ -22,6 +23,18 @@ def _stand_in(index, inbox, outbox, threads, parent, reuse=True):
         inbox.recv()
         os.write(outbox.fileno(), struct.pack("!i", 1000) + b"x" * 10)
         os._exit(9)
+    _trains(index, inbox, outbox)
+
+
+def _killed_at_start(index, inbox, outbox, threads, parent, reuse=True):
+    """The first NORMLAB_TEST_KILLED workers are killed before they ask for a task (the OOM killer while torch
+    loads); the others train."""
+    if index < int(os.environ["NORMLAB_TEST_KILLED"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    _trains(index, inbox, outbox)
+
+
+def _trains(index, inbox, outbox):
     while True:
         outbox.send(("ready", index, None))
         item = inbox.recv()
@@ -41,6 +54,18 @@ def test_a_worker_killed_mid_message_fails_its_task_and_a_replacement_trains_the
     assert results == {"a": {"status": "failed", "error": "worker exited with code 9"},
                        "b": {"status": "complete"}, "c": {"status": "complete"}}
     assert echoed == ["a", "b", "c"] and not sweep._workers and time.monotonic() - t0 < 120
+
+
+def test_a_worker_killed_before_its_first_task_is_replaced_a_few_times(monkeypatch):
+    monkeypatch.setattr(runner, "_worker", _killed_at_start)
+    monkeypatch.setattr(runner, "MAX_EARLY_KILLS", 1)   # the parent's count (3 in a real sweep): fewer spawns here
+    monkeypatch.setenv("NORMLAB_TEST_KILLED", "1")
+    results = runner.Sweep([_task("a"), _task("b")], jobs=1).run()
+    assert results == {"a": {"status": "complete"}, "b": {"status": "complete"}}
+    monkeypatch.setenv("NORMLAB_TEST_KILLED", "2")   # the replacement too: the sweep ends, saying what happened
+    results = runner.Sweep([_task("a"), _task("b")], jobs=1).run()
+    assert {r["status"] for r in results.values()} == {"failed"} and set(results) == {"a", "b"}
+    assert results["a"]["error"].startswith("no worker could start: each was killed (signal 9) before taking a task")
 
 
 class _Recorder:

@@ -238,6 +238,9 @@ def _worker(index: int, inbox, outbox, threads: int, parent: int, reuse: bool = 
         out.close(("exit", index, None))
 
 
+MAX_EARLY_KILLS = 3
+
+
 @dataclass
 class _Worker:
     process: object
@@ -270,6 +273,7 @@ class Sweep:
         threads = self.tasks[0].threads if self.tasks else 1
         self._lost = False
         self._broken: int | None = None   # the exit code of a worker that died before asking for a task
+        self._killed_early = 0   # workers killed by a signal before their first task (each is replaced, a few times)
         self._pending = deque(range(len(self.tasks)))   # tasks no worker was handed yet, longest first
         self._workers: dict[int, _Worker] = {}
         previous = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)} \
@@ -297,9 +301,11 @@ class Sweep:
                     spawn(next_index)
                     next_index += 1
             if self._broken is not None and not self.interrupted:
-                reason = ("no worker could start: each exited (code {}) before taking a task; a spawned worker "
-                          "imports the script that started the sweep, so call it from a file (under `if __name__ "
-                          "== '__main__':`), a notebook or the CLI".format(self._broken))
+                reason = (f"no worker could start: each was killed (signal {-self._broken}) before taking a task; "
+                          "out of memory? see `dmesg`, or use fewer --jobs" if self._broken < 0 else
+                          f"no worker could start: each exited (code {self._broken}) before taking a task; a spawned "
+                          "worker imports the script that started the sweep, so call it from a file (under `if "
+                          "__name__ == '__main__':`), a notebook or the CLI")
                 for i in self._pending:
                     for run in self.tasks[i].runs:
                         self._fail(run.cfg.name, reason)
@@ -358,18 +364,22 @@ class Sweep:
 
     def _ended(self, index: int, said_so: bool) -> None:
         """A worker is gone, after its exit message or without one (killed, out of memory). A run of the task it
-        held that it never reported fails; a worker that died before asking for any task is not replaced (a
-        replacement would die the same way)."""
+        held that it never reported fails. One that exited before its first task is not replaced (a replacement
+        would die the same way: a script that cannot be re-imported, a broken install); one killed by a signal
+        before it (the OOM killer while torch loads) is, up to MAX_EARLY_KILLS times in a sweep."""
         worker = self._workers.pop(index)
         worker.tasks.close()
         worker.messages.close()
         worker.process.join(None if said_so else 30)
         code = worker.process.exitcode
         if not said_so:
-            if not worker.took:
-                self._broken = code
-                return
             self._lost = True
+            if not worker.took:
+                if code is not None and code < 0 and self._killed_early < MAX_EARLY_KILLS:
+                    self._killed_early += 1
+                else:
+                    self._broken = code
+                return
         error = (f"worker exited with code {code}" if not said_so else
                  f"its worker ended (code {code}) before reporting it")
         for run in self.tasks[worker.holding].runs if worker.holding is not None else []:
