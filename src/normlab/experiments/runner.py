@@ -238,7 +238,7 @@ def _worker(index: int, inbox, outbox, threads: int, parent: int, reuse: bool = 
         out.close(("exit", index, None))
 
 
-MAX_EARLY_KILLS = 3
+MAX_EARLY_KILLS = 3   # workers killed by a signal before their first task that a sweep replaces (Sweep._ended)
 
 
 @dataclass
@@ -246,7 +246,7 @@ class _Worker:
     process: object
     tasks: object      # the parent's end of the pipe that hands this worker its tasks
     messages: object   # the parent's end of the pipe this worker's messages come through
-    took: bool = False           # was handed a task (one that dies before asking for any is not replaced)
+    took: bool = False           # was handed a task (a death before that is a start-up failure: Sweep._ended)
     holding: int | None = None   # the task it trains
 
 
@@ -372,14 +372,14 @@ class Sweep:
         worker.messages.close()
         worker.process.join(None if said_so else 30)
         code = worker.process.exitcode
-        if not said_so:
-            self._lost = True
-            if not worker.took:
-                if code is not None and code < 0 and self._killed_early < MAX_EARLY_KILLS:
-                    self._killed_early += 1
-                else:
-                    self._broken = code
-                return
+        if not said_so and not worker.took:
+            if code is not None and code < 0 and self._killed_early < MAX_EARLY_KILLS:
+                self._killed_early += 1
+                self._lost = True
+            else:
+                self._broken = code
+            return
+        self._lost = self._lost or not said_so
         error = (f"worker exited with code {code}" if not said_so else
                  f"its worker ended (code {code}) before reporting it")
         for run in self.tasks[worker.holding].runs if worker.holding is not None else []:
