@@ -48,6 +48,9 @@ def test_member_is_bit_identical_to_a_stack_of_one_and_close_to_the_plain_run(tm
     _stack(tmp_path, "e1-", [1], p)
     member, alone_stacked = _losses(tmp_path / "e3-1"), _losses(tmp_path / "e1-1")
     assert len(member) == 100 and np.array_equal(member, alone_stacked)
+    # every record, probes included (a stack member resumed alone trains as a stack of one: the Ray node-loss
+    # test caught per-layer gradient norms 1 ulp apart between E = 1 and E = 2)
+    assert (tmp_path / "e3-1" / "metrics.jsonl").read_bytes() == (tmp_path / "e1-1" / "metrics.jsonl").read_bytes()
     nl.train(_cfg(tmp_path, "plain", 1, p))
     diff = np.abs(member - _losses(tmp_path / "plain"))
     assert diff[:10].max() < 1e-6

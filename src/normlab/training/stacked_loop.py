@@ -72,7 +72,9 @@ class Engine:
         sq = grad.float().pow(2)
         # the spans tile [0, P) in order: one segmented sum (half the time of an index_add_ over P elements)
         per_span = torch.segment_reduce(sq, "sum", lengths=self.grad_matrix[0], axis=1)
-        return (per_span @ self.grad_matrix[1]).sqrt()
+        # a masked sum, not per_span @ matrix: a matmul's summation order depends on E (a [1, S] row goes to
+        # another kernel than [2, S]), so a member resumed alone, a stack of one, got per-layer norms 1 ulp apart
+        return (per_span.unsqueeze(-1) * self.grad_matrix[1]).sum(dim=1).sqrt()
 
     def sync(self, k: int) -> None:
         """Member k's weights and Adam state into its plain model and torch optimizer."""
