@@ -109,3 +109,18 @@ def test_report_reads_run_directories_not_training(layer):
     """The report layer never opens checkpoints or imports the train layer: the run directory is its interface."""
     offenders = [n for n, deps in graph().items() if _layer(n) == layer for d in deps if _layer(d) == "training"]
     assert not offenders, offenders
+
+
+def test_a_sweep_worker_imports_neither_scipy_nor_matplotlib():
+    """A sweep worker (spawned: a fresh interpreter) imports the runner and the training code, and reads claim
+    specs through experiments/spec.py; it never reports. scipy.stats and matplotlib were ~1.7 s of each worker's
+    start-up (and of every --no-stack run) before report/__init__ and evidence.py imported them lazily."""
+    import subprocess
+    import sys
+
+    code = ("import sys, normlab.experiments.runner, normlab.training.stacked_loop, normlab.training\n"
+            "from normlab.experiments.spec import load_experiment\n"
+            "load_experiment('prepost').claim_specs\n"
+            "print(sorted(m for m in ('scipy', 'scipy.stats', 'matplotlib', 'normlab.report.build') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

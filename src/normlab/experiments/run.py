@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError
-from ..report import build_report
 from ..rundir import write_json
 from .runner import Sweep, cores, plan_tasks, workers_and_threads
 from .spec import expand, load_experiment, parse_seeds, seeds_label, watching_only
@@ -78,6 +77,9 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
         echo(f"interrupted: finished runs are kept and stopped runs saved a checkpoint; continue with: normlab run "
              f"{name} {' '.join(overrides)} {' '.join(f for f in flags if f)}".replace("  ", " ").strip())
         return ExperimentResult(exp_dir, results, wall, interrupted=True)
+    from ..report import build_report  # here, not at the top: a sweep worker imports this package and never
+    # reports (scipy.stats and matplotlib are ~1.7 s of every worker's start-up)
+
     if replicate is not None:
         from ..report.replication import write_replication
 

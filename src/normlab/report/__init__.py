@@ -4,9 +4,19 @@
     claims.py    declared claims -> evidence, verdicts (evidence.py: the tests, scipy.stats)
     build.py     the report files                    render.py    Markdown and HTML
 """
-from .build import build_report, summary_table
-from .claims import ClaimSpec, evaluate_claims
-from .runs import RunData, load_experiment_runs, load_run
+import importlib
+
+# Names resolve on first use (PEP 562): importing report.claims for its specs (every sweep worker does, via
+# experiments/spec.py) must not import build.py's matplotlib (~0.6 s of each worker's start-up).
+_EXPORTS = {"build_report": "build", "summary_table": "build", "ClaimSpec": "claims", "evaluate_claims": "claims",
+            "RunData": "runs", "load_experiment_runs": "runs", "load_run": "runs"}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
 
 __all__ = ["ClaimSpec", "RunData", "build_report", "evaluate_claims", "load_experiment_runs", "load_run",
            "summary_table"]

@@ -28,12 +28,14 @@ Design choices:
 """
 from __future__ import annotations
 
+# scipy.stats is imported inside the functions that run a test: a sweep worker reads claim specs through this
+# module (experiments/spec.py -> claims.py) and never tests, and scipy.stats is ~1 s of its start-up.
+
 import inspect
 import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import stats
 
 VERDICTS = ("supported", "contradicted", "not enough evidence", "untestable here")
 SUPPORTED, CONTRADICTED, NOT_ENOUGH, UNTESTABLE = VERDICTS
@@ -119,12 +121,16 @@ def _no_spread(d: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
 
 def _rng_kw() -> dict:
     """A fixed generator under the keyword this SciPy takes (`rng` from 1.15, `random_state` before)."""
+    from scipy import stats
+
     key = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
     return {key: np.random.default_rng(SEED)}
 
 
 def _t_ci(estimate: float, se: float, df: float) -> tuple[float, float]:
     """Two-sided 95 % t interval estimate ± t_{0.975, df} · se; NaN when se is 0 or undefined."""
+    from scipy import stats
+
     if not (se > 0 and math.isfinite(se) and df > 0):
         return float("nan"), float("nan")
     half = float(stats.t.ppf(0.5 + LEVEL / 2, df)) * se
@@ -160,6 +166,8 @@ def signflip_name(n: int) -> str:
 
 def signflip_p(d, direction: str) -> float:
     """One-sided p of mean(d) under independent sign flips (scipy permutation_test): exact to n = 16."""
+    from scipy import stats
+
     d = _values(d, "d")
     exact = d.size <= EXACT_MAX_N
     res = stats.permutation_test((d,), _mean_stat, permutation_type="samples", vectorized=True,
@@ -188,6 +196,8 @@ def signflip_ci(d, level: float = LEVEL) -> tuple[float, float]:
 
 def _shift_ci(d: np.ndarray) -> tuple[tuple[float, float], str]:
     """CI of mean(d) with no normality assumption: exact inversion to 16 pairs, percentile bootstrap above."""
+    from scipy import stats
+
     if d.size <= EXACT_MAX_N:
         return signflip_ci(d), "CI: exact inversion of the sign-flip test (subset means of d)"
     res = stats.bootstrap((d,), np.mean, method="percentile", n_resamples=MC_RESAMPLES, **_rng_kw())
@@ -223,6 +233,8 @@ def _paired(a: np.ndarray, b: np.ndarray, direction: str, discrete: bool, units:
 
 def _paired_t(a, b, d, direction, units) -> Evidence:
     """Primary ttest_rel one-sided, t CI of mean(d), d_z = mean/sd; the exact sign-flip p as a check."""
+    from scipy import stats
+
     n, mean, sd = d.size, float(d.mean()), float(d.std(ddof=1))
     notes: list[str] = []
     p = _p_floor(stats.ttest_rel(a, b, alternative=direction).pvalue, notes)
@@ -271,6 +283,8 @@ def hedges_g(a, b) -> tuple[float, float]:
 
 def unpaired(a, b, direction, *, units="") -> Evidence:
     """Different seeds or shapes: Welch's t (no equal-variance assumption) with a Welch CI and Hedges' g."""
+    from scipy import stats
+
     a, b = _values(a, "a"), _values(b, "b")
     direction, diff = _direction(direction), float(a.mean() - b.mean())
     sizes = {"n_a": a.size, "n_b": b.size}
@@ -325,6 +339,8 @@ def _counts(k: int, n: int, name: str) -> tuple[int, int]:
 
 def newcombe_ci(k_a: int, n_a: int, k_b: int, n_b: int) -> tuple[float, float]:
     """95 % CI of p_a - p_b by Newcombe's hybrid score method (1998, method 10) from two Wilson intervals."""
+    from scipy import stats
+
     pa, pb = k_a / n_a, k_b / n_b
     wa = stats.binomtest(k_a, n_a).proportion_ci(confidence_level=LEVEL, method="wilson")
     wb = stats.binomtest(k_b, n_b).proportion_ci(confidence_level=LEVEL, method="wilson")
@@ -340,6 +356,8 @@ def cohen_h(p_a: float, p_b: float) -> float:
 
 def proportions(k_a, n_a, k_b, n_b, direction) -> Evidence:
     """Share of samples a vs b (e.g. degenerate): one-sided Fisher exact on the 2x2, Newcombe CI, Cohen's h."""
+    from scipy import stats
+
     (k_a, n_a), (k_b, n_b) = _counts(k_a, n_a, "a"), _counts(k_b, n_b, "b")
     direction = _direction(direction)
     table = [[k_a, n_a - k_a], [k_b, n_b - k_b]]
@@ -393,6 +411,8 @@ def verdict(ev: Evidence | None, direction, p_adjusted, *, min_n=MIN_N, margin=N
 
 def _t_power(n: int, z_effect: float, alpha_side: float, one_sided: bool) -> float:
     """Power of the paired t at n pairs for a standardised effect |effect|/sd (noncentral t, scipy.stats.nct)."""
+    from scipy import stats
+
     df, ncp = n - 1, z_effect * math.sqrt(n)
     crit = stats.t.ppf(1 - alpha_side, df)
     power = stats.nct.sf(crit, df, ncp)
@@ -405,6 +425,8 @@ def n_needed(sd_d, effect, *, alpha=0.05, power=0.8, one_sided=True, max_n=10_00
     Start at the normal approximation ((z_{1-a} + z_power) sd / effect)^2, then step to the smallest n
     whose noncentral-t power reaches `power`. sd 0: the exact sign-flip floor (smallest n, 2^-n <= a).
     None when effect is 0/NaN, sd is NaN/inf, or more than max_n pairs would be needed."""
+    from scipy import stats
+
     if effect is None or sd_d is None or not (math.isfinite(effect) and math.isfinite(sd_d)) or effect == 0:
         return None
     if sd_d < 0:
