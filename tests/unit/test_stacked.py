@@ -256,3 +256,42 @@ def test_grad_norm_probe_of_a_member_matches_the_plain_run(tmp_path):
     for a, b in zip(member[:3], plain[:3]):   # later steps drift with the losses' rounding (1e-6 a step)
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-7), key
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_leaves_take_the_layout_their_module_reads_and_give_the_same_gradients(tied, monkeypatch):
+    """A Linear weight's leaf is [E, in, out] and a norm gain's [E, 1, C], strided views of the flat buffer (no
+    per-step transpose or view); a weight read in two layouts (the embedding tied to the head) keeps [E, *shape].
+    Gradients in the flat buffer are bit-identical to those of the default layout (same memory, same kernels)."""
+    import normlab.training.stacked as st
+
+    cfg = nl.load_config("debug", ["model.vocab_size=11", f"model.tie_embeddings={str(tied).lower()}",
+                                   "model.bias=true"]).model
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(nl.build_model(cfg))
+    x = torch.randint(0, 11, (6, 9))
+
+    def grads(stacked, flat):
+        flat.grad.zero_()
+        stacked(x).square().mean().backward()
+        return flat.grad.clone()
+
+    stacked, flat = stack_models(models, "cpu")
+    linear = [n for n in flat.spans if n.endswith("qkv.weight")]
+    assert linear and all(flat.layouts[n] == ((), True) and flat.leaves[n].shape[1:] == flat.spans[n].shape[::-1]
+                          for n in linear)
+    gains = [n for n in flat.spans if "norm" in n and n.endswith("weight")]
+    assert gains and all(flat.layouts[n] == ((1,), False) for n in gains)
+    assert "wte.weight" not in flat.layouts   # the embedding reads [E, V, C], the leaf's own shape
+    if tied:   # the head reads the same weight transposed: two layouts, so a view each step
+        assert "lm_head.weight" not in flat.spans and flat._claims["wte.weight"] == {((), False), ((), True)}
+    else:
+        assert flat.layouts["lm_head.weight"] == ((), True)
+    s = flat.spans[linear[0]]
+    assert flat.leaves[linear[0]].data_ptr() == flat.data[:, s.offset].data_ptr()   # a view, not a copy
+    got = grads(stacked, flat)
+    monkeypatch.setattr(st.Flat, "relayout", lambda self: None)
+    default, flat0 = stack_models(models, "cpu")
+    assert not flat0.layouts and torch.equal(grads(default, flat0), got)
