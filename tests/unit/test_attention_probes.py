@@ -140,3 +140,17 @@ def _find(maps, module_name):
     if not parent.endswith(".attn") and label != parent:
         label += "." + parent.rsplit(".", 1)[-1]
     return maps[label]
+
+
+def test_finite_max_is_the_max_of_the_finite_entries_or_nan():
+    """The definition, case by case: masked -inf entries are left out; a NaN or +inf anywhere, or no finite entry
+    at all, gives NaN (what the report reads as 'not finite at this step')."""
+    import math
+
+    from normlab.probes.logit_stats import finite_max
+
+    inf = float("inf")
+    assert finite_max(torch.tensor([[1.0, -inf], [3.5, -inf]])) == 3.5
+    assert finite_max(torch.tensor([-2.0, -inf, -7.0])) == -2.0
+    for bad in ([1.0, float("nan")], [1.0, inf], [-inf, -inf], []):
+        assert math.isnan(finite_max(torch.tensor(bad)))

@@ -15,11 +15,12 @@ from .recorder import ATTENTION_PATTERNS
 
 
 def finite_max(t: torch.Tensor) -> float:
-    """max over the finite entries (masked -inf excluded); NaN if a NaN or +inf is present."""
-    if torch.isnan(t).any() or torch.isposinf(t).any():
+    """max over the finite entries (masked -inf excluded); NaN if a NaN or +inf is present, or nothing is finite.
+    One reduction: max propagates NaN and returns +inf if present, and -inf only when every entry is -inf."""
+    if t.numel() == 0:
         return math.nan
-    finite = t[torch.isfinite(t)]
-    return float(finite.max()) if finite.numel() else math.nan
+    m = float(t.max())
+    return m if math.isfinite(m) else math.nan
 
 
 @register_probe("logit_stats")
