@@ -98,12 +98,13 @@ class Flat:
 
     def claim(self, name: str, lead: tuple = (), transposed: bool = False) -> None:
         """A module will read `name` in this layout: `relayout` then makes the leaf itself that layout (a strided
-        view of the same memory), so no view or transpose, nor its backward node, is made in any step (about
-        80 of a prepost step's ~1,500 ops). A name claimed in two layouts (tied weights) keeps [E, *shape]."""
-        wanted = (lead, transposed)
-        self._claims.setdefault(name, set()).add(wanted)
+        view of the same memory), so no step makes that view or transpose, nor its backward node (one of
+        each per Linear and norm per step). A name claimed in two layouts (tied weights) keeps [E, *shape]."""
+        self._claims.setdefault(name, set()).add((lead, transposed))
 
     def relayout(self) -> None:
+        """Rebuild the leaf of each name claimed in exactly one layout other than [E, *shape] (after the modules
+        are converted; bit-identical to viewing it in each forward: the same memory goes to the same kernels)."""
         for name, wanted in self._claims.items():
             if len(wanted) != 1 or next(iter(wanted)) == ((), False):
                 continue
