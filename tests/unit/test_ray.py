@@ -230,21 +230,15 @@ def _ppid(pid: int) -> int | None:
 
 
 def _lock_held(run_dir: Path) -> bool:
-    """Whether some process holds the run's flock now (RunLock). The pid in .lock is only who took it last: a Ray
-    worker that released it stays alive in Ray's pool, or exits a moment later."""
-    import fcntl
+    """Whether a second writer would be refused now (RunLock, as train() takes it). The pid in .lock is only who
+    took it last: a Ray worker that released it stays alive in Ray's pool, or exits a moment later."""
+    from normlab.config import ConfigError
 
     try:
-        fd = os.open(run_dir / ".lock", os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        with RunLock(run_dir):
+            return False
+    except ConfigError:
         return True
-    finally:
-        os.close(fd)   # closing the descriptor releases a lock taken here
-    return False
 
 
 def _kill_a_node_training_past(cluster, root: Path, step: int, total: int, done: threading.Event, lost: dict):
