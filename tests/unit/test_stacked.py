@@ -3,10 +3,12 @@
 Measured tolerances (prepost's MicroGPT, 100 steps, Adam lr 0.01, batch 1; CPU fp32):
 - a member of a 3-member stack is bit-identical to a stack of one (every batched op works per member);
 - against the plain (unstacked) path, which rounds differently (F.linear vs batched matmuls, the norm
-  kernels vs their formula, fused torch Adam vs the flat update): pre and none within 1e-4 per step;
-  post-norm at this LR is chaotic: a 1-ulp change grows to ~0.3 nats, as it does in the plain path
-  itself when only the norm kernels are switched off (same math, other rounding), so its bound is that
-  self-sensitivity.
+  kernels vs their formula, fused torch Adam vs the flat update): within 1e-4 per step or 3x the plain
+  path's own sensitivity to rounding (the same run with only the norm kernels switched off: same math),
+  whichever is larger. How far a 1-ulp change grows depends on the placement and on the CPU's kernels:
+  on an Intel AVX-512 machine pre and none stayed within 1e-4 and post-norm grew to ~0.3 nats; on an AMD
+  EPYC (2026-12-02) stacked vs plain was pre 1.4e-3 (plain vs its own formula form 9.5e-4, both first
+  above 1e-6 at step 51), none 7e-7, post 2.6e-6 (self 3.1e-6).
 """
 import math
 import json
@@ -54,14 +56,13 @@ def test_member_is_bit_identical_to_a_stack_of_one_and_close_to_the_plain_run(tm
     nl.train(_cfg(tmp_path, "plain", 1, p))
     diff = np.abs(member - _losses(tmp_path / "plain"))
     assert diff[:10].max() < 1e-6
-    bound = 1e-4
-    if placement == "post":   # chaotic: bounded by the plain path's own sensitivity to rounding
-        kernels.ENABLED = False
-        try:
-            nl.train(_cfg(tmp_path, "plain-formula", 1, p))
-        finally:
-            kernels.ENABLED = True
-        bound = max(bound, 3 * np.abs(_losses(tmp_path / "plain") - _losses(tmp_path / "plain-formula")).max())
+    # bounded by the plain path's own sensitivity to rounding: the same run with the norm kernels off (same math)
+    kernels.ENABLED = False
+    try:
+        nl.train(_cfg(tmp_path, "plain-formula", 1, p))
+    finally:
+        kernels.ENABLED = True
+    bound = max(1e-4, 3 * np.abs(_losses(tmp_path / "plain") - _losses(tmp_path / "plain-formula")).max())
     assert diff.max() < bound, (diff.max(), bound)
 
 
