@@ -88,6 +88,29 @@ def test_gpu_request_follows_the_runs_device():
     assert ray_launcher.needs_gpu([(auto, "x")], 1) and not ray_launcher.needs_gpu([(auto, "x")], 0)
 
 
+def test_stacks_are_split_to_fill_the_slots_the_cluster_runs_at_once():
+    """A Ray sweep plans its stacks whole (the driver does not know the cluster yet), then splits them for the
+    cluster's CPUs (GPUs where the runs train on CUDA), at most --jobs, as the local launcher does for its workers."""
+    from normlab.experiments import expand, load_experiment
+
+    prepost = expand(load_experiment("prepost"))                     # 3 placements x 5 seeds
+    whole, _ = runner.plan_tasks(prepost)
+    assert sorted(len(t.runs) for t in whole) == [5, 5, 5]
+    assert ray_launcher.slots({"CPU": 2.0}, whole, None) == 2
+    split = runner.balanced(whole, ray_launcher.slots({"CPU": 2.0}, whole, None))
+    local, _ = runner.plan_tasks(prepost, workers=2)
+    assert [[r.cfg.name for r in t.runs] for t in split] == [[r.cfg.name for r in t.runs] for t in local]
+    assert ray_launcher.slots({"CPU": 16.0}, whole, 2) == 2                  # --jobs caps what runs at once
+    for t in whole:
+        t.threads = 4
+    assert ray_launcher.slots({"CPU": 16.0}, whole, None) == 4               # a task holds its threads' CPUs
+    cuda = runner.plan_tasks(expand(load_experiment("prepost"), ["train.device=cuda"]))[0]
+    assert ray_launcher.slots({"CPU": 16.0, "GPU": 1.0}, cuda, None) == 1    # one GPU: the stacks stay whole
+    assert ray_launcher.slots({"CPU": 16.0, "GPU": 1.0}, whole, None) == 1    # device auto takes the GPU there
+    cpu = runner.plan_tasks(expand(load_experiment("prepost"), ["train.device=cpu"]))[0]
+    assert ray_launcher.slots({"CPU": 16.0, "GPU": 1.0}, cpu, None) == 16     # CPU runs do not wait for it
+    assert ray_launcher.slots({}, whole, None) == 1
+
 def test_cli_launcher_errors_are_one_line_exit_2(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["run", "prepost", "--address", "auto", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "needs --launcher ray" in r.output and len(r.output.strip().splitlines()) == 1

@@ -418,8 +418,8 @@ MAX_STACK = 64  # members per stacked task (memory grows with E; beyond ~64 tiny
 def plan_tasks(runs: list[PlannedRun], skip_failed: bool = False, stack: bool = True,
                workers: int | None = None) -> tuple[list[Task], dict[str, str]]:
     """Tasks for the runs that still need training (same-shape runs stacked into one task unless stack is
-    False), and the state of every run. With `workers` known (the local launcher), stacks are split where that
-    ends the sweep sooner (`balance`)."""
+    False), and the state of every run, longest first. With `workers` known (the local launcher), stacks are split
+    where that ends the sweep sooner (`balance`); the Ray launcher splits them once it knows its cluster."""
     fingerprints: dict[str, str] = {}
     states = {r.cfg.name: run_state(r, fingerprints) for r in runs}  # raises before anything trains if one was changed
     todo = [r for r in runs if states[r.cfg.name] in ("new", "partial") or
@@ -435,8 +435,17 @@ def plan_tasks(runs: list[PlannedRun], skip_failed: bool = False, stack: bool = 
         (groups.setdefault(key, []) if key is not None else alone).append(r)
     tasks = [Task(g[i:i + MAX_STACK]) for g in groups.values() for i in range(0, len(g), MAX_STACK)]
     tasks += [Task([r]) for r in alone]
-    tasks = balance(tasks, workers) if workers else tasks
-    return sorted(tasks, key=_cost, reverse=True), states   # longest first: the last wave is the shortest
+    return (balanced(tasks, workers) if workers else longest_first(tasks)), states
+
+
+def longest_first(tasks: list[Task]) -> list[Task]:
+    """The order tasks are handed out (local workers and Ray alike): longest first, so the last wave is the shortest."""
+    return sorted(tasks, key=_cost, reverse=True)
+
+
+def balanced(tasks: list[Task], workers: int) -> list[Task]:
+    """`balance` for `workers` slots, longest first: what a launcher trains once it knows how many run at once."""
+    return longest_first(balance(tasks, workers))
 
 
 def balance(tasks: list[Task], workers: int) -> list[Task]:

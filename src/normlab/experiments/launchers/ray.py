@@ -2,7 +2,8 @@
 
 Each runner.Task becomes one Ray task (num_cpus = task.threads; one GPU when its runs train on CUDA)
 whose body is runner.train_task, as in a local worker process, so both launchers train a run the same
-way, byte for byte. Run directories live on the shared --out. A lost node: Ray retries the task
+way, byte for byte. Stacks are split to fill the tasks the cluster runs at once (`slots`), as the local
+launcher fills its workers. Run directories live on the shared --out. A lost node: Ray retries the task
 (MAX_RETRIES) elsewhere; the retry skips the task's runs that already finished and resumes the rest
 from their last checkpoint. Ctrl-C cancels the tasks: queued ones never start, running ones get a
 KeyboardInterrupt, which train() turns into a checkpointed stop; a second Ctrl-C kills them.
@@ -116,6 +117,17 @@ def needs_gpu(payload: list[tuple[dict, str]], cluster_gpus: float) -> bool:
     return "cuda" in devices or ("auto" in devices and cluster_gpus > 0)
 
 
+def slots(resources: dict, tasks: list[Task], jobs: int | None) -> int:
+    """How many of `tasks` the cluster trains at once: its CPUs over a task's threads, its GPUs where the tasks
+    train on CUDA (one each), at most --jobs. Stacks are split to fill them (runner.balance), as the local launcher
+    splits them to fill its workers: a member computes the same bits in a stack of any size."""
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    n = int(cpus // max(1, max((t.threads for t in tasks), default=1)))
+    if gpus and any(needs_gpu(t.payload(), gpus) for t in tasks):
+        n = min(n, int(gpus))
+    return max(1, min(n, jobs or n))
+
+
 def _split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
@@ -223,7 +235,11 @@ class RaySweep:
 
         here = ray.get_runtime_context().get_node_id()  # the inbox lives with the driver, not on a node we may lose
         inbox = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(here, False)})
+        planned, at_once = len(self.tasks), slots(ray.cluster_resources(), self.tasks, self.jobs)
+        self.tasks = runner.balanced(self.tasks, at_once)
         gpus = self._describe(ray)
+        if len(self.tasks) != planned:
+            self.echo(f"ray: stacks split into {len(self.tasks)} tasks to fill the {at_once} the cluster runs at once")
         remote, cwd = ray.remote(_ray_body), os.getcwd()
         self._announced, self._attempts, self._progress, self._last_progress = {}, {}, {}, time.monotonic()
         queue, refs = list(range(len(self.tasks))), {}
