@@ -145,3 +145,23 @@ def test_replication_table(exp_dir, tmp_path):
     assert outcome("supported", "not enough evidence") == "not decided"
     with pytest.raises(Exception, match="overlap"):
         write_replication(exp_dir, exp_dir)
+
+
+def test_the_summary_printed_after_a_build_is_the_reports_own_and_follows_a_changed_results_json(exp_dir, monkeypatch):
+    from normlab.report import build as build_module
+
+    spec = load_experiment("prepost")
+    build_report(exp_dir, spec)
+    build_module._summaries.clear()
+    fresh = build_module.summary_table(exp_dir, spec)           # analysed afresh from the run directories
+    build_report(exp_dir, spec)
+
+    def refuse(*a, **k):
+        raise AssertionError("summary_table analysed the runs again right after build_report")
+    monkeypatch.setattr(build_module, "analyze", refuse)
+    assert build_module.summary_table(exp_dir, spec) == fresh   # the report's own, not a second analysis
+    assert "Pre-Norm" in fresh and "supported" in fresh
+    results = exp_dir / "results.json"
+    results.write_text(results.read_text().replace('"supported"', '"contradicted"', 1))   # someone else wrote it
+    with pytest.raises(AssertionError, match="analysed the runs again"):
+        build_module.summary_table(exp_dir, spec)
