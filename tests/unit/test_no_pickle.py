@@ -335,7 +335,11 @@ def test_every_yaml_load_uses_a_safe_loader():
         kw = {k.arg: ast.unparse(k.value) for k in node.keywords}
         assert name == "yaml.load" and path.name == "yamlsafe.py" and kw.get("Loader") == "_StrictLoader", \
             f"{path.relative_to(SRC)}:{node.lineno}: {ast.unparse(node)}"
-    assert issubclass(yamlsafe._StrictLoader, yaml.SafeLoader)
+    # what refuses python/* tags is the constructor: SafeConstructor (SafeLoader's, and libyaml's CSafeLoader's),
+    # never FullConstructor (a subclass of it that builds Python objects) nor the unsafe Constructor
+    assert issubclass(yamlsafe._StrictLoader, yaml.constructor.SafeConstructor)
+    assert not issubclass(yamlsafe._StrictLoader, (yaml.constructor.FullConstructor, yaml.constructor.UnsafeConstructor))
+    assert yamlsafe._StrictLoader.__mro__[1] in (yaml.SafeLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     with pytest.raises(Exception, match="constructor"):
         yamlsafe.loads("!!python/object/apply:os.system ['true']", "test")
 
