@@ -153,7 +153,7 @@ def _build_report(exp_dir: Path, spec) -> dict[str, Path]:
 
 
 # exp_dir -> (the results.json this process wrote, its summary): `normlab run` prints the summary of the report it
-# just built without analysing every run a second time (lr-sweep: 175 runs, its own figures drawn again, ~5 s)
+# just built without analysing every run a second time (lr-sweep: 175 runs read again, its own figures redrawn)
 _summaries: dict[Path, tuple[bytes, str]] = {}
 
 
