@@ -5,9 +5,9 @@ refused, because a file of nested aliases (the "billion laughs") expands to giga
 a key given twice in one mapping is an error (safe_load keeps the last silently); files over
 MAX_BYTES and non-UTF-8 files are refused with the file named.
 The parser is libyaml's where PyYAML has it (CSafeLoader: reading 175 lr-sweep config.yaml files took
-1.73 s with the pure-Python parser, 0.50 s with it; a report-only re-run of that sweep reads ~500). Its composer resolves an alias to the anchored
-node itself, so an alias is found as a node met twice in the composed graph, before anything is
-constructed; libyaml refuses nesting over 1000 levels itself.
+1.73 s with the pure-Python parser, 0.50 s with it; a report-only re-run of that sweep reads ~500).
+Its composer resolves an alias to the anchored node itself, so an alias is found as a node met twice
+in the composed graph, before anything is constructed; libyaml refuses nesting over 1000 levels itself.
 """
 from __future__ import annotations
 
