@@ -444,7 +444,7 @@ def _fields(cls, prefix=""):
     body = ast.parse(inspect.getsource(cls)).body[0].body
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = nxt.value.value
+            docs[node.target.id] = " ".join(nxt.value.value.split())   # a docstring's line breaks are not the text's
     hints = typing.get_type_hints(cls, include_extras=True)
     instance = cls()
     for f in dataclasses.fields(cls):
