@@ -8,6 +8,7 @@
     normlab replay <run-dir>                                  re-run a diverged run's failing steps
     normlab push <run-or-experiment-dir> <user/name>          share it on the Hugging Face Hub
     normlab pull <user/name> [--out dir]                      get it back (then sample / report / replay)
+    normlab inspect <hub id|model dir> [--text F] [--seq-len 64] [--n-seqs 100] [--out DIR]
     normlab list [experiments|norms|placements|pairs|probes|sources|fields]
     normlab show <config|experiment> [overrides]             the resolved config as YAML
 """
@@ -306,6 +307,28 @@ def replay(run_dir):
     click.secho(f"{verdict} (same step: {result['same_step']}, same first bad module: {result['same_first_bad']})",
                 fg="green" if result["reproduced"] else "red")
     sys.exit(0 if result["reproduced"] else 1)
+
+
+@main.command(name="inspect")
+@click.argument("model")
+@click.option("--text", help="a text file, or the text itself [the embedded names corpus, shuffled, joined by spaces]")
+@click.option("--seq-len", default="64", show_default=True, metavar="N",
+              help="tokens per window, the sink metric's evaluation length (Gu et al. 2024: 64)")
+@click.option("--n-seqs", default="100", show_default=True, metavar="N", help="windows (consecutive, no BOS)")
+@click.option("--out", "out_dir", type=click.Path(), help="output folder [runs/inspect/<model>]")
+@click.option("--offline", is_flag=True, help="load a hub id from the local Hugging Face cache only")
+def inspect_cmd(model, text, seq_len, n_seqs, out_dir, offline):
+    """Run the forward probes on MODEL, a Hugging Face causal LM (hub id or local folder; safetensors only)."""
+    from .inspect import inspect_model
+
+    r = inspect_model(model, text, seq_len, n_seqs, out_dir, offline, echo=click.echo)
+    d = r["detections"]
+    click.echo(f"sinks: rate {d['sink_rate']:.3g} (most in a layer {d['sink_rate_max_layer']:.3g}), mean A[t,0] "
+               f"{d['sink_mass_mean']:.3g} vs uniform H_T/T {d['uniform_baseline']:.3g} at T={r['seq_len']}")
+    click.echo(f"massive: top |h| {d['top_abs_h_max']:.4g}, {d['top_over_median_max']:.4g}x the median; Sun et al. "
+               f"layers: {', '.join(d['massive_layers']) or 'none'}; top channel/median up to "
+               f"{d['channel_ratio_max']:.3g}x")
+    click.echo(f"report: {Path(r['out_dir']) / 'report.html'} (and report.md, inspect.json, PNGs)")
 
 
 @main.command(name="list")
