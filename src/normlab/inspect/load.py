@@ -8,6 +8,7 @@ Offline (HF_HUB_OFFLINE=1 or --offline) a hub id loads from the local cache only
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -80,12 +81,34 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
 
+@contextlib.contextmanager
+def _quiet():
+    """transformers' info/warning lines and its weight-loading progress bar off (a refusal is one line on
+    stderr), restored afterwards."""
+    from transformers.utils import logging as tlog
+
+    level, bar = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(level)
+        if bar:
+            tlog.enable_progress_bar()
+
+
 def load(model: str, offline: bool = False) -> Loaded:
     """The model (eval, float32, attn_implementation="eager" so attention probabilities exist) and tokenizer."""
     try:
         import transformers  # noqa: F401
     except ImportError:
         raise ConfigError("normlab inspect needs transformers: pip install 'normlab[hf]'") from None
+    with _quiet():
+        return _load(model, offline)
+
+
+def _load(model: str, offline: bool) -> Loaded:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     offline = offline or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
