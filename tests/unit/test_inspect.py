@@ -151,3 +151,24 @@ def test_import_normlab_does_not_import_transformers():
     code = "import sys, normlab, normlab.cli, normlab.inspect; print('transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
+def test_a_hub_id_loads_from_the_cache_offline(models, tmp_path):
+    """A hub id already in the Hugging Face cache (laid out as huggingface_hub writes it) loads with --offline,
+    in a fresh process whose HF_HUB_CACHE is that cache; the commit it resolved is recorded."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "cache" / "models--normlab-tests--tiny-gpt2"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(models["gpt2"], repo / "snapshots" / commit)
+    env = {"HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "home")}
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "normlab", "inspect", "normlab-tests/tiny-gpt2", "--offline",
+                        "--n-seqs", "2", "--out", str(out)], capture_output=True, text=True,
+                       env={**__import__("os").environ, **env})
+    assert r.returncode == 0, r.stderr
+    result = json.loads((out / "inspect.json").read_text())
+    assert result["source"] == "hub" and result["where"] == "normlab-tests/tiny-gpt2" and result["n_seqs"] == 2
+    assert result["revision"] == commit and result["weights_sha256"].keys() == {"model.safetensors"}

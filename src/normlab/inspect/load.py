@@ -29,8 +29,8 @@ class Loaded:
     config: object
     source: str            # "local" or "hub"
     where: str             # the folder, or the hub id
-    files: dict[str, str] = field(default_factory=dict)  # weight file -> sha256 (local folders)
-    revision: str | None = None                           # the hub commit, where transformers knows it
+    files: dict[str, str] = field(default_factory=dict)  # weight file -> sha256
+    revision: str | None = None                           # the hub commit of the cached snapshot
 
 
 def _looks_like_path(model: str) -> bool:
@@ -123,8 +123,10 @@ def _load(model: str, offline: bool) -> Loaded:
     try:
         config = AutoConfig.from_pretrained(where, **kw)
     except (OSError, ValueError, KeyError) as err:
-        hint = " (offline: only models already in the Hugging Face cache load)" if only_local and source == "hub" else ""
-        raise ConfigError(f"{where}: cannot read its config: {_first_line(err)}{hint}") from None
+        text = _first_line(err)
+        hint = (" (offline: only models already in the Hugging Face cache load)" if only_local and source == "hub"
+                else " (no network? --offline loads a hub id from the local cache)" if "connect" in text else "")
+        raise ConfigError(f"{where}: cannot read its config: {text}{hint}") from None
     _causal_check(config, where)
     try:
         net = AutoModelForCausalLM.from_pretrained(where, config=config, use_safetensors=True,
@@ -140,4 +142,13 @@ def _load(model: str, offline: bool) -> Loaded:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"{where}: no usable tokenizer ({_first_line(err)})") from None
     net.eval()
-    return Loaded(net, tok, config, source, where, files, getattr(config, "_commit_hash", None))
+    revision = None
+    if source == "hub":  # the snapshot it loaded: its commit, and the weights' hashes (EleutherAI/pythia#205)
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(where, "config.json")
+        if isinstance(cached, str):
+            snapshot = Path(cached).parent
+            revision = snapshot.name
+            files = {p.name: _sha256(p) for p in sorted(snapshot.glob("*.safetensors"))}
+    return Loaded(net, tok, config, source, where, files, revision)
