@@ -33,9 +33,8 @@ def _figures(result: dict, m: dict) -> list[tuple[str, str, object]]:
                     f"Mean attention on position 0 per layer and head over {result['n_seqs']} windows of T = {T} "
                     f"tokens. A head that attends uniformly puts H_T/T = {base:.3f} there; a sink head is above "
                     "0.3 (Gu et al. 2024).",
-                    pp.grid_heatmaps({name: {"probabilities": s["attn_sinks"]["per_head"]}},
-                                     "Attention mass on position 0", "magma", labels=labels,
-                                     cbar_label="mean A[t, 0]")))
+                    _grid(s["attn_sinks"]["per_head"], f"{name}: attention mass on position 0", "magma", labels,
+                          "mean A[t, 0]", scale=(0.0, 1.0))))
     out.append(("inspect_sink_rate.png",
                 "Per layer: the mean attention on position 0 over heads, the share of heads above 0.3 (the sink "
                 f"rate), and the uniform baseline H_T/T at T = {T}.",
@@ -69,9 +68,8 @@ def _figures(result: dict, m: dict) -> list[tuple[str, str, object]]:
     if "per_head_norm" in s["attn_entropy"]:
         out.append(("inspect_entropy.png",
                     "Attention entropy per head over its maximum log(t+1) (1 = uniform attention, 0 = one key).",
-                    pp.grid_heatmaps({name: {"entropy / max": s["attn_entropy"]["per_head_norm"]}},
-                                     "Attention entropy over its maximum", "viridis", labels=labels,
-                                     cbar_label="entropy / log(t+1)")))
+                    _grid(s["attn_entropy"]["per_head_norm"], f"{name}: attention entropy over its maximum",
+                          "viridis", labels, "entropy / log(t+1)", scale=(0.0, 1.0))))
     kurt = {k: np.array([r[f"kurtosis_{k}"] or 0 for r in layers]) for k in ("resid", "attn", "mlp")}
     fig = pp.grouped_bars(kurt, ticks, "Kurtosis across channels per layer", "kurtosis")
     _log(fig, {"Gaussian: 3": 3.0})
@@ -81,9 +79,29 @@ def _figures(result: dict, m: dict) -> list[tuple[str, str, object]]:
         out.append(("inspect_value_drain.png",
                     "Value drain per layer and (key-value) head: ||v_0|| / mean over t >= 1 of ||v_t||. A sink "
                     "head whose v_0 is small adds almost nothing when it attends to position 0 (Guo et al. 2024).",
-                    pp.grid_heatmaps({name: {"||v_0|| / mean ||v_t||": m["value_drain"]}}, "Value drain",
-                                     "cividis", labels=labels, cbar_label="||v_0|| / mean ||v_t||")))
+                    _grid(m["value_drain"], f"{name}: value drain", "cividis", labels, "||v_0|| / mean ||v_t||")))
     return out
+
+
+def _grid(grid: np.ndarray, title: str, cmap: str, labels: list[str], cbar: str, scale=None):
+    """One layers x heads heatmap sized to its grid (report/plots_probes.py paints the cells; values written in
+    them up to 16 x 16); `scale` fixes the colour range (shares and probabilities: 0 to 1)."""
+    import matplotlib.pyplot as plt
+
+    from ..report import plots_probes as pp
+
+    n_layers, n_heads = grid.shape
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.42 * n_heads + 2.2), max(2.6, 0.32 * n_layers + 1.3)),
+                           layout="constrained")
+    finite = grid[np.isfinite(grid)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    lo, hi = scale or ((lo - 0.5, hi + 0.5) if hi == lo else (lo, hi))
+    image = pp._heatmap(ax, grid, cmap, lo, hi, labels, annotate=n_layers <= 16 and n_heads <= 16)
+    ax.set_xlabel("head", fontsize=8)
+    ax.set_ylabel("layer", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, shrink=0.9, aspect=30).set_label(cbar, fontsize=8)
+    return fig
 
 
 def _log(fig, lines: dict[str, float] | None = None) -> None:

@@ -56,7 +56,10 @@ def value_drain(values: list[torch.Tensor] | None) -> np.ndarray | None:
 
 
 def _slug(model: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "--", model.strip("/\\ ").replace("\\", "/")).strip("-.") or "model"
+    """runs/inspect/<this>: a local folder's name, or the hub id with / as --."""
+    local = Path(model).expanduser()
+    name = local.resolve().name if local.exists() else model.strip("/\\ ")
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", name).strip("-.") or "model"
 
 
 def _f(x) -> float | None:
@@ -70,21 +73,23 @@ def measure(loaded, x: torch.Tensor, batch: int = BATCH) -> dict:
 
     model, cfg = loaded.model, loaded.config
     taps = taps_for(model, cfg)
-    attentions, nll, count = None, 0.0, 0
+    attentions: list[list[torch.Tensor]] = []   # per forward, per layer
+    nll, count = 0.0, 0
     with torch.no_grad(), Tapper(model, cfg, taps) as tap:
         for chunk in x.split(batch):
             out = model(input_ids=chunk, output_attentions=True, use_cache=False)
             if not out.attentions or out.attentions[0] is None:
                 raise ConfigError(f"{loaded.where}: the model returned no attention probabilities "
                                   "(its attention implementation does not support output_attentions)")
-            probs = [a.detach().float().cpu() for a in out.attentions]
-            attentions = probs if attentions is None else [torch.cat([a, p]) for a, p in zip(attentions, probs)]
+            attentions.append([a.detach().float().cpu() for a in out.attentions])
             logits = out.logits[:, :-1].float()
             nll += float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), chunk[:, 1:].flatten(),
                                                            reduction="sum"))
             count += chunk[:, 1:].numel()
     outputs = tap.outputs()
-    maps = [AttentionMap(f"layer{i}", a, a, True) for i, a in enumerate(attentions)]
+    per_layer = [torch.cat(chunks) for chunks in zip(*attentions)]  # each B, H, T, T
+    # no raw scores: output_attentions gives probabilities only, and none of PROBE_NAMES reads scores
+    maps = [AttentionMap(f"layer{i}", a, None, True) for i, a in enumerate(per_layer)]
     view = _View(model, outputs, maps)
     from ..probes import PROBES
 
