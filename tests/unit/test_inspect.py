@@ -81,7 +81,10 @@ def test_text_string_and_file(models, tmp_path):
     r = _inspect(models["gpt2"], tmp_path / "a", "--text", text, "--seq-len", "16")
     assert r["text"] == f"file {text}" and r["n_seqs"] == 6 and r["seq_len"] == 16
     assert r["detections"]["uniform_baseline"] == pytest.approx(uniform_baseline(16))
-    r = _inspect(models["gpt2"], tmp_path / "b", "--text", "a short passage " * 10, "--seq-len", "32")
+    r = invoke("inspect", models["gpt2"], "--out", tmp_path / "b", *FAST, "--text", "a short passage " * 10,
+               "--seq-len", "32")
+    assert r.exit_code == 0 and "5 windows x 32 tokens (fewer than --n-seqs 6: the text has 160 tokens)" in r.output
+    r = json.loads((tmp_path / "b" / "inspect.json").read_text())
     assert r["n_seqs"] == 5 and r["n_seqs_asked"] == 6 and r["text"].startswith("the string")  # 160 bytes: 5 windows
 
 
@@ -108,6 +111,16 @@ def _encoder(tmp_path):
     return folder
 
 
+def _bert(tmp_path):
+    from transformers import BertConfig
+
+    folder = tmp_path / "bert"
+    BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+               vocab_size=256).save_pretrained(folder)
+    (folder / "model.safetensors").write_bytes(b"")
+    return folder
+
+
 BAD = {
     "missing path": (lambda t, m: [t / "nope"], "no such directory"),
     "a file": (lambda t, m: [m["gpt2"] / "config.json"], "is a file"),
@@ -129,6 +142,8 @@ BAD = {
     "text a directory": (lambda t, m: [m["gpt2"], "--text", t], "directory"),
     "text shorter than seq-len": (lambda t, m: [m["gpt2"], "--text", "too short"], "fewer than --seq-len 64"),
     "out a file": (lambda t, m: [m["gpt2"], "--out", m["gpt2"] / "config.json"], "is a file"),
+    "out under a file": (lambda t, m: [m["gpt2"], "--out", m["gpt2"] / "config.json" / "x"], "a file"),
+    "an encoder (BERT)": (lambda t, m: [_bert(t)], "not a causal"),
 }
 
 

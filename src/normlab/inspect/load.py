@@ -139,7 +139,7 @@ def _load(model: str, offline: bool) -> Loaded:
         raise ConfigError(f"{where}: cannot load the model: {text}") from None
     try:
         tok = AutoTokenizer.from_pretrained(where, **kw)
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, ImportError) as err:  # ImportError: sentencepiece missing
         raise ConfigError(f"{where}: no usable tokenizer ({_first_line(err)})") from None
     net.eval()
     revision = None

@@ -14,6 +14,7 @@ report (report.py) into the output folder.
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -60,6 +61,19 @@ def _slug(model: str) -> str:
     local = Path(model).expanduser()
     name = local.resolve().name if local.exists() else model.strip("/\\ ")
     return re.sub(r"[^A-Za-z0-9._-]+", "--", name).strip("-.") or "model"
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an output folder that cannot be written before the model is loaded."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder")
+    above = out
+    while not above.exists():
+        above = above.parent
+    if not above.is_dir():
+        raise ConfigError(f"--out {out} is under {above}, a file")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {above} is not writable")
 
 
 def _f(x) -> float | None:
@@ -166,8 +180,7 @@ def inspect_model(model: str, text: str | None = None, seq_len=64, n_seqs=100, o
     n_seqs = parse_int(n_seqs, "--n-seqs", N_SEQS)
     txt = read_text(text)
     out = Path(out_dir) if out_dir else Path("runs") / "inspect" / _slug(model)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder")
+    _check_out(out)
     start = time.perf_counter()
     loaded = load(model, offline)
     cfg = loaded.config
@@ -175,8 +188,9 @@ def inspect_model(model: str, text: str | None = None, seq_len=64, n_seqs=100, o
     if most and seq_len > most:
         raise ConfigError(f"--seq-len={seq_len} is out of range for {model}: it has {most} positions")
     x, n_tokens = windows(loaded.tokenizer, txt, seq_len, n_seqs)
+    fewer = f" (fewer than --n-seqs {n_seqs}: the text has {n_tokens:,} tokens)" if x.shape[0] < n_seqs else ""
     say(f"{model}: {cfg.model_type}, {sum(p.numel() for p in loaded.model.parameters()):,} parameters; "
-        f"{x.shape[0]} windows x {seq_len} tokens")
+        f"{x.shape[0]} windows x {seq_len} tokens{fewer}")
     m = measure(loaded, x)
     d = derive(m, seq_len, ProbeConfig().sink_threshold)
     n_params = sum(p.numel() for p in loaded.model.parameters())
