@@ -319,16 +319,10 @@ def replay(run_dir):
 @click.option("--offline", is_flag=True, help="load a hub id from the local Hugging Face cache only")
 def inspect_cmd(model, text, seq_len, n_seqs, out_dir, offline):
     """Run the forward probes on MODEL, a Hugging Face causal LM (hub id or local folder; safetensors only)."""
-    from .inspect import inspect_model
+    from .inspect.run import inspect_model, summary_lines
 
-    r = inspect_model(model, text, seq_len, n_seqs, out_dir, offline, echo=click.echo)
-    d = r["detections"]
-    click.echo(f"sinks: rate {d['sink_rate']:.3g} (most in a layer {d['sink_rate_max_layer']:.3g}), mean A[t,0] "
-               f"{d['sink_mass_mean']:.3g} vs uniform H_T/T {d['uniform_baseline']:.3g} at T={r['seq_len']}")
-    click.echo(f"massive: top |h| {d['top_abs_h_max']:.4g}, {d['top_over_median_max']:.4g}x the median; Sun et al. "
-               f"layers: {', '.join(d['massive_layers']) or 'none'}; top channel/median up to "
-               f"{d['channel_ratio_max']:.3g}x")
-    click.echo(f"report: {Path(r['out_dir']) / 'report.html'} (and report.md, inspect.json, PNGs)")
+    for line in summary_lines(inspect_model(model, text, seq_len, n_seqs, out_dir, offline, echo=click.echo)):
+        click.echo(line)
 
 
 @main.command(name="list")

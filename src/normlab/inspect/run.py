@@ -167,6 +167,22 @@ def derive(m: dict, T: int, threshold: float) -> dict:
     return {"layers": layers, "detections": detections}
 
 
+def _g(x, spec: str = ".3g") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def summary_lines(r: dict) -> list[str]:
+    """What `normlab inspect` prints when it is done."""
+    d = r["detections"]
+    return [f"sinks: rate {_g(d['sink_rate'])} (most in a layer {_g(d['sink_rate_max_layer'])}), mean A[t,0] "
+            f"{_g(d['sink_mass_mean'])} vs uniform H_T/T {_g(d['uniform_baseline'])} at T={r['seq_len']}"
+            + (" (a uniform head passes the threshold at this T)" if d["uniform_head_passes_threshold"] else ""),
+            f"massive: top |h| {_g(d['top_abs_h_max'], '.4g')}, {_g(d['top_over_median_max'], '.4g')}x the median; "
+            f"Sun et al. layers: {', '.join(d['massive_layers']) or 'none'}; top channel/median up to "
+            f"{_g(d['channel_ratio_max'])}x; value drain down to {_g(d['value_drain_min'])}",
+            f"report: {Path(r['out_dir']) / 'report.html'} (and report.md, inspect.json, PNGs)"]
+
+
 def inspect_model(model: str, text: str | None = None, seq_len=64, n_seqs=100, out_dir=None, offline: bool = False,
                   echo=None) -> dict:
     """Run the forward probes on MODEL and write inspect.json, report.md, report.html and PNGs into out_dir
