@@ -187,3 +187,36 @@ def test_a_hub_id_loads_from_the_cache_offline(models, tmp_path):
     result = json.loads((out / "inspect.json").read_text())
     assert result["source"] == "hub" and result["where"] == "normlab-tests/tiny-gpt2" and result["n_seqs"] == 2
     assert result["revision"] == commit and result["weights_sha256"].keys() == {"model.safetensors"}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_taps_are_the_models_own_tensors(models, arch, monkeypatch):
+    """The block outputs are the model's hidden states (output_hidden_states; the last one before the final norm),
+    and the v the value drain reads is the `value` each family's eager attention receives."""
+    import importlib
+
+    import torch
+
+    from normlab.inspect.hooks import Tapper, taps_for
+    from normlab.inspect.load import load
+
+    loaded = load(str(models[arch]))
+    module = importlib.import_module(f"transformers.models.{arch}.modeling_{arch}")
+    seen, real = [], module.eager_attention_forward
+
+    def spy(mod, query, key, value, *args, **kwargs):
+        seen.append(value.detach().transpose(1, 2))            # B, heads, T, D -> B, T, heads, D
+        return real(mod, query, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(module, "eager_attention_forward", spy)
+    x = torch.randint(0, hfmodels.VOCAB, (3, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), Tapper(loaded.model, loaded.config, taps_for(loaded.model, loaded.config)) as tap:
+        out = loaded.model(input_ids=x, output_hidden_states=True, output_attentions=True)
+    outputs, values = tap.outputs(), tap.values()
+    assert len(seen) == len(values) == hfmodels.LAYERS
+    for i in range(hfmodels.LAYERS):
+        torch.testing.assert_close(values[i], seen[i])
+        assert outputs[f"blocks.{i}"].shape == (3, 16, hfmodels.D)
+        assert {f"blocks.{i}.attn", f"blocks.{i}.mlp"} <= outputs.keys()
+    for i in range(hfmodels.LAYERS - 1):
+        torch.testing.assert_close(outputs[f"blocks.{i}"], out.hidden_states[i + 1])
