@@ -122,7 +122,7 @@ def _setup(result: dict) -> str:
             ("hub revision", result["revision"] or "n/a"), ("weights", sha),
             ("architecture", f"{result['architecture']} ({result['model_type']}), {result['parameters']:,} parameters"),
             ("taps", f"blocks {result['layers_tapped']}; v from {result['value_tap'] or 'not exposed'}"),
-            ("text", result["text"]), ("text tokens", f"{result['text_tokens']:,}"),
+            ("text", result["text"]), ("tokens read", f"{result['text_tokens']:,}"),
             ("windows", f"{result['n_seqs']} of {result['n_seqs_asked']} asked, T = {result['seq_len']} tokens, "
                         "no BOS"),
             ("mean next-token loss", f"{_n(result['loss'], 4)} nats"), ("wall time", f"{result['wall_s']} s")]

@@ -73,9 +73,19 @@ def parse_int(value, name: str, bounds: tuple[int, int]) -> int:
     return n
 
 
+CHARS_PER_TOKEN = 8   # a prefix of this many characters per needed token is tokenized first (a long file)
+
+
 def windows(tokenizer, text: Text, seq_len: int, n_seqs: int) -> tuple[torch.Tensor, int]:
-    """(n, seq_len) token ids, n <= n_seqs, and the text's token count."""
-    ids = tokenizer(text.text, add_special_tokens=False)["input_ids"]
+    """(n, seq_len) token ids, n <= n_seqs, and the number of tokens read (the whole text's, unless a prefix
+    already held every window: then the prefix's, its last partial word left out by a margin of seq_len)."""
+    need = n_seqs * seq_len
+    ids = None
+    if len(text.text) > 2 * CHARS_PER_TOKEN * need:
+        ids = tokenizer(text.text[: CHARS_PER_TOKEN * need], add_special_tokens=False)["input_ids"]
+        ids = ids[: len(ids) - seq_len] if len(ids) >= need + seq_len else None
+    if ids is None:
+        ids = tokenizer(text.text, add_special_tokens=False)["input_ids"]
     if len(ids) < seq_len:
         raise ConfigError(f"the text has {len(ids)} tokens, fewer than --seq-len {seq_len}; give a longer text "
                           "or a shorter --seq-len")
