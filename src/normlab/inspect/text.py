@@ -74,16 +74,18 @@ def parse_int(value, name: str, bounds: tuple[int, int]) -> int:
 
 
 CHARS_PER_TOKEN = 8   # a prefix of this many characters per needed token is tokenized first (a long file)
+MARGIN = 64           # tokens dropped from the prefix's end, where a cut word tokenizes differently
 
 
 def windows(tokenizer, text: Text, seq_len: int, n_seqs: int) -> tuple[torch.Tensor, int]:
     """(n, seq_len) token ids, n <= n_seqs, and the number of tokens read (the whole text's, unless a prefix
-    already held every window: then the prefix's, its last partial word left out by a margin of seq_len)."""
+    already held every window: then the prefix's, its end, where a word may be cut, left out)."""
     need = n_seqs * seq_len
     ids = None
     if len(text.text) > 2 * CHARS_PER_TOKEN * need:
         ids = tokenizer(text.text[: CHARS_PER_TOKEN * need], add_special_tokens=False)["input_ids"]
-        ids = ids[: len(ids) - seq_len] if len(ids) >= need + seq_len else None
+        margin = max(seq_len, MARGIN)
+        ids = ids[: len(ids) - margin] if len(ids) >= need + margin else None
     if ids is None:
         ids = tokenizer(text.text, add_special_tokens=False)["input_ids"]
     if len(ids) < seq_len:
