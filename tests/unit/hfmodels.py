@@ -1,5 +1,5 @@
 """Tiny Hugging Face causal LMs saved offline for `normlab inspect` tests: random ones of three architectures
-(GPT2Config, GPTNeoXConfig, LlamaConfig) and a GPT-2 with a planted sink and massive activation, each with
+with built-in taps (GPT2Config, GPTNeoXConfig, LlamaConfig) and one on the generic taps (OPTConfig) and a GPT-2 with a planted sink and massive activation, each with
 a byte-level tokenizer (256 ids, no merges), written by save_pretrained(safe_serialization=True)."""
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def byte_tokenizer():
 
 
 def config(arch: str):
-    from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig
+    from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig, OPTConfig
 
     if arch == "gpt2":
         return GPT2Config(n_layer=LAYERS, n_head=HEADS, n_embd=D, vocab_size=VOCAB, n_positions=POSITIONS,
@@ -33,6 +33,10 @@ def config(arch: str):
         return GPTNeoXConfig(num_hidden_layers=LAYERS, num_attention_heads=HEADS, hidden_size=D,
                              intermediate_size=4 * D, vocab_size=VOCAB, max_position_embeddings=POSITIONS,
                              bos_token_id=0, eos_token_id=0)
+    if arch == "opt":   # no built-in taps: the generic ones (model.decoder.layers, self_attn.v_proj)
+        return OPTConfig(num_hidden_layers=LAYERS, num_attention_heads=HEADS, hidden_size=D, ffn_dim=4 * D,
+                         word_embed_proj_dim=D, vocab_size=VOCAB, max_position_embeddings=POSITIONS,
+                         bos_token_id=0, eos_token_id=0, pad_token_id=1)
     return LlamaConfig(num_hidden_layers=LAYERS, num_attention_heads=HEADS, num_key_value_heads=2, hidden_size=D,
                        intermediate_size=4 * D, vocab_size=VOCAB, max_position_embeddings=POSITIONS,
                        bos_token_id=0, eos_token_id=0)

@@ -19,7 +19,7 @@ from oneline import invoke, refused  # noqa: E402
 
 from normlab.inspect.run import uniform_baseline  # noqa: E402
 
-ARCHS = ("gpt2", "gpt_neox", "llama")
+ARCHS = ("gpt2", "gpt_neox", "llama", "opt")   # opt: the generic taps
 FAST = ("--n-seqs", "6")
 
 
@@ -56,7 +56,7 @@ def test_random_models_are_quiet(models, arch, tmp_path):
     assert d["sink_mass_mean"] == pytest.approx(d["uniform_baseline"], abs=0.01)   # random init: uniform heads
     assert not d["massive"] and d["top_over_median_max"] < 100
     assert not d["residual_sink_layers"] and d["channel_ratio_max"] < 10
-    assert d["value_drain_min"] is not None and 0.3 < d["value_drain_min"] < 3       # v exposed in all three
+    assert d["value_drain_min"] is not None and 0.3 < d["value_drain_min"] < 3       # v exposed in all four
     assert all(0.99 < row["entropy_over_max"] <= 1.0 + 1e-9 for row in r["layers"])
 
 
@@ -210,14 +210,16 @@ def test_taps_are_the_models_own_tensors(models, arch, monkeypatch):
 
     monkeypatch.setattr(module, "eager_attention_forward", spy)
     x = torch.randint(0, hfmodels.VOCAB, (3, 16), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad(), Tapper(loaded.model, loaded.config, taps_for(loaded.model, loaded.config)) as tap:
+    taps = taps_for(loaded.model, loaded.config)
+    with torch.no_grad(), Tapper(loaded.model, loaded.config, taps) as tap:
         out = loaded.model(input_ids=x, output_hidden_states=True, output_attentions=True)
     outputs, values = tap.outputs(), tap.values()
     assert len(seen) == len(values) == hfmodels.LAYERS
     for i in range(hfmodels.LAYERS):
         torch.testing.assert_close(values[i], seen[i])
         assert outputs[f"blocks.{i}"].shape == (3, 16, hfmodels.D)
-        assert {f"blocks.{i}.attn", f"blocks.{i}.mlp"} <= outputs.keys()
+        assert {f"blocks.{i}.attn"} | ({f"blocks.{i}.mlp"} if taps.mlp else set()) <= outputs.keys()
+    assert bool(taps.mlp) == (arch != "opt")                   # OPT's blocks have fc1 / fc2, no MLP module
     for i in range(hfmodels.LAYERS - 1):
         torch.testing.assert_close(outputs[f"blocks.{i}"], out.hidden_states[i + 1])
 

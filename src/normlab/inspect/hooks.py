@@ -4,8 +4,9 @@ Per family: the decoder blocks (a ModuleList), each block's attention and MLP su
 projection whose output holds the value vectors v (with how to cut v out of it). Block outputs are the
 residual stream after each block (before the final norm, as Sun et al. hook them); attention
 probabilities come from the model's own output_attentions under attn_implementation="eager".
-An unknown causal LM gets the generic taps: the ModuleList of config.num_hidden_layers blocks and the
-usual attention / MLP names; its value drain is reported as not exposed.
+Another causal LM gets the generic taps: the ModuleList of config.num_hidden_layers blocks, the usual
+attention / MLP names, and v from the attention's v_proj where it has one (else the value drain is
+reported as not exposed).
 """
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ def _generic(model: nn.Module, cfg) -> Taps:
     children = dict(blocks[0].named_children())
     attn = next((c for c in ("self_attn", "attn", "attention", "self_attention") if c in children), "")
     mlp = next((c for c in ("mlp", "feed_forward", "ffn") if c in children), "")
+    if attn and isinstance(getattr(children[attn], "v_proj", None), nn.Linear):  # OPT, GPT-J, Phi, most others
+        return Taps(name, attn, mlp, f"{attn}.v_proj", _plain_v)
     return Taps(name, attn, mlp)
 
 
