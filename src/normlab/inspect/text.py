@@ -37,7 +37,7 @@ def default_text() -> Text:
 
     names = list(_names())
     random.Random(0).shuffle(names)
-    return Text(" ".join(names), f"the embedded `names` corpus ({len(names):,} first names, shuffled with seed 0, "
+    return Text(" ".join(names), f"the embedded names corpus ({len(names):,} first names, shuffled with seed 0, "
                                  "joined by spaces)")
 
 
