@@ -136,7 +136,8 @@ def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replic
     from .report import summary_table
 
     result = run_experiment(experiment, list(overrides), seeds, jobs, out_dir, preset, skip_failed, replicate,
-                            launcher=launcher, address=address, echo=click.echo, stack=not no_stack)
+                            launcher=launcher, address=address, echo=click.echo, stack=not no_stack,
+                            display="auto")
     if result.interrupted:
         sys.exit(exit_code(result))
     from .experiments import load_experiment

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..rundir import write_json
+from .progress import SweepProgress
 from .runner import Sweep, cores, plan_tasks, workers_and_threads
 from .spec import expand, load_experiment, parse_seeds, seeds_label, watching_only
 
@@ -37,7 +38,9 @@ LAUNCHERS = ("local", "ray")
 def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None = None, jobs: int | None = None,
                    out: str | None = None, preset: str | None = None, skip_failed: bool = False,
                    replicate: str | None = None, launcher: str = "local", address: str | None = None,
-                   echo=_console, stack: bool = True) -> ExperimentResult:
+                   echo=_console, stack: bool = True, display: str = "none") -> ExperimentResult:
+    """`display`: how the sweep shows its progress (progress.SweepProgress): "auto" (a live table on a terminal,
+    periodic lines elsewhere; what the CLI passes), "bar", "lines" or "none"."""
     _check_launcher(launcher, address)
     spec = load_experiment(name)
     seed_list = parse_seeds(seeds, spec.seeds)
@@ -67,8 +70,10 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
          + (f", {len(planned) - reused - sum(len(t.runs) for t in tasks)} failed kept (--skip-failed))"
             if skip_failed and any(s == "failed" for s in states.values()) else ")"))
     t0 = time.perf_counter()
-    sweep = _sweep(launcher, tasks, jobs or spec.jobs, jobs, address, echo, reuse=stack)
-    results = sweep.run()
+    shown = SweepProgress(tasks, display if launcher == "local" else "none", write=echo)  # Ray prints its own
+    sweep = _sweep(launcher, tasks, jobs or spec.jobs, jobs, address, echo, reuse=stack, shown=shown)
+    with shown:
+        results = sweep.run()
     wall = time.perf_counter() - t0
     if sweep.interrupted:
         flags = [f"--seeds {seeds}" if seeds is not None else "", f"--preset {preset}" if preset else "",
@@ -102,11 +107,14 @@ def _check_launcher(launcher: str, address: str | None) -> None:
 
 
 def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, address: str | None, echo,
-           reuse: bool = True):
+           reuse: bool = True, shown: SweepProgress | None = None):
     """Local: `jobs` processes, the machine's cores split among them, each taking task after task (reuse; with
     --no-stack one process per run, as before stacking). Ray: each task keeps its own threads
     (the cluster's nodes, not this machine, decide how many run), at most --jobs in flight when given."""
-    on_done = lambda run, s: echo(_done_line(run, s))  # noqa: E731
+    def on_done(run: str, s: dict) -> None:
+        echo(_done_line(run, s))
+        if shown is not None:
+            shown.done(run, s)
     if launcher == "ray":
         from .launchers.ray import RaySweep
 
@@ -114,7 +122,8 @@ def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, addres
     n_jobs, threads = workers_and_threads(jobs, len(tasks))
     for task in tasks:
         task.threads = threads
-    return Sweep(tasks, n_jobs, on_done=on_done, reuse=reuse)
+    return Sweep(tasks, n_jobs, on_done=on_done, reuse=reuse,
+                 **({"on_progress": shown.progress} if shown is not None else {}))
 
 
 def _done_line(run: str, s: dict) -> str:
