@@ -140,12 +140,18 @@ def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replic
                             display="auto")
     if result.interrupted:
         sys.exit(exit_code(result))
+    failed = failed_runs(result)
+    if not result.report:   # every run failed: no report of n/a tables; one line with the (first) cause
+        causes = list(dict.fromkeys(failed.values()))
+        click.secho(f"error: all {len(failed)} runs failed, so no report was written: {causes[0]}"
+                    + (f" (and {len(causes) - 1} other error(s); see each run's summary.json)" if len(causes) > 1
+                       else ""), fg="red", err=True)
+        sys.exit(exit_code(result))
     from .experiments import load_experiment
 
     click.echo(summary_table(result.exp_dir, load_experiment(experiment)))
     click.echo(f"trained in {result.wall_s:.1f} s; report: {result.report['report.html']} "
                "(and report.md, results.json, PNGs)")
-    failed = failed_runs(result)
     if failed:  # one line; each run's summary.json holds its whole error, and a re-run retries it
         click.secho(f"error: {len(failed)} of {len(result.results)} runs failed: "
                     + "; ".join(f"{name}: {why}" for name, why in failed.items()), fg="red", err=True)
