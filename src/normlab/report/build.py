@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..rundir import atomic_write_bytes, atomic_write_text, now, write_json
 from . import drawing, evidence, plots, render, setup_table
-from .claims import evaluate_claims
+from .claims import Trained, evaluate_claims
 from .probe_data import probe_figure_jobs
 from .runs import RunData, by_variant, load_experiment_runs, stack_losses
 from .tables import Row, common_rows, metric_row
@@ -53,6 +53,29 @@ def _hook(spec, name: str):
     return getattr(module, name, None) if module is not None else None
 
 
+NOT_SCALE = ("train.device", "train.threads", "train.eval_every", "train.eval_batches", "train.print_every",
+             "train.log_every", "train.checkpoint", "train.trackers", "probes.", "sample.", "out_dir", "name")
+# settings that change how a run is watched or where it runs, not the setup a source's number belongs to
+
+
+def trained_here(info: dict, spec) -> Trained:
+    """How this folder's runs differ from the experiment as shipped (experiment.json's preset and overrides)."""
+    preset, overrides = info.get("preset"), list(info.get("overrides") or [])
+    settings = {}
+    if preset and spec is not None and isinstance(getattr(spec, "presets", None), dict):
+        chosen = spec.presets.get(preset) or {}
+        settings.update({k: v for k, v in chosen.items() if k not in ("variants", "axes")})
+        for axis in (chosen.get("axes") or {}).values():
+            settings.update({k: "per variant" for k in axis})
+    for o in overrides:
+        key, _, value = str(o).partition("=")
+        settings[key.strip()] = value.strip()
+    changed = [f"{k}={v}" for k, v in settings.items() if not str(k).startswith(NOT_SCALE)]
+    label = " and ".join(x for x in [f"preset {preset}" if preset else "",
+                                      f"overrides {' '.join(overrides)}" if overrides else ""] if x)
+    return Trained(label, changed)
+
+
 def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
     """Tables, claims, sections, figures and notes of one experiment's runs."""
     rows = _hook(spec, "rows")
@@ -60,7 +83,8 @@ def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
         metric_row("Avg train loss, last 10% of steps", lambda r: r.summary.get("final_train_loss"), groups),
         metric_row("Min train loss", lambda r: r.summary.get("min_train_loss"), groups)] + common_rows(groups)[2:]
     group_defs = spec.groups_resolved if spec is not None and hasattr(spec, "groups_resolved") else {}
-    claims = evaluate_claims(spec.claim_specs, groups, group_defs) if spec is not None else []
+    trained = trained_here(info, spec)
+    claims = evaluate_claims(spec.claim_specs, groups, group_defs, trained) if spec is not None else []
     sections, figures, notes = {}, {}, []
     for name, target in (("sections", sections), ("figures", figures)):
         hook = _hook(spec, name)
@@ -69,7 +93,8 @@ def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
     hook = _hook(spec, "notes")
     if hook:
         notes += hook(groups)
-    return {"table": table, "claims": claims, "sections": sections, "figures": figures, "notes": notes}
+    return {"table": table, "claims": claims, "sections": sections, "figures": figures, "notes": notes,
+            "trained": trained}
 
 
 def figure_groups(groups: dict[str, list[RunData]], own, experiment: str) -> list[render.Section]:

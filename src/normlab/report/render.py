@@ -61,7 +61,8 @@ def verdict_table(claims) -> str:
     lines = ["| claim | source | ours: effect [95 % CI] | test, n | p (Holm) | verdict |", "|---|---|---|---|---|---|"]
     for c in claims:
         parts = c.parts or []
-        ours = "; ".join(effect_text(p) for p in parts) or c.precondition.get("reason", "")
+        ours = "; ".join(effect_text(p) for p in parts) or (f"untestable here: {c.untestable}" if c.untestable
+                                                             else c.precondition.get("reason", ""))
         main = c.main
         test = f"{main.evidence.test}, n={main.evidence.n}" if main and main.evidence else "—"
         lines.append(f"| {cell(c.spec.text)} | {cell(c.spec.seed_value or '—')} | {cell(ours)} | {cell(test)} | "
@@ -162,8 +163,17 @@ def page(info, result, groups, runs, figure_groups: list[Section], setup_md: str
     source = f"Reproduces seed {info['seed_ref']}. " if info.get("seed_ref") else ""
     intro = [f"{source}Built {_now()} from {len(runs)} runs ({len(groups)} variants × seeds "
              f"{', '.join(map(str, seeds))})."]
+    trained = result.get("trained")
+    if trained is not None and "smoke" in (info.get("preset") or ""):
+        intro.append(f"**Smoke run ({trained.label})**: it checks the plumbing (every variant trains, the probes "
+                     "record, the report builds), not the science: a few steps of a tiny model cannot test the "
+                     "source's claims, whatever the verdicts below read.")
     if info.get("description"):
-        intro.append(info["description"].strip())
+        described = info["description"].strip()
+        if trained is not None and trained.changed:
+            described += (f" *(This describes the experiment as shipped; these runs differ by {trained.label}: "
+                          + ", ".join(trained.changed) + ". The setup table below has the values used.)*")
+        intro.append(described)
     if missing:
         intro.append(f"**Partial sweep**: {len(missing)} of {len(runs)} runs have not finished and are left out: "
                      + ", ".join(missing) + ".")
