@@ -182,6 +182,11 @@ def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, addres
             echo(_done_line(run, s))
         if shown is not None:
             shown.done(run, s)
+            row = shown.row_of.get(run)
+            stack = s.get("stacked") if isinstance(s.get("stacked"), dict) else {}
+            if row is not None and len(row.runs) > 1 and len(row.ended) == len(row.runs) \
+                    and stack.get("group_train_time_s") is not None:   # the stack's time once, not once a member
+                echo(f"  {row.label}: {len(row.runs)} runs trained stacked in {stack['group_train_time_s']:.1f} s")
     if launcher == "ray":
         from .launchers.ray import RaySweep
 
@@ -196,7 +201,8 @@ def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, addres
 def _done_line(run: str, s: dict) -> str:
     status = s.get("status")
     if status == "complete":
-        return f"  {run}: complete, val loss {s.get('val_loss', float('nan')):.4f} ({s.get('train_time_s', 0):.1f} s)"
+        took = "" if isinstance(s.get("stacked"), dict) else f" ({s.get('train_time_s', 0):.1f} s)"   # a stack's: once
+        return f"  {run}: complete, val loss {s.get('val_loss', float('nan')):.4f}{took}"
     if status == "diverged":
         return f"  {run}: diverged at step {s.get('diverged_step')} ({s.get('diverged_reason')})"
     return f"  {run}: {status} {s.get('error') or ''}".rstrip()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..rundir import atomic_write_bytes, atomic_write_text, now, write_json
-from . import drawing, evidence, plots, render, setup_table
+from . import drawing, evidence, plots, render, setup_table, terminal
 from .claims import Trained, evaluate_claims
 from .probe_data import probe_figure_jobs
 from .runs import RunData, by_variant, load_experiment_runs, stack_losses
@@ -173,31 +173,32 @@ def _build_report(exp_dir: Path, spec) -> dict[str, Path]:
     if extra:
         results.update(extra(groups))
     write_json(exp_dir / "results.json", results)
-    _summaries[exp_dir.resolve()] = ((exp_dir / "results.json").read_bytes(), _summary(result, groups))
+    _summaries[exp_dir.resolve()] = ((exp_dir / "results.json").read_bytes(), _summary_parts(result, groups, runs))
     return {n: exp_dir / n for n in ["report.md", "report.html", "results.json", *images]}
 
 
-# exp_dir -> (the results.json this process wrote, its summary): `normlab run` prints the summary of the report it
-# just built without analysing every run a second time (lr-sweep: 175 runs read again, its own figures redrawn)
-_summaries: dict[Path, tuple[bytes, str]] = {}
+# exp_dir -> (the results.json this process wrote, what its summary shows): `normlab run` prints the summary of the
+# report it just built without analysing every run a second time (lr-sweep: 175 runs read again, its figures redrawn)
+_summaries: dict[Path, tuple[bytes, tuple]] = {}
 
 
-def _summary(result: dict, groups: dict) -> str:
-    return render.verdict_table(result["claims"]) + "\n\n" + render.results_table(result["table"], list(groups))
+def _summary_parts(result: dict, groups: dict, runs: list[RunData]) -> tuple:
+    return result["claims"], result["table"], list(groups), terminal.grouped_warnings(runs), len(runs)
 
 
-def summary_table(exp_dir: str | Path, spec=None) -> str:
-    """The claims' verdicts and the results table, as Markdown (what `normlab run` prints at the end): the
-    report's own where this process built it and results.json has not changed since, else analysed afresh."""
+def summary_table(exp_dir: str | Path, spec=None, width: int | None = None) -> str:
+    """What `normlab run` prints at the end: the outcome line, the claims and the results as rich tables `width`
+    columns wide (default: the terminal's), each distinct warning once with its count (report/terminal.py); the
+    report's own analysis where this process built it and results.json has not changed since, else afresh."""
     exp_dir = Path(exp_dir)
     built = _summaries.get(exp_dir.resolve())
     results = exp_dir / "results.json"
     if built is not None and results.is_file() and results.read_bytes() == built[0]:
-        return built[1]
+        return terminal.summary_text(*built[1], width=width)
     info, runs = load_experiment_runs(exp_dir)
     groups = by_variant(runs, info.get("variants", []))
     with plots.closing_new_figures():  # analyze() also draws the experiment's own figures, unused here
-        return _summary(analyze(info, groups, spec), groups)
+        return terminal.summary_text(*_summary_parts(analyze(info, groups, spec), groups, runs), width=width)
 
 
 __all__ = ["Row", "build_report", "summary_table"]
