@@ -173,8 +173,43 @@ def _build_report(exp_dir: Path, spec) -> dict[str, Path]:
     if extra:
         results.update(extra(groups))
     write_json(exp_dir / "results.json", results)
+    atomic_write_text(exp_dir / "results.csv", runs_csv(results["runs"]))
+    atomic_write_text(exp_dir / "claims.csv", claims_csv(results["claims"]))
     _summaries[exp_dir.resolve()] = ((exp_dir / "results.json").read_bytes(), _summary_parts(result, groups, runs))
-    return {n: exp_dir / n for n in ["report.md", "report.html", "results.json", *images]}
+    return {n: exp_dir / n for n in ["report.md", "report.html", "results.json", "results.csv", "claims.csv", *images]}
+
+
+RUN_COLUMNS = ("name", "variant", "seed", "status", "steps_done", "val_loss", "val_bpb", "val_ppl", "final_train_loss",
+               "min_train_loss", "diverged_step", "diverged_reason", "params", "tokens_seen", "train_time_s")
+CLAIM_COLUMNS = ("id", "verdict", "test", "n", "effect", "ci95_low", "ci95_high", "units", "p", "p_holm", "untestable",
+                 "text")
+
+
+def _csv(header: tuple, rows: list[list]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    return out.getvalue()
+
+
+def runs_csv(runs: list[dict]) -> str:
+    """results.csv: one row per run (results.json's `runs`, the summary numbers a spreadsheet wants)."""
+    return _csv(RUN_COLUMNS, [[r.get(c) for c in RUN_COLUMNS] for r in runs])
+
+
+def claims_csv(claims: list[dict]) -> str:
+    """claims.csv: one row per claim, its verdict and the deciding part's effect, CI and p values."""
+    rows = []
+    for c in claims:
+        e = c.get("effect") or {}
+        ci = e.get("ci95") or [None, None]
+        rows.append([c.get("id"), c.get("verdict"), c.get("test"), c.get("n"), e.get("estimate"), ci[0], ci[1],
+                     e.get("units"), c.get("p"), c.get("p_holm"), c.get("untestable"), c.get("text")])
+    return _csv(CLAIM_COLUMNS, rows)
 
 
 # exp_dir -> (the results.json this process wrote, what its summary shows): `normlab run` prints the summary of the
