@@ -5,6 +5,7 @@
     normlab train <config|yaml> [overrides] [--resume]        one run
     normlab sample <run-dir> [--n 5] [--prompt ma]          (seq2seq runs: the output for --prompt)
     normlab report <experiment-dir>
+    normlab compare <experiment-dir-a> <experiment-dir-b>     claims and metrics side by side
     normlab replay <run-dir>                                  re-run a diverged run's failing steps
     normlab push <run-or-experiment-dir> <user/name>          share it on the Hugging Face Hub
     normlab pull <user/name> [--out dir]                      get it back (then sample / report / replay)
@@ -262,6 +263,16 @@ def report(exp_dir):
     spec = load_experiment(name) if isinstance(name, str) and name in list_experiments() else None
     for path in build_report(exp_dir, spec).values():
         click.echo(path)
+
+
+@main.command()
+@click.argument("dir_a", type=click.Path(exists=True, file_okay=False))
+@click.argument("dir_b", type=click.Path(exists=True, file_okay=False))
+def compare(dir_a, dir_b):
+    """Two experiment folders side by side: each claim's verdict and effect, each metric per variant (B - A)."""
+    from .report.compare import compare_text
+
+    click.echo(compare_text(dir_a, dir_b))
 
 
 @main.command()
