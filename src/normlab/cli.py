@@ -253,7 +253,8 @@ def _sample_seq2seq(model, tok, cfg, prompt: str, n: int) -> None:
 @main.command()
 @click.argument("exp_dir", type=click.Path(exists=True, file_okay=False))
 def report(exp_dir):
-    """Rebuild the report of EXP_DIR from its run directories (finished ones; a partial sweep says what is missing)."""
+    """Rebuild the report of EXP_DIR from its run directories (finished ones; a partial sweep says what is missing);
+    a run directory gets a report of that one run, written into it."""
     from .experiments import list_experiments, load_experiment
     from .report import build_report
     from .rundir import read_json

@@ -61,7 +61,16 @@ def test_log_lines_come_with_the_first_step_then_every_period(tmp_path):
     shown.done("post-seed0", {"status": "failed"})
     clock.t += 10
     shown.progress("pre-seed0", 200, 4000)
-    assert "post-seed0 failed" in lines[-1] and "1/3 runs ended" in lines[-1]
+    assert "1/3 runs ended (1 failed)" in lines[-1] and "post-seed0" not in lines[-1]   # ended tasks: counted
+
+
+def test_a_line_names_at_most_six_training_tasks(tmp_path):
+    tasks = [Task([_run(tmp_path, f"v{i}-seed0")]) for i in range(9)]
+    lines = []
+    shown = SweepProgress(tasks, "lines", write=lines.append, clock=Clock())
+    for i in range(9):
+        shown.progress(f"v{i}-seed0", 5, 4000)
+    assert len(lines) == 1 and shown.line().count(" step ") == 6 and "3 more training" in shown.line()
 
 
 def test_terminal_table_fits_and_names_every_task(tmp_path):
@@ -85,3 +94,15 @@ def test_split_stacks_get_distinct_labels(tmp_path):
     b = Task([_run(tmp_path, f"pre-seed{i}") for i in range(3, 6)])
     shown = SweepProgress([a, b], "none")
     assert [r.label for r in shown.rows] == ["pre x3 #1", "pre x3 #2"]
+
+
+def test_a_terminal_table_shows_training_tasks_first_and_folds_the_rest(tmp_path):
+    tasks = [Task([_run(tmp_path, f"v{i}-seed0")]) for i in range(20)]
+    shown = SweepProgress(tasks, "bar", clock=Clock())
+    shown.progress("v19-seed0", 5, 4000)
+    shown.done("v0-seed0", {"status": "complete"})
+    out = io.StringIO()
+    Console(file=out, width=120, color_system=None).print(shown.table())
+    rows = [line for line in out.getvalue().splitlines() if line.startswith(("v", "+"))]
+    assert rows[0].startswith("v19-seed0 ") and "training" in rows[0] and len(rows) == 13
+    assert rows[-1].startswith("+8 more") and "7 waiting, 1 complete" in rows[-1]

@@ -21,6 +21,8 @@ from typing import Callable
 LINE_EVERY_S = 10.0     # a log (not a terminal) gets one progress line this often
 LOSS_EVERY_S = 2.0      # a task's loss is read from its runs' metrics.jsonl at most this often
 TAIL_BYTES = 65536      # how much of metrics.jsonl's end is read for its last loss
+TABLE_ROWS = 12         # a terminal's table shows this many tasks (training first), then one row for the rest
+LINE_TASKS = 6          # a progress line names at most this many training tasks (a zoo trains dozens)
 LOSS_MEMBERS = 8        # a stack's loss is the mean of its first members' (a 64-member stack reads 8 files)
 
 
@@ -76,6 +78,13 @@ class _Row:
         if s1 <= s0 or t1 <= t0:
             return None
         return (self.total - self.step) * (t1 - t0) / (s1 - s0)
+
+
+def _count(states) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for state in states:
+        counts[state] = counts.get(state, 0) + 1
+    return list(counts.items())
 
 
 def _duration(seconds: float | None) -> str:
@@ -155,21 +164,20 @@ class SweepProgress:
             return self._table()
 
     def _line(self) -> str:
-        """'  progress 0:00:12 | pre x5 step 400/4000 loss 2.3100 eta 0:01:05 | ... | 0/15 runs ended'."""
+        """'  progress 0:00:12 | pre x5 step 400/4000 loss 2.3100 eta 0:01:05 | ... | 5/15 runs ended (1 failed)'."""
         parts = []
-        for row in self.rows:
-            state = row.state()
-            if state == "waiting":
-                continue
-            if state != "training":
-                parts.append(f"{row.label} {state}")
-                continue
+        training = [row for row in self.rows if row.state() == "training"]
+        for row in training[:LINE_TASKS]:
             loss = self._loss(row)
             parts.append(f"{row.label} step {row.step}/{row.total}" + (f" loss {loss:.4f}" if loss is not None else "")
                          + f" eta {_duration(row.eta())}")
+        if len(training) > LINE_TASKS:
+            parts.append(f"{len(training) - LINE_TASKS} more training")
         waiting = sum(r.state() == "waiting" for r in self.rows)
         ended, total = self.counts()
-        tail = f"{ended}/{total} runs ended" + (f", {waiting} task(s) waiting" if waiting else "")
+        failed = sum(status == "failed" for r in self.rows for status in r.ended.values())
+        tail = (f"{ended}/{total} runs ended" + (f" ({failed} failed)" if failed else "")
+                + (f", {waiting} task(s) waiting" if waiting else ""))
         return " | ".join([f"  progress {_duration(self.clock() - self.t0)}", *parts, tail])
 
     def _table(self):
@@ -181,11 +189,17 @@ class SweepProgress:
         for column, justify in (("task", "left"), ("runs", "right"), ("step", "right"), ("loss", "right"),
                                 ("eta", "right"), ("state", "left")):
             table.add_column(column, justify=justify, no_wrap=True)
-        for row in self.rows:
+        order = {"training": 0, "waiting": 1}
+        rows = sorted(self.rows, key=lambda r: order.get(r.state(), 2))   # stable: the sweep's order within each
+        for row in rows[:TABLE_ROWS]:
             loss = self._loss(row)
             table.add_row(row.label, str(len(row.runs)), f"{row.step}/{row.total}",
                           "" if loss is None else f"{loss:.4f}", _duration(row.eta()) if row.steps else "",
                           row.state())
+        if len(rows) > TABLE_ROWS:
+            rest = rows[TABLE_ROWS:]
+            table.add_row(f"+{len(rest)} more", str(sum(len(r.runs) for r in rest)), "", "", "",
+                          ", ".join(f"{n} {state}" for state, n in _count(r.state() for r in rest)))
         return table
 
     # a terminal's live table -----------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def metric_text(spec) -> str:
 def outcome_line(claims) -> str:
     """'3 supported, 1 contradicted, 2 not enough evidence of 6 claims': the report's answer in one line."""
     if not claims:
-        return "No declared claims: the results table is the outcome."
+        return "no declared claims (the results table is the outcome)"
     counts = [(w, sum(c.verdict == w for c in claims)) for w in evidence.VERDICTS]
     return ", ".join(f"{n} {w}" for w, n in counts if n) + f" of {len(claims)} claims"
 
@@ -216,7 +216,7 @@ def page(info, result, groups, runs, figure_groups: list[Section], setup_md: str
     for g in figure_groups:
         g.figures = [f for f in g.figures if f not in led]
     sections = [Section("Claims", verdict_table(claims), figures=led),
-                Section("Reading the verdicts", about, level=3, collapsed=True)]
+                Section("Reading the verdicts", about, level=3, collapsed=True)] if claims or led else []
     if replication.strip():
         heading, _, body = replication.strip().partition("\n")
         sections.append(Section(heading.lstrip("# ").strip(), body) if heading.startswith("#")
