@@ -43,6 +43,8 @@ def _mean(cell: dict | None) -> str:
     if not isinstance(cell, dict) or cell.get("mean") is None:
         return ""
     mean, sd = cell["mean"], cell.get("std")
+    if float(mean).is_integer() and not sd:   # counts, parameters: 25,968, not 2.597e+04
+        return f"{int(mean):,}"
     return f"{mean:.4g}" + (f" ± {sd:.2g}" if isinstance(sd, (int, float)) and math.isfinite(sd) and sd else "")
 
 
