@@ -83,7 +83,7 @@ def test_terminal_table_fits_and_names_every_task(tmp_path):
     Console(file=out, width=120, color_system=None).print(shown.table())
     text = out.getvalue()
     assert "0/3 runs ended" in text
-    rows = {line.split()[0] + " " + line.split()[1]: line for line in text.splitlines() if line.startswith(("pre", "post"))}
+    rows = {" ".join(line.split()[:2]): line for line in text.splitlines() if line.startswith(("pre", "post"))}
     assert "75/4000" in rows["post-seed0 1"] and "training" in rows["post-seed0 1"] and "0:06:" in rows["post-seed0 1"]
     assert "0/4000" in rows["pre x2"] and "waiting" in rows["pre x2"]
     assert max(len(line) for line in text.splitlines()) <= 120

@@ -288,7 +288,8 @@ h1{font-size:1.7em;margin-bottom:.3em}h2{border-bottom:1px solid #d0d7de;padding
 h3{margin-top:1.6em}a{color:#0969da}
 nav.toc{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:.3em 1.2em;margin:1em 0}
 nav.toc summary{cursor:pointer}nav.toc details>ul{columns:2 22em}
-nav.toc ul{margin:.2em 0;padding-left:1.2em}nav.toc details>ul{padding-left:0;list-style:none}nav.toc li{break-inside:avoid}
+nav.toc ul{margin:.2em 0;padding-left:1.2em}nav.toc details>ul{padding-left:0;list-style:none}
+nav.toc li{break-inside:avoid}
 .table{overflow-x:auto;margin:1em 0}table{border-collapse:collapse}
 td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f6f8fa}
 tbody tr:nth-child(even){background:#fbfcfd}
