@@ -28,3 +28,22 @@ def test_step_axes_of_the_other_loss_figures_are_integers():
             ax = fig.axes[0]
             ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
             assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_variant_panels_share_y_and_a_negligible_colour_range_is_drawn_flat():
+    from normlab.report import plots_probes
+
+    steps = np.array([0, 100, 200])
+    series = {"pre": {"layer0": (steps, np.array([1.0, 1.1, 1.2]))},
+              "post": {"layer0": (steps, np.array([5.0, 6.0, 7.0]))}}
+    with plots.closing_new_figures():
+        fig = plots_probes.layer_curves(series, "entropy")
+        a, b = fig.axes[:2]
+        assert a.get_ylim() == b.get_ylim() and a.get_ylim()[1] >= 7.0    # pre's panel is on post's scale
+        grids = {v: {0: np.full((2, 2), 0.1266) + np.array([[0, 0.0006], [0.0003, 0]])} for v in ("pre", "post")}
+        fig = plots_probes.grid_heatmaps(grids, "attention entropy", "viridis", cbar_label="entropy")
+        norm = fig.axes[0].images[0].norm
+        assert norm.vmax - norm.vmin > 0.01                    # not 0.1266..0.1272 stretched over the colour map
+        assert "under 1 %: drawn flat" in fig.axes[-1].get_ylabel() + fig.axes[-1].get_xlabel()
+    lo, hi, note = plots_probes.colour_range(np.array([0.0, 0.5, 1.0]))
+    assert (lo, hi, note) == (0.0, 1.0, "")
