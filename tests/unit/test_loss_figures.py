@@ -47,3 +47,14 @@ def test_variant_panels_share_y_and_a_negligible_colour_range_is_drawn_flat():
         assert "under 1 %: drawn flat" in fig.axes[-1].get_ylabel() + fig.axes[-1].get_xlabel()
     lo, hi, note = plots_probes.colour_range(np.array([0.0, 0.5, 1.0]))
     assert (lo, hi, note) == (0.0, 1.0, "")
+
+
+def test_every_probe_caption_says_what_it_aggregates():
+    from normlab.probes import PROBES
+    from normlab.report.probe_data import FIRST_SEED, SEED_MEAN, caption_of
+
+    for cls in PROBES.values():
+        for f in cls.figures:
+            caption = caption_of(f)
+            assert caption.startswith(f.caption.rstrip()[:20])
+            assert caption.endswith(SEED_MEAN if f.kind in ("layers", "heads", "profile") else FIRST_SEED), f.file
