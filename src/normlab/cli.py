@@ -144,7 +144,8 @@ def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replic
     failed = failed_runs(result)
     if not result.report:   # every run failed: no report of n/a tables; one line with the (first) cause
         causes = list(dict.fromkeys(failed.values()))
-        click.secho(f"error: all {len(failed)} runs failed, so no report was written: {causes[0]}"
+        names = ", ".join(list(failed)[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+        click.secho(f"error: all {len(failed)} runs failed ({names}), so no report was written: {causes[0]}"
                     + (f" (and {len(causes) - 1} other error(s); see each run's summary.json)" if len(causes) > 1
                        else ""), fg="red", err=True)
         sys.exit(exit_code(result))
