@@ -135,6 +135,7 @@ def check_data(runs: list, spec, preset: str | None) -> None:
     Hub source, a missing `text:` file or a missing extra stops the sweep here, in one line, before anything is
     written. The line names a preset of the experiment that reads an embedded or local corpus, when there is one."""
     from ..data.corpora import open_source
+    from ..data.localtext import reading, text_files
 
     seen = set()
     for run in runs:
@@ -144,7 +145,12 @@ def check_data(runs: list, spec, preset: str | None) -> None:
                 continue
             seen.add((source, data.cache_dir))
             try:
-                open_source(source, data.cache_dir)
+                if source.startswith("text:"):   # the files exist and open; not hashed again (run_state did)
+                    for f in text_files(source[len("text:"):]):
+                        with reading(f), open(f, "rb") as fh:
+                            fh.read(1)
+                else:
+                    open_source(source, data.cache_dir)
             except ConfigError as err:
                 offline = [p for p, o in spec.presets.items() if p != preset and isinstance(o, dict)
                            and (str(o.get("data.source", "")) == "names" or str(o.get("data.source", "")).startswith(
