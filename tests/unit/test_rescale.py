@@ -1,0 +1,47 @@
+"""Issue 26's experiments at the scale where their phenomena occur: postln-depth (Post-LN at depth and the
+gradient profile at init). Each loads with its claims and presets; its metrics match hand computations on
+tiny fixture runs."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from normlab.experiments import expand, load_experiment
+from normlab.report.runs import load_run
+from normlab.training.stacked_loop import stack_key
+
+from runfixtures import write_run
+
+
+def test_postln_depth_loads_with_its_grid_init_arm_and_presets():
+    spec = load_experiment("postln-depth")
+    assert {"smoke", "gpu"} <= set(spec.presets) and spec.seeds >= 5 and spec.seeds_why
+    planned = expand(spec, [], None, "/tmp/unused")
+    assert len(spec.variants) == 2 * 2 * 2 + 2 and len(planned) == 5 * len(spec.variants)
+    assert len({stack_key(p.cfg) for p in planned}) == 4           # placement x depth: the init arm joins its stack
+    by = {(p.variant, p.seed): p.cfg for p in planned}
+    assert by[("post_L24_w10", 0)].train.warmup_steps == by[("post_L24_w10", 0)].train.steps // 10
+    assert by[("post_L24_w0", 0)].train.warmup_steps == 0 and by[("post_L24_w0", 0)].model.norm.placement == "post"
+    init = by[("init-post_L24", 0)]
+    assert init.train.steps == 1 and init.model.init_std == pytest.approx(1 / math.sqrt(init.model.d_model), rel=1e-3)
+    assert init.probes.grad_every and 0 % init.probes.grad_every == 0   # step 0 is recorded
+    smoke = expand(spec, [], None, "/tmp/unused", "smoke")
+    assert all(p.cfg.train.steps <= 5 and p.cfg.data.source == "names" for p in smoke)
+    for claim in spec.claim_specs:
+        assert "arXiv" in claim.source and claim.seed_value, claim.id
+
+
+def test_init_grad_profile_metrics_read_the_step0_record(tmp_path):
+    m = load_experiment("postln-depth").module("metrics")
+    layers = [1.0, 1.0, 2.0, 4.0, 4.0, 8.0, 8.0, 16.0]          # 8 blocks: quarters are 2 blocks
+    probes = {0: {f"grad_norms/layer{i}": v for i, v in enumerate(layers)},
+              50: {f"grad_norms/layer{i}": 1.0 for i in range(8)}}   # a later step is ignored
+    run = load_run(tmp_path / write_run(tmp_path, "init-post_L8", 0, [3.0], val=3.0, probes=probes)["dir"])
+    assert m.init_grad_tilt(run) == pytest.approx(math.log10(12.0 / 1.0))
+    assert m.init_last_grad_log10(run) == pytest.approx(math.log10(16.0))
+    flat = load_run(tmp_path / write_run(tmp_path, "x", 0, [3.0], val=3.0,
+                                         probes={0: {f"grad_norms/layer{i}": 2.0 for i in range(4)}})["dir"])
+    assert m.init_grad_tilt(flat) == pytest.approx(0.0)
+    none = load_run(tmp_path / write_run(tmp_path, "y", 0, [3.0], val=3.0)["dir"])
+    assert m.init_grad_tilt(none) is None and m.init_last_grad_log10(none) is None
