@@ -45,3 +45,26 @@ def test_init_grad_profile_metrics_read_the_step0_record(tmp_path):
     assert m.init_grad_tilt(flat) == pytest.approx(0.0)
     none = load_run(tmp_path / write_run(tmp_path, "y", 0, [3.0], val=3.0)["dir"])
     assert m.init_grad_tilt(none) is None and m.init_last_grad_log10(none) is None
+
+
+def test_calibration_copies_the_peer_configs_and_states_equivalence_margins():
+    from normlab.model import build_model
+
+    spec = load_experiment("calibration")
+    assert {"smoke", "gpu", "nanogpt", "makemore"} <= set(spec.presets)
+    by = {p.variant: p.cfg for p in expand(spec, [], [0], "/tmp/unused")}
+    nano, mm = by["nanogpt"], by["makemore"]
+    assert (nano.model.n_layer, nano.model.n_head, nano.model.d_model, nano.model.block_size) == (4, 4, 128, 64)
+    assert (nano.train.steps, nano.train.batch_size, nano.train.betas, nano.train.lr) == (2000, 12, [0.9, 0.99], 1e-3)
+    assert nano.train.lr * nano.train.min_lr_frac == pytest.approx(1e-4) and nano.model.tie_embeddings
+    assert (mm.model.n_layer, mm.model.n_head, mm.model.d_model, mm.train.batch_size, mm.train.lr) == (4, 4, 64, 32, 5e-4)
+    mm.model.vocab_size = 27                      # makemore's names.txt: 26 letters + the boundary token
+    params = sum(p.numel() for p in build_model(mm.model).parameters())
+    assert 190_000 < params < 215_000             # makemore's "super tiny 200K param transformer"
+    claims = {c.id: c for c in spec.claim_specs}
+    assert claims["nanogpt-shakespeare-char"].margin == 0.06 and claims["makemore-names"].margin == 0.05
+    assert all(c.parts[0][1] == "~" for c in claims.values())
+    smoke = expand(spec, [], None, "/tmp/unused", "smoke")
+    assert all(p.cfg.train.steps <= 5 and p.cfg.data.source == "names" for p in smoke), "smoke runs offline"
+    only = expand(spec, [], [0], "/tmp/unused", "nanogpt")
+    assert [p.variant for p in only] == ["nanogpt"]
