@@ -68,3 +68,34 @@ def test_calibration_copies_the_peer_configs_and_states_equivalence_margins():
     assert all(p.cfg.train.steps <= 5 and p.cfg.data.source == "names" for p in smoke), "smoke runs offline"
     only = expand(spec, [], [0], "/tmp/unused", "nanogpt")
     assert [p.variant for p in only] == ["nanogpt"]
+
+
+def test_participation_ratio_counts_the_directions_that_carry_variance():
+    import torch
+
+    from normlab.probes.ffn_spectrum import participation_ratio
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4000, 1, generator=g, dtype=torch.float64)
+    assert participation_ratio(z @ torch.randn(1, 16, generator=g, dtype=torch.float64)) == pytest.approx(1.0)
+    iso = torch.randn(20000, 8, generator=g, dtype=torch.float64)
+    assert participation_ratio(iso) == pytest.approx(8.0, rel=0.02)
+    # eigenvalues 4, 1, 1 -> (6)^2 / (16 + 1 + 1) = 2
+    scaled = torch.randn(40000, 3, generator=g, dtype=torch.float64) * torch.tensor([2.0, 1.0, 1.0], dtype=torch.float64)
+    assert participation_ratio(scaled) == pytest.approx(2.0, rel=0.03)
+    assert math.isnan(participation_ratio(torch.ones(10, 4)))
+
+
+def test_ffn_spectrum_probe_reads_each_mlp_hidden_layer():
+    import torch
+
+    from normlab.config import RunConfig, from_dict
+    from normlab.model import build_model
+    from normlab.probes import probe_model
+
+    cfg = from_dict(RunConfig, {"model": {"d_model": 16, "n_head": 2, "n_layer": 2, "block_size": 8, "vocab_size": 11,
+                                          "mlp": "relu", "norm": {"kind": "layernorm", "placement": "none"}}})
+    torch.manual_seed(0)
+    out = probe_model(build_model(cfg.model), torch.randint(0, 11, (4, 8)), ["ffn_spectrum"])["ffn_spectrum"]
+    assert set(out) == {"pr/layer0", "pr/layer1", "pr_frac/layer0", "pr_frac/layer1"}
+    assert 1.0 <= out["pr/layer0"] <= 64 and out["pr_frac/layer0"] == pytest.approx(out["pr/layer0"] / 64)
