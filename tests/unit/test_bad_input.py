@@ -235,6 +235,20 @@ OVERRIDE_CASES = [pytest.param(o, names, id=o[0][:40]) for o, names in [
     (["model.block_size=100000"], ["memory", "model.block_size"]),
     (["train.device=cuda"], ["train.device=cuda"]),
     (["model.arch=ngpt"], ["model.arch=ngpt", "model.norm.placement"]),
+    (["model.attn.softmax=relu6"], ["model.attn.softmax"]),
+    (["data.source=synthetic:bogus"], ["data.source", "bogus"]),
+    (["data.source=synthetic:"], ["data.source"]),
+    (["data.source=synthetic:bos-zipf?vocab=1"], ["data.source", "vocab=1"]),
+    (["data.source=synthetic:bos-zipf?vocab=x"], ["data.source", "vocab='x'"]),
+    (["data.source=synthetic:bos-zipf?alpha=-0.5"], ["data.source", "alpha=-0.5"]),
+    (["data.source=synthetic:bos-zipf?alpha=nan"], ["data.source", "alpha=nan"]),
+    (["data.source=synthetic:bos-zipf?zeta=2"], ["data.source", "zeta"]),
+    (["data.source=synthetic:bos-zipf?vocab"], ["data.source", "needs a value"]),
+    (["data.source=synthetic:bigram-backcopy?k=0"], ["data.source", "k=0"]),
+    (["data.source=synthetic:bigram-backcopy?k=2&k=3"], ["data.source", "twice"]),
+    (["data.source=synthetic:bigram-backcopy", "data.tokenizer=bpe"], ["data.source", "data.tokenizer=char"]),
+    (["data.source=synthetic:bigram-backcopy", "data.task=reverse"], ["data.source", "data.task=lm"]),
+    (["data.val_source=synthetic:bos-zipf"], ["data.val_source"]),
 ]]
 
 

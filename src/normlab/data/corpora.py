@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 from ..config import ConfigError
 from .hub import HUB_SOURCES, open_hub
 from .localtext import iter_documents, reading, text_files
+from .synthetic import describe_sources, is_synthetic
 
 
 def _names() -> list[str]:
@@ -35,6 +36,7 @@ SOURCES = {
     **{name: spec.about for name, spec in HUB_SOURCES.items()},
     "text:<path>": "a local .txt/.txt.gz (one document per line, or per <|endoftext|> chunk), .jsonl (`text` "
                    "field) or .parquet (`text` column) file, or a folder of them",
+    **describe_sources(),
 }
 
 
@@ -66,6 +68,9 @@ def open_source(source: str, cache_dir: str | Path = "~/.cache/normlab") -> Sour
     if source in HUB_SOURCES:
         splits, fingerprint = open_hub(HUB_SOURCES[source], Path(cache_dir))
         return Source(source, splits, fingerprint)
+    if is_synthetic(source):
+        raise ConfigError(f"data.source={source}: a synthetic source generates token ids, not documents "
+                          "(build_corpus reads it; it has no text to list or tokenize)")
     known = ", ".join(s for s in SOURCES)
     raise ConfigError(f"data.source={source!r} is unknown; choose one of: {known} (e.g. `names` or `text:<path>`)")
 
