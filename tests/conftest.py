@@ -10,6 +10,14 @@ def _seed_and_threads():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path_factory, monkeypatch):
+    """Every test runs in an empty folder of its own: no test reads or writes the working directory, so a
+    `runs/` left by `make demo` in the checkout cannot change what a test plans or finds (test_isolation.py)."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+
+
 def tiny_config(tmp_path, *overrides):
     """The shipped `debug` config writing under tmp_path (a few seconds of CPU at most)."""
     return nl.load_config("debug", [f"out_dir={tmp_path}", *overrides])

@@ -8,11 +8,25 @@
 """
 from .version import __version__  # noqa: E402
 
-from .config import ConfigError, RunConfig, load_config  # noqa: E402
-from .model import GPT, PLACEMENTS, build_model  # noqa: E402
-from .norms import NORMS, build_norm, register_norm  # noqa: E402
-from .probes import PROBES, Recorder, probe_model  # noqa: E402
-from .api import Run, load_run, train  # noqa: E402
+# Resolved on first use (PEP 562): `import normlab.config` (the CLI's parsing, a notebook reading configs) does not
+# import torch, the model or the training code.
+_LAZY = {"ConfigError": "config", "RunConfig": "config", "load_config": "config", "GPT": "model", "PLACEMENTS": "model",
+         "build_model": "model", "NORMS": "norms", "build_norm": "norms", "register_norm": "norms", "PROBES": "probes",
+         "Recorder": "probes", "probe_model": "probes", "Run": "api", "load_run": "api", "train": "api"}
 
 __all__ = ["ConfigError", "GPT", "NORMS", "PLACEMENTS", "PROBES", "Recorder", "Run", "RunConfig", "build_model",
            "build_norm", "load_config", "load_run", "probe_model", "register_norm", "train", "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'normlab' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

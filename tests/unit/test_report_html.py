@@ -3,6 +3,7 @@ decodes, a screenshot that is not blank), its contents and anchors, escaped tabl
 and the figures' readability (heatmap text colours, integer ticks, legends outside the data,
 all-zero figures replaced by a sentence). Fixture run directories with probe data, no training."""
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -51,8 +52,11 @@ def reports(tmp_path_factory):
 
 def _chromium(page: Path, tmp_path: Path, shot: Path) -> tuple[str, str]:
     """(DOM after load, Chromium's log) of `page`, with a 1280 x 4000 screenshot written to `shot`."""
-    assert Path(CHROMIUM).exists(), ("headless Chromium is needed: apt-get install -y chromium chromium-driver "
-                                     "(.ci/run installs it)")
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":   # CI must render: .ci/run installs Chromium
+            pytest.fail("headless Chromium is needed under CI=true: apt-get install -y chromium chromium-driver")
+        pytest.skip("headless Chromium is not installed (apt-get install -y chromium chromium-driver; .ci/run "
+                    "installs it and runs these with CI=true)")
     profile = tmp_path / f"profile-{page.stem}"
     profile.mkdir()
     run = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", f"--screenshot={shot}",

@@ -1,7 +1,6 @@
 """Typed config: schema, strict loader with dotted overrides, cross-field rules."""
 from .load import build_config, dump_yaml, find_config, from_dict, load_config, read_yaml, to_dict
 from .rules import register_choices, register_rule, validate
-from . import resources  # noqa: F401,E402  (registers the memory rule)
 from .schema import (AttentionConfig, ConfigError, DataConfig, ModelConfig, NGPTConfig, NormConfig, ProbeConfig,
                      RunConfig, SampleConfig, TrainConfig)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 
-from .rules import register_rule
 from .schema import RunConfig
 
 BYTES_PER_PARAM = 16  # weight, gradient, two Adam moments (fp32)
@@ -42,7 +41,6 @@ def _gib(n: int) -> str:
     return f"{n / 2 ** 30:.1f} GiB"
 
 
-@register_rule
 def _fits_in_memory(cfg: RunConfig) -> str | None:
     total = machine_memory()
     need = estimate_bytes(cfg)

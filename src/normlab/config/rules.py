@@ -12,6 +12,23 @@ from typing import Callable
 
 from .schema import ConfigError, RunConfig
 
+# Every cross-field rule (module:function) and registry-backed choice (module:registry), declared here so that
+# they can be listed without importing anything and validate() checks all of them whatever was imported
+# before it. A rule returns None when the config is fine, else the reason it is refused; its module is
+# imported on first use (most import torch, this module does not).
+RULES = (
+    "normlab.config.rules:_basic_shapes", "normlab.config.rules:_name_is_a_folder_name",
+    "normlab.config.rules:_lists_hold_the_right_types", "normlab.config.resources:_fits_in_memory",
+    "normlab.norms.base:_norm_options_are_valid", "normlab.model.validity:_norm_kind_fits_placement",
+    "normlab.model.validity:_rezero_has_no_final_norm", "normlab.model.validity:_mixln_fraction",
+    "normlab.model.validity:_attention_options_fit", "normlab.model.encdec:_encdec_needs_seq2seq",
+    "normlab.model.placements.lns:_lns_replaces_depth_scaled_init",
+    "normlab.model.placements.hybrid:_hybrid_first_pre_needs_hybrid", "normlab.model.ngpt:_ngpt_is_its_own_normalization",
+    "normlab.training.trackers:_trackers_are_known_and_installed", "normlab.probes.base:_probe_settings",
+    "normlab.data.tokens:_bpe_settings",
+)
+CHOICES = {"model.norm.kind": "normlab.norms:NORMS", "model.norm.placement": "normlab.model.placements:PLACEMENTS"}
+# what extensions add at run time (a plugin's own rule or choice)
 _CHOICES: dict[str, Callable[[], list[str]]] = {}
 _RULES: list[Callable[[RunConfig], str | None]] = []
 
@@ -21,9 +38,25 @@ def register_choices(dotted_path: str, provider: Callable[[], list[str]]) -> Non
 
 
 def register_rule(rule: Callable[[RunConfig], str | None]) -> Callable:
-    """`rule(cfg)` returns None when the config is fine, else the reason it is refused."""
+    """An extra rule from outside the package: `rule(cfg)` returns None when the config is fine, else why not."""
     _RULES.append(rule)
     return rule
+
+
+def resolve(ref: str):
+    """The object a `module:name` reference names (importing its module)."""
+    import importlib
+
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def all_rules() -> list[Callable[[RunConfig], str | None]]:
+    return [resolve(r) for r in RULES] + _RULES
+
+
+def all_choices() -> dict[str, Callable[[], list[str]]]:
+    return {**{path: (lambda ref=ref: list(resolve(ref))) for path, ref in CHOICES.items()}, **_CHOICES}
 
 
 def _get(cfg, dotted: str):
@@ -36,7 +69,7 @@ def validate(cfg: RunConfig, sources: dict[str, str] | None = None, training: bo
     """Registry choices and every rule; `training=False` (a saved run read to sample or replay) skips the rules
     marked `training_only` (what this machine can train is not a property of the run)."""
     sources = sources or {}
-    for path, provider in _CHOICES.items():
+    for path, provider in all_choices().items():
         value, allowed = _get(cfg, path), sorted(provider())
         if value not in allowed:
             close = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.5)
@@ -44,7 +77,7 @@ def validate(cfg: RunConfig, sources: dict[str, str] | None = None, training: bo
             where = sources.get(path, "default")
             raise ConfigError(f"{path}={value!r} ({where}) is not registered; choose one of: "
                               f"{', '.join(allowed)}{hint}")
-    for rule in _RULES:
+    for rule in all_rules():
         if not training and getattr(rule, "training_only", False):
             continue
         reason = rule(cfg)
@@ -53,7 +86,6 @@ def validate(cfg: RunConfig, sources: dict[str, str] | None = None, training: bo
     return cfg
 
 
-@register_rule
 def _basic_shapes(cfg: RunConfig) -> str | None:
     m, t = cfg.model, cfg.train
     if m.d_model % m.n_head:
@@ -73,7 +105,6 @@ def _basic_shapes(cfg: RunConfig) -> str | None:
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}")
 
 
-@register_rule
 def _name_is_a_folder_name(cfg: RunConfig) -> str | None:
     """The run name becomes one folder under out_dir: no separators, no '.' or '..', nothing absolute."""
     if not NAME.fullmatch(cfg.name) or ".." in cfg.name:
@@ -84,7 +115,6 @@ def _name_is_a_folder_name(cfg: RunConfig) -> str | None:
     return None
 
 
-@register_rule
 def _lists_hold_the_right_types(cfg: RunConfig) -> str | None:
     if not all(isinstance(n, str) for n in cfg.probes.names):
         return f"probes.names={cfg.probes.names!r} must be a list of probe names (strings), e.g. [all]"

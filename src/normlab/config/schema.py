@@ -189,14 +189,29 @@ class TrainConfig:
     """sequences per step"""
     lr: Annotated[float, Range(gt=0, le=100)] = 1e-3
     """peak learning rate"""
-    optimizer: Literal["adam", "adamw"] = "adamw"
-    """optimizer"""
+    optimizer: Literal["adam", "adamw", "sgd", "muon"] = "adamw"
+    """optimizer: adam / adamw; sgd (momentum, nesterov keys); muon (Newton-Schulz-orthogonalized momentum on the
+    blocks' 2-D matrices, AdamW with betas / adam_eps on embeddings, head, gains and biases)"""
+    momentum: Annotated[float, Range(ge=0, lt=1)] = 0.9
+    """sgd: momentum coefficient (torch.optim.SGD, dampening 0); 0 = plain SGD"""
+    nesterov: bool = False
+    """sgd: Nesterov momentum (needs momentum > 0)"""
+    muon_momentum: Annotated[float, Range(ge=0, lt=1)] = 0.95
+    """muon: momentum of the matrices' update (torch.optim.Muon's default)"""
+    muon_nesterov: bool = True
+    """muon: Nesterov momentum for the matrices"""
+    muon_ns_steps: Annotated[int, Range(ge=1, le=99)] = 5
+    """muon: Newton-Schulz iterations that orthogonalize each matrix's update"""
+    muon_lr_adjust: Literal["match_rms_adamw", "original"] = "match_rms_adamw"
+    """muon: a matrix's LR = train.lr x 0.2 sqrt(max(out, in)) (match_rms_adamw, Liu et al. 2025: train.lr and
+    weight_decay mean what they mean for AdamW) or x sqrt(max(1, out / in)) (original, Keller Jordan)"""
     betas: list = field(default_factory=lambda: [0.9, 0.95])
     """Adam betas [beta1, beta2]"""
     adam_eps: Annotated[float, Range(gt=0, le=1)] = 1e-8
     """Adam epsilon"""
     weight_decay: Annotated[float, Range(ge=0, le=10)] = 0.0
-    """decoupled weight decay (AdamW); never applied to gains, biases or embeddings"""
+    """weight decay of the blocks' matrices and the head, never of gains, biases or embeddings: decoupled for adamw
+    and muon, L2 (added to the gradient, torch.optim.SGD) for sgd; adam applies none"""
     weight_decay_mode: Literal["coupled", "independent"] = "coupled"
     """coupled: decay lr_t * wd per step (torch AdamW); independent: wd * lr_t / lr, not scaled by the peak LR"""
     qk_clip: Annotated[float, Range(ge=0, le=1e9)] = 0.0

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ..config import ConfigError, DataConfig, register_rule
+from ..config import ConfigError, DataConfig
 from .batch import Batch, byte_entropy
 from .bpe import NEEDS, BPETokenizer, chunks
 from .corpora import Source, open_source
@@ -240,7 +240,6 @@ def bits_per_byte(loss_nats: float, bytes_per_token: float) -> float:
     return loss_nats / (bytes_per_token * math.log(2))
 
 
-@register_rule
 def _bpe_settings(cfg) -> str | None:
     d = cfg.data
     if d.max_bytes < 0:   # both tokenizers honour it

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import ModelConfig, RunConfig, register_rule
+from ..config import ModelConfig, RunConfig
 from ..data import IGNORE, source_ids
 from ..norms import build_norm
 from .gpt import GPT
@@ -126,7 +126,6 @@ def inference(model: EncoderDecoder, tokenizer, text: str, max_length: int = 64)
     return tokenizer.decode(out)
 
 
-@register_rule
 def _encdec_needs_seq2seq(cfg: RunConfig) -> str | None:
     m, task = cfg.model, cfg.data.task
     if m.encoder_layers < 0:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig, RunConfig, register_rule
+from ..config import ModelConfig, RunConfig
 from .gpt import GPT
 from .mha import MultiHeadAttention, ScaledVector, mark_unit_norm, ngpt_base_scale, unit
 
@@ -124,7 +124,6 @@ class NGPT(nn.Module):
     generate = GPT.generate  # the same sampling loop: it only calls self(idx) and reads cfg.block_size
 
 
-@register_rule
 def _ngpt_is_its_own_normalization(cfg: RunConfig) -> str | None:
     m, t = cfg.model, cfg.train
     if m.arch != "ngpt":

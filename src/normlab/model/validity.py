@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..config import register_rule
 from ..norms import NORMS
 from .placements import PLACEMENTS, attention_config
 
@@ -56,14 +55,12 @@ def valid_pairs() -> list[tuple[str, str]]:
     return [(k, p) for k in sorted(NORMS) for p in sorted(PLACEMENTS) if pair_reason(k, p) is None]
 
 
-@register_rule
 def _norm_kind_fits_placement(cfg) -> str | None:
     n = cfg.model.norm
     reason = pair_reason(n.kind, n.placement)
     return f"model.norm.kind={n.kind} with model.norm.placement={n.placement} is refused: {reason}" if reason else None
 
 
-@register_rule
 def _rezero_has_no_final_norm(cfg) -> str | None:
     n = cfg.model.norm
     if n.placement == "rezero" and n.final == "always":
@@ -73,7 +70,6 @@ def _rezero_has_no_final_norm(cfg) -> str | None:
     return None
 
 
-@register_rule
 def _mixln_fraction(cfg) -> str | None:
     frac = cfg.model.norm.mixln_post_frac
     if not 0.0 <= frac <= 1.0:
@@ -107,12 +103,14 @@ def _attention_problems(cfg) -> list[str]:
     if t.qk_clip and t.parallel == "fsdp":
         problems.append("train.qk_clip rescales rows of W_q and W_k per head, which FSDP shards across ranks: use "
                         "train.parallel=ddp")
-    if t.weight_decay_mode == "independent" and t.weight_decay and t.optimizer != "adamw":
-        problems.append("train.weight_decay_mode=independent sets AdamW's decoupled decay; optimizer=adam applies "
-                        "no weight decay here: use train.optimizer=adamw")
+    if t.weight_decay_mode == "independent" and t.weight_decay and t.optimizer not in ("adamw", "muon"):
+        problems.append(f"train.weight_decay_mode=independent sets a decoupled decay (adamw, muon); optimizer="
+                        f"{t.optimizer} applies {'none' if t.optimizer == 'adam' else 'L2 decay'}: use "
+                        f"train.optimizer=adamw or muon, or weight_decay_mode=coupled")
+    if t.optimizer == "sgd" and t.nesterov and not t.momentum:
+        problems.append("train.nesterov=true needs train.momentum > 0 (Nesterov momentum of no momentum is plain SGD)")
     return problems
 
 
-@register_rule
 def _attention_options_fit(cfg) -> str | None:
     return "; and ".join(_attention_problems(cfg)) or None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..config import ConfigError, NormConfig, from_dict, register_choices, register_rule
+from ..config import ConfigError, NormConfig, from_dict
 from ..registry import registrar
 
 NORMS: dict[str, type[nn.Module]] = {}
@@ -33,10 +33,6 @@ def norm_options(cls, cfg: NormConfig):
                      prefix="model.norm.options.")
 
 
-register_choices("model.norm.kind", lambda: list(NORMS))
-
-
-@register_rule
 def _norm_options_are_valid(cfg) -> str | None:
     # Checked at config time so a typo in an option stops a sweep before any run starts.
     cls = NORMS.get(cfg.model.norm.kind)

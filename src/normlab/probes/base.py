@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import ProbeConfig, register_rule
+from ..config import ProbeConfig
 from ..registry import registrar
 
 
@@ -77,7 +77,6 @@ def resolve_names(names: list[str]) -> list[str]:
     return out
 
 
-@register_rule
 def _probe_settings(cfg) -> str | None:
     import difflib
 

@@ -9,9 +9,13 @@ sqrt(sum ||p||^2) over the layer's parameters (`ratio/total` over the model); `v
 v_hat = exp_avg_sq / (1 - beta2^t) (t = the parameter's step count), the per-coordinate curvature
 proxy whose square root divides the update. Cost: one copy of the parameters and a few foreach
 reductions per measured step; values stay on the device (read with the step's record).
-A probe pass outside training (probe_model) has no step to measure: its summary is empty.
+A probe pass outside training (probe_model) has no step to measure: its summary is empty. The v statistics
+cover the parameters Adam(W) updates: under sgd they are NaN, under muon they cover the AdamW part (gains,
+biases, embeddings, head); a layer with none is NaN.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -24,14 +28,15 @@ class UpdateTracker:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer):
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.params, self.optimizer = [p for _, p in named], optimizer
-        self.beta2 = {id(p): g["betas"][1] for g in optimizer.param_groups for p in g["params"]}
+        # Adam-managed parameters only: SGD has no second moment, Muon's matrices none either (its gains do)
+        self.beta2 = {id(p): g["betas"][1] for g in optimizer.param_groups if "betas" in g and not g.get("muon")
+                      for p in g["params"]}
         layers = list(dict.fromkeys(layer_of(n) for n, _ in named))
         device = self.params[0].device if self.params else "cpu"
         member = torch.zeros(len(layers), len(named))
         for j, (n, _) in enumerate(named):
             member[layers.index(layer_of(n)), j] = 1
         self.member, self.layers = member.to(device), layers
-        self.numel = torch.tensor([float(p.numel()) for p in self.params], device=device)
         self.keys = ([f"ratio/{l}" for l in layers] + ["ratio/total"] + [f"v_mean/{l}" for l in layers]
                      + [f"v_max/{l}" for l in layers])
         self.before: list[torch.Tensor] | None = None
@@ -49,16 +54,20 @@ class UpdateTracker:
         p2 = torch.stack(torch._foreach_norm(before)).float().pow(2)
         ratio = (self.member @ d2).sqrt() / (self.member @ p2).sqrt()
         total = (d2.sum().sqrt() / p2.sum().sqrt()).view(1)
-        sums, maxima = [], []
+        sums, maxima, counted = [], [], []
         for p in self.params:
             state = self.optimizer.state.get(p, {})
-            if "exp_avg_sq" not in state:
-                return torch.cat([ratio, total, torch.full((2 * len(self.layers),), float("nan"), device=ratio.device)])
+            if id(p) not in self.beta2 or "exp_avg_sq" not in state:
+                sums.append(ratio.new_zeros(())), maxima.append(ratio.new_full((), -math.inf))
+                counted.append(0.0)
+                continue
             v = state["exp_avg_sq"] / (1 - self.beta2[id(p)] ** state["step"].to(state["exp_avg_sq"].device))
-            sums.append(v.sum().float()), maxima.append(v.max().float())
-        sums, maxima = torch.stack(sums).to(ratio.device), torch.stack(maxima).to(ratio.device)
-        v_mean = (self.member @ sums) / (self.member @ self.numel)
-        v_max = (self.member * maxima).amax(dim=1)  # v >= 0, so masking by 0 keeps each layer's max
+            sums.append(v.sum().float().to(ratio.device)), maxima.append(v.max().float().to(ratio.device))
+            counted.append(float(p.numel()))
+        sums, maxima = torch.stack(sums), torch.stack(maxima)
+        v_mean = (self.member @ sums) / (self.member @ torch.tensor(counted, device=ratio.device))  # 0/0: NaN
+        v_max = torch.where(self.member > 0, maxima, -math.inf).amax(dim=1)
+        v_max = torch.where(v_max > -math.inf, v_max, torch.full_like(v_max, math.nan))   # no Adam state: NaN
         return torch.cat([ratio, total, v_mean, v_max])
 
 

@@ -27,7 +27,7 @@ from .files import atomic_write_text, read_json, read_text, write_json
 FORMAT = 1
 FILES = ("model.safetensors", "state.safetensors", "state.json")
 _STEP_DIR = re.compile(r"^step_\d{6,}$")
-_OPT_KEYS = {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
+_OPT_KEYS = {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer"}   # Adam(W); SGD, Muon
 
 
 class CheckpointError(ConfigError):

@@ -28,19 +28,36 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def decay_coefficient(cfg: TrainConfig) -> float:
-    """The decay group's weight_decay. torch's AdamW decays p by lr_t * wd per step (coupled: a larger peak LR
-    also decays harder). independent (Loshchilov & Hutter 2019 Alg. 2; Wortsman et al. 2023 sec. 3.2.2):
+    """The decay group's weight_decay. torch's AdamW (and Muon) decays p by lr_t * wd per step (coupled: a larger
+    peak LR also decays harder). independent (Loshchilov & Hutter 2019 Alg. 2; Wortsman et al. 2023 sec. 3.2.2):
     p -= s_t * wd * p with s_t = lr_t / lr the schedule's multiplier, i.e. wd / lr in torch's terms (a constant,
-    so fused AdamW needs no per-step change, and a schedule that reaches 0 stays finite)."""
-    if cfg.optimizer != "adamw":
+    so fused AdamW needs no per-step change, and a schedule that reaches 0 stays finite). sgd: torch.optim.SGD's
+    L2 term wd * p added to the gradient. adam: none."""
+    if cfg.optimizer == "adam":
         return 0.0
+    if cfg.optimizer == "sgd":
+        return cfg.weight_decay
     return cfg.weight_decay / cfg.lr if cfg.weight_decay_mode == "independent" else cfg.weight_decay
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = param_groups(model, decay_coefficient(cfg))
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     device = next(model.parameters()).device
+    if cfg.optimizer == "sgd":
+        cls = torch.optim.SGD
+        return cls(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                   **optimizer_flags(cfg, device, cls))
+    if cfg.optimizer == "muon":
+        from .muon import MuonAdamW, muon_params
+
+        hidden = muon_params(model)
+        split = [{"params": [p for p in groups[0]["params"] if id(p) in hidden], "weight_decay":
+                  groups[0]["weight_decay"], "muon": True}]
+        split += [{**g, "params": [p for p in g["params"] if id(p) not in hidden]} for g in groups]
+        return MuonAdamW(split, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps, momentum=cfg.muon_momentum,
+                         nesterov=cfg.muon_nesterov, ns_steps=cfg.muon_ns_steps, adjust=cfg.muon_lr_adjust,
+                         adamw_flags=optimizer_flags(cfg, device, torch.optim.AdamW))
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps, **optimizer_flags(cfg, device, cls))
 
 
@@ -64,7 +81,8 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def optimizer_state_by_name(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, dict[str, torch.Tensor]]:
-    """{parameter name: {step, exp_avg, exp_avg_sq}} for every parameter that has state (tied ones once)."""
+    """{parameter name: its state} for every parameter that has state (tied ones once): Adam's {step, exp_avg,
+    exp_avg_sq}, SGD's and Muon's {momentum_buffer}."""
     return {name: dict(optimizer.state[p]) for name, p in model.named_parameters() if p in optimizer.state}
 
 

@@ -25,9 +25,9 @@ class Probing(Callback):
         p = self.p = run.cfg.probes
         names = resolve_names(p.names)
         self.forward = [n for n in names if PROBES[n].stage == "forward"]
-        self.trackers = ([PROBES[n](p).tracker(run.model) for n in names if PROBES[n].stage == "gradients"]
+        self.trackers = ([run.trainer.gradient_tracker(PROBES[n](p)) for n in names if PROBES[n].stage == "gradients"]
                          if p.grad_every else [])
-        self.updaters = ([(n, PROBES[n](p).tracker(run.model, run.trainer.optimizer)) for n in names
+        self.updaters = ([(n, run.trainer.update_tracker(PROBES[n](p))) for n in names
                           if PROBES[n].stage == "update"] if p.update_every and run.ranks.is_main else [])
         self.batch = self.src = self.targets = self.roles = None
         if p.every and self.forward:

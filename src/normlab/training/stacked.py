@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import IGNORE
-from .optim import decay_coefficient, param_groups
+from .optim import param_groups
 
 # The flat gradient buffer's span views are strided (row stride P): autograd accumulates into them in
 # place all the same; its one-time note that this "may impair performance" is about a copy we measured.
@@ -219,51 +219,6 @@ def member_losses(logits: torch.Tensor, y: torch.Tensor, E: int, z_loss: torch.T
         lse = torch.logsumexp(flat, dim=-1).view(E, -1)
         loss = loss + z_loss * ((lse.square() * keep).sum(1) / count)
     return loss
-
-
-class StackedAdam:
-    """Adam / AdamW on the flat [E, P] buffer with per-member lr, betas, eps and decoupled weight decay.
-
-    Follows torch.optim.Adam(W)'s update (decay, lerp of the first moment, second moment, bias
-    corrections, addcdiv), so a checkpoint moves between the two: `state_of(k)` is member k's state
-    in torch's format, keyed by parameter name, and `load(k, ...)` takes it back."""
-
-    def __init__(self, flat: Flat, trains: list, device):
-        self.flat = flat
-        col = lambda xs: torch.tensor(xs, dtype=torch.float32, device=device)[:, None]  # noqa: E731
-        self.b1, self.b2 = col([t.betas[0] for t in trains]), col([t.betas[1] for t in trains])
-        self.eps = col([t.adam_eps for t in trains])
-        self.wd = col([decay_coefficient(t) for t in trains])    # train.weight_decay_mode as in the plain path
-        self.m = torch.zeros_like(flat.data)
-        self.v = torch.zeros_like(flat.data)
-        self.t = torch.zeros(flat.E, 1, device=device)
-
-    def load(self, k: int, by_name: dict) -> None:
-        for name, state in by_name.items():
-            s = self.flat.spans[name]
-            self.m[k, s.offset:s.offset + s.numel] = state["exp_avg"].reshape(-1)
-            self.v[k, s.offset:s.offset + s.numel] = state["exp_avg_sq"].reshape(-1)
-            self.t[k] = float(state["step"])
-
-    def state_of(self, k: int) -> dict[str, dict[str, torch.Tensor]]:
-        if float(self.t[k]) == 0:
-            return {}
-        step = torch.tensor(float(self.t[k]))
-        return {name: {"step": step.clone(), "exp_avg": self.flat.member(self.m, k, name).clone(),
-                       "exp_avg_sq": self.flat.member(self.v, k, name).clone()} for name in self.flat.spans}
-
-    @torch.no_grad()
-    def step(self, grad: torch.Tensor, lr: torch.Tensor, active: torch.Tensor) -> None:
-        """One update of every active member; lr and active are [E]."""
-        p, lr = self.flat.data, (lr * active)[:, None]
-        self.t += active[:, None].float()
-        p.mul_(1 - lr * self.wd * self.flat.decay_mask)       # AdamW: decoupled, matrices only
-        self.m.lerp_(grad, 1 - self.b1)
-        self.v.mul_(self.b2).addcmul_(grad * (1 - self.b2), grad)
-        t = self.t.clamp(min=1)
-        bc1, bc2 = 1 - self.b1 ** t, 1 - self.b2 ** t
-        denom = (self.v.sqrt() / bc2.sqrt()).add_(self.eps)
-        p.sub_(self.m / denom * (lr / bc1))
 
 
 def clip_per_member(grad: torch.Tensor, max_norm: torch.Tensor) -> torch.Tensor:

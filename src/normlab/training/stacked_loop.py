@@ -25,10 +25,10 @@ from . import accel
 from .callbacks import save
 from .loop import default_callbacks, finish
 from .optim import lr_at
-from .probing import Probing
 from .setup import TrainingRun, setup
 from .signals import StopOnInterrupt
-from .stacked import StackedAdam, clip_per_member, member_losses, stack_models
+from .stacked import clip_per_member, member_losses, stack_models
+from .stacked_optim import build_stacked_optimizer
 from .step import StepResult
 
 
@@ -41,17 +41,19 @@ class Engine:
         self.train_cfg = runs[0].cfg.train
         self.model, self.flat = stack_models([r.trainer.model for r in runs], self.device)
         self.step_model = accel.accelerate(self.model, self.train_cfg)
-        self.adam = StackedAdam(self.flat, [r.cfg.train for r in runs], self.device)
+        self.optimizer = build_stacked_optimizer(self.flat, [r.cfg.train for r in runs], self.device,
+                                                 runs[0].trainer.model)
         for k, r in enumerate(runs):
-            self.adam.load(k, {n: dict(s) for n, s in _torch_state(r).items()})
+            self.optimizer.load(k, {n: dict(s) for n, s in _torch_state(r).items()})
         col = lambda xs: torch.tensor(xs, dtype=torch.float32, device=self.device)  # noqa: E731
         self.z_loss = col([r.cfg.train.z_loss for r in runs])
         self.max_norm = col([r.cfg.train.grad_clip for r in runs])
-        self.version = 0
-        self.grad_keys, self.grad_matrix = _grad_membership(runs[0].trainer.model, self.flat, self.device)
+        self.version, self._rows = 0, None
+        self.grad_matrix = _grad_membership(runs[0].trainer.model, self.flat, self.device)
 
-    def step(self, batches, step: int, active: torch.Tensor, grads_for: list[int]) -> tuple:
-        """One optimizer step of every active member: (losses [E], grad norms [E], lrs, grad-norm rows)."""
+    def step(self, batches, step: int, active: torch.Tensor, after_backward: Callable[[], None]) -> tuple:
+        """One optimizer step of every active member: (losses [E], grad norms [E], lrs). `after_backward` runs
+        the members' callbacks between backward and clipping, as train_step does (probes read gradients there)."""
         lrs = [lr_at(step, r.cfg.train) for r in self.runs]
         x = torch.cat([b.x for b in batches]).to(self.device, non_blocking=True)
         y = torch.cat([b.y for b in batches]).to(self.device, non_blocking=True)
@@ -61,11 +63,18 @@ class Engine:
         self.flat.grad.zero_()
         torch.where(active, losses, torch.zeros_like(losses)).sum().backward()
         grad = self.flat.grad.masked_fill_(~active[:, None], 0.0)  # a frozen member's NaNs stay its own
-        rows = self._grad_norms(grad) if grads_for else None
+        self._rows = None
+        after_backward()
         norms = clip_per_member(grad, self.max_norm)
-        self.adam.step(grad, torch.tensor(lrs, device=self.device), active.float())
+        self.optimizer.step(grad, torch.tensor(lrs, device=self.device), active.float())
         self.version += 1
-        return losses.detach(), norms.detach(), lrs, rows
+        return losses.detach(), norms.detach(), lrs
+
+    def grad_rows(self) -> torch.Tensor:
+        """Every member's grad_norms row of this step ([E, K], before clipping), computed once when first asked."""
+        if self._rows is None:
+            self._rows = self._grad_norms(self.flat.grad)
+        return self._rows
 
     def _grad_norms(self, grad: torch.Tensor) -> torch.Tensor:
         """Per-member gradient norms per layer / group / total (the grad_norms probe's keys), [E, K]."""
@@ -83,7 +92,7 @@ class Engine:
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(self.flat.member(self.flat.data, k, name))
-        state = self.adam.state_of(k)
+        state = self.optimizer.state_of(k)
         params = dict(model.named_parameters())
         for name, s in state.items():
             opt.state[params[name]] = {key: (t.to(params[name].device) if key != "step" else t) for key, t in s.items()}
@@ -96,19 +105,19 @@ def _torch_state(run: TrainingRun) -> dict:
 
 
 def _grad_membership(model, flat, device):
-    """The grad_norms probe's keys and (each member's span lengths [E, spans], span x key 0/1 matrix)."""
+    """The grad_norms probe's (each member's span lengths [E, spans], span x key 0/1 matrix), keys in
+    GradNormTracker's order."""
     from ..probes.grad_norms import GradNormTracker, group_of
     from ..probes.recorder import layer_of
 
-    tracker = GradNormTracker(model, prefix="probe/grad_norms/")
+    names = GradNormTracker(model).names
     lengths = torch.tensor([s.numel for s in flat.spans.values()]).expand(flat.E, -1).contiguous()
-    matrix = torch.zeros(len(flat.spans), len(tracker.keys))
-    names = tracker.names
+    matrix = torch.zeros(len(flat.spans), len(names))
     for i, (name, s) in enumerate(flat.spans.items()):
         matrix[i, names.index(layer_of(name))] = 1
         matrix[i, names.index(f"group/{group_of(name)}")] = 1
         matrix[i, -1] = 1
-    return tracker.keys, (lengths.to(device), matrix.to(device))
+    return lengths.to(device), matrix.to(device)
 
 
 class MemberTrainer:
@@ -135,6 +144,61 @@ class MemberTrainer:
     def optimizer(self):
         self._fresh()
         return self.plain_optimizer
+
+    def gradient_tracker(self, probe):
+        from ..probes.grad_norms import GradNormTracker
+
+        plain = probe.tracker(self.plain_model)
+        if type(plain) is GradNormTracker:   # every member's norms at once (Engine.grad_rows)
+            return _MemberGradNorms(self.engine, self.k, plain.keys)
+        return _MemberGradients(self, plain)
+
+    def update_tracker(self, probe):
+        return _Synced(self, probe.tracker(self.plain_model, self.plain_optimizer))
+
+
+class _MemberGradNorms:
+    """Member k's row of the stack's grad_norms (the keys and values GradNormTracker gives a plain run)."""
+
+    def __init__(self, engine: Engine, k: int, keys: list[str]):
+        self.engine, self.k, self.keys = engine, k, keys
+
+    def measure(self) -> torch.Tensor:
+        return self.engine.grad_rows()[self.k]
+
+
+class _MemberGradients:
+    """Any other gradients probe: the plain tracker over the member's gradients (views of the flat buffer)."""
+
+    def __init__(self, trainer: MemberTrainer, plain):
+        self.trainer, self.plain, self.keys = trainer, plain, plain.keys
+
+    def measure(self):
+        flat, k = self.trainer.engine.flat, self.trainer.k
+        params = list(self.trainer.plain_model.named_parameters())
+        for name, p in params:
+            p.grad = flat.member(flat.grad, k, name)
+        try:
+            return self.plain.measure()
+        finally:
+            for _, p in params:
+                p.grad = None
+
+
+class _Synced:
+    """An update probe's plain tracker, reading the member's weights and optimizer state synced from the stack
+    (at its snapshot after backward: this step's weights; at its measurement: the updated ones)."""
+
+    def __init__(self, trainer: MemberTrainer, plain):
+        self.trainer, self.plain, self.keys = trainer, plain, plain.keys
+
+    def snapshot(self) -> None:
+        self.trainer._fresh()
+        self.plain.snapshot()
+
+    def measure(self):
+        self.trainer._fresh()
+        return self.plain.measure()
 
 
 def train_stacked(cfgs: list[RunConfig], run_dirs: list[Path],
@@ -168,9 +232,6 @@ def _train_group(runs: list[TrainingRun], stop: StopOnInterrupt, progress) -> di
         member_progress = (lambda s, n, name=run.cfg.name: progress(name, s, n)) if progress else None
         cbs.append(default_callbacks(run, member_progress))
         for cb in cbs[-1]:
-            if isinstance(cb, Probing):
-                cb.stacked_grads = bool(cb.trackers)
-                cb.trackers = []   # the stack computes every member's gradient norms at once (Engine._grad_norms)
             cb.on_start(run)
     E, start = len(runs), runs[0].start_step
     done = [r.start_step >= r.end_step for r in runs]
@@ -184,13 +245,11 @@ def _train_group(runs: list[TrainingRun], stop: StopOnInterrupt, progress) -> di
             for cb in cbs[k]:
                 cb.before_step(runs[k], step)
         batches = [runs[k].batch(step) for k in range(E)]
-        grads_for = [k for k in live if _wants_grads(cbs[k], runs[k], step)]
         active = torch.tensor([not d for d in done], device=engine.device)
-        losses, norms, lrs, rows = engine.step(batches, step, active, grads_for)
+        losses, norms, lrs = engine.step(batches, step, active,
+                                         lambda: [cb.after_backward(runs[k], step) for k in live for cb in cbs[k]])
         for k in live:
             run = runs[k]
-            if k in grads_for:
-                run.log.attach(step, engine.grad_keys, rows[k])
             run.log.add_step(step, StepResult(losses[k], norms[k], lrs[k]), batches[k].x.numel())
             reached[k] = step + 1
             for cb in cbs[k]:
@@ -218,19 +277,18 @@ def _train_group(runs: list[TrainingRun], stop: StopOnInterrupt, progress) -> di
     return results
 
 
-def _wants_grads(callbacks, run: TrainingRun, step: int) -> bool:
-    every = run.cfg.probes.grad_every
-    return bool(every) and step % every == 0 and any(getattr(cb, "stacked_grads", False) for cb in callbacks)
-
-
 # Keys whose values may differ between the members of one stack: they change no shape and no code path
 # of the shared step (each member has its own schedule, clipping, decay, betas, eps, z-loss weight, init
 # and callbacks). Everything else (architecture, data, batch, dtype, device, compile) must be equal.
 PER_MEMBER = ("name", "out_dir", "train.seed", "train.lr", "train.weight_decay", "train.betas", "train.adam_eps",
-              "train.optimizer", "train.schedule", "train.warmup_steps", "train.min_lr_frac", "train.grad_clip",
+              "train.optimizer", "train.momentum", "train.nesterov", "train.muon_momentum", "train.muon_nesterov",
+              "train.weight_decay_mode", "train.schedule", "train.warmup_steps", "train.min_lr_frac", "train.grad_clip",
               "train.z_loss", "train.steps", "train.loss_bound", "train.eval_every", "train.eval_batches",
               "train.ckpt_every", "train.log_every", "train.threads", "model.init_std", "model.resid_init_scale",
               "model.depth_scaled_init", "probes.", "sample.")
+
+
+OPTIMIZER_FAMILY = {"adam": "adam", "adamw": "adam", "sgd": "sgd", "muon": "muon"}
 
 
 def stack_key(cfg: RunConfig) -> str | None:
@@ -246,6 +304,7 @@ def stack_key(cfg: RunConfig) -> str | None:
     flat = _flat(to_dict(cfg))
     kept = {k: v for k, v in flat.items() if not any(k == p or (p.endswith(".") and k.startswith(p))
                                                        for p in PER_MEMBER)}
+    kept["optimizer family"] = OPTIMIZER_FAMILY[cfg.train.optimizer]   # one stacked optimizer per stack
     return json.dumps(kept, sort_keys=True, default=str)
 
 

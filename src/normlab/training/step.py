@@ -56,6 +56,14 @@ class Trainer:
         if self.train.qk_clip and self.qk_clip is None:
             self.qk_clip = QKClip(self.model, self.train.qk_clip)
 
+    # What the probes callback measures through: an engine owns gradient norms and update snapshots (the stacked
+    # engine's MemberTrainer answers these for one member of a stack).
+    def gradient_tracker(self, probe):
+        return probe.tracker(self.model)
+
+    def update_tracker(self, probe):
+        return probe.tracker(self.model, self.optimizer)
+
 
 @dataclass
 class StepResult:

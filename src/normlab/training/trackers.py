@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..config import ConfigError, RunConfig, register_rule, to_dict
+from ..config import ConfigError, RunConfig, to_dict
 from ..rundir import read_json, write_json
 from .callbacks import Callback
 
@@ -248,7 +248,6 @@ def close_open_trackers() -> None:
         trackers.on_end(trackers.run)
 
 
-@register_rule
 def _trackers_are_known_and_installed(cfg: RunConfig) -> str | None:
     names = cfg.train.trackers
     for name in names:

@@ -9,7 +9,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ...config import register_choices
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,6 @@ def attention_config(cfg):
     return dataclasses.replace(cfg, attn=dataclasses.replace(cfg.attn, **dict(p.attn)))
 
 
-register_choices("model.norm.placement", lambda: list(PLACEMENTS))
 
 
 def sublayer(block, sub):

@@ -11,7 +11,6 @@ before RoPE, of the model's norm kind: the placement switches the attention's ow
 variant; the README's `norm_pos_special_config={0: {attn_norm: True, ffn_residual: False}}`) puts
 block 0 in plain pre-norm, q/k/v norms kept: model.norm.hybrid_first_pre=true.
 """
-from ...config import register_rule
 from ...norms import build_norm
 from .base import norm, register_placement, sublayer
 from .pre import pre
@@ -38,7 +37,6 @@ def hybrid(block, sub, x):
     return x + sublayer(block, sub)(x)
 
 
-@register_rule
 def _hybrid_first_pre_needs_hybrid(cfg) -> str | None:
     n = cfg.model.norm
     if n.hybrid_first_pre and n.placement != "hybrid":

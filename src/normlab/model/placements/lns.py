@@ -8,7 +8,6 @@ model.depth_scaled_init=true is refused with this placement. [formula from the i
 """
 import math
 
-from ...config import register_rule
 from .base import norm, register_placement, sublayer
 
 
@@ -28,7 +27,6 @@ def lns(block, sub, x):
     return x + sublayer(block, sub)(norm(block, sub, "in")(x) * block.lns_scale)
 
 
-@register_rule
 def _lns_replaces_depth_scaled_init(cfg) -> str | None:
     m = cfg.model
     if m.norm.placement == "lns" and m.depth_scaled_init:
