@@ -247,7 +247,7 @@ OVERRIDE_CASES = [pytest.param(o, names, id=o[0][:40]) for o, names in [
     (["data.source=synthetic:bigram-backcopy?k=0"], ["data.source", "k=0"]),
     (["data.source=synthetic:bigram-backcopy?k=2&k=3"], ["data.source", "twice"]),
     (["data.source=synthetic:bigram-backcopy", "data.tokenizer=bpe"], ["data.source", "data.tokenizer=char"]),
-    (["data.source=synthetic:bigram-backcopy", "data.task=reverse"], ["data.source", "data.task=lm"]),
+    (["data.source=synthetic:bigram-backcopy", "data.task=reverse", "model.encoder_layers=2", "model.pos=rope"], ["data.source", "data.task=lm"]),
     (["data.val_source=synthetic:bos-zipf"], ["data.val_source"]),
 ]]
 

@@ -37,7 +37,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from ..config import ConfigError, register_rule
+from ..config import ConfigError
 from .batch import Batch
 
 PREFIX = "synthetic:"
@@ -291,7 +291,6 @@ def fingerprint(process: Process) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-@register_rule
 def _synthetic_settings(cfg) -> str | None:
     d = cfg.data
     for key, source in (("data.source", d.source), ("data.val_source", d.val_source)):
