@@ -99,14 +99,14 @@ def dormant_gap(run):
 @metric("grad_sink_log10")
 def grad_sink_log10(run):
     """log10 of ||dL/dh_0|| / median_t ||dL/dh_t|| at the embedding output (the gradient sink, arXiv 2603.17771)."""
-    value = _scalar(run, "probe/grad_sink/ratio/embed")
+    value = _scalar(run, "grad_sink/ratio/embed")
     return math.log10(max(value, 1e-12)) if value is not None else None
 
 
 @metric("sink_ablation_cost", units="nats/token")
 def sink_ablation_cost(run):
     """Loss increase on the probe batch when no head may attend to position 0 (rows renormalized)."""
-    return _scalar(run, "probe/sink_ablation/all")
+    return _scalar(run, "sink_ablation/all")
 
 
 @metric("loss_over_floor", units="nats/token")
@@ -148,14 +148,64 @@ def value_drain_present(groups, variants: list, below: float = 0.5):
     return ok, "; ".join(parts) + f" (needs < {below:g} in every run)"
 
 
-@precondition("resid_peak_present")
-def resid_peak_present(groups, variants: list, above: float = 2.0):
-    """Each named variant's residual peak ||h_0|| / median ||h_t|| exceeds `above` in every run."""
+@metric("channel_outlier_log10")
+def channel_outlier_log10(run):
+    """log10 of the largest top/median channel ratio of mean |h| over the layers (resid_channels): basis-aligned
+    outlier channels (Elhage et al. 2023; Kaul et al. 2024)."""
+    probes = run.probes if run.status == "complete" else None
+    if probes is None:
+        return None
+    values = [series[max(series)] for k, series in probes.scalars.items()
+              if k.startswith("resid_channels/ratio/") and series]
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return math.log10(max(max(values), 1e-12)) if values else None
+
+
+def _learned(groups, learned, max_gap):
+    """(ok, text): each variant in `learned` ends within max_gap nats of the entropy floor in every run."""
+    parts, ok = [], True
+    for v in learned:
+        gaps = [loss_over_floor(r) for r in groups.get(v, [])]
+        if not gaps or any(g is None for g in gaps):
+            return False, f"{v}: no loss or entropy floor"
+        ok &= all(g < max_gap for g in gaps)
+        parts.append(f"{v}: loss - floor {min(gaps):.3f}-{max(gaps):.3f} nats")
+    return ok, "; ".join(parts) + (f" (needs < {max_gap:g}: the arm learned the task)" if parts else "")
+
+
+def _present(groups, variants, fn, name, cmp, bound, learned=(), max_gap=0.2):
     parts, ok = [], True
     for v in variants:
-        values = [resid_peak_log10(r) for r in groups.get(v, [])]
+        values = [fn(r) for r in groups.get(v, [])]
         if not values or any(x is None for x in values):
-            return False, f"{v}: no residual-peak probe data"
-        ok &= all(10 ** x > above for x in values)
-        parts.append(f"{v}: peak ratio {10 ** min(values):.3g}-{10 ** max(values):.3g}")
-    return ok, "; ".join(parts) + f" (needs > {above:g} in every run)"
+            return False, f"{v}: no {name} probe data"
+        ok &= all(cmp(10 ** x) for x in values)
+        parts.append(f"{v}: {name} {10 ** min(values):.3g}-{10 ** max(values):.3g}")
+    text = "; ".join(parts) + f" (needs {bound} in every run)"
+    if learned:
+        ok2, text2 = _learned(groups, learned, max_gap)
+        ok, text = ok and ok2, text + "; " + text2
+    return ok, text
+
+
+@precondition("resid_peak_present")
+def resid_peak_present(groups, variants: list, above: float = 2.0, learned: list = (), max_gap: float = 0.2):
+    """Each named variant's residual peak ||h_0|| / median ||h_t|| exceeds `above` in every run (and the
+    variants in `learned` reach the entropy floor within max_gap: a mitigation that does not learn proves nothing)."""
+    return _present(groups, variants, resid_peak_log10, "residual peak ratio", lambda x: x > above,
+                    f"> {above:g}", learned, max_gap)
+
+
+@precondition("channel_outliers_present")
+def channel_outliers_present(groups, variants: list, above: float = 3.0, learned: list = (), max_gap: float = 0.2):
+    """Each named variant's top/median residual channel ratio exceeds `above` in every run (and `learned` learned)."""
+    return _present(groups, variants, channel_outlier_log10, "top/median channel ratio", lambda x: x > above,
+                    f"> {above:g}", learned, max_gap)
+
+
+@precondition("sinks_and_learned")
+def sinks_and_learned(groups, variants: list, learned: list = (), max_gap: float = 0.2):
+    """sinks_on_every_seed for `variants`, and the `learned` variants reach the entropy floor within max_gap."""
+    ok, text = sinks_on_every_seed(groups, variants)
+    ok2, text2 = _learned(groups, learned, max_gap)
+    return ok and ok2, text + ("; " + text2 if text2 else "")
