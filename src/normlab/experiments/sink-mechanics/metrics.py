@@ -9,10 +9,16 @@ T query rows is H_T / T (0.074 at T = 64): a head is a sink head when its mass e
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
+from normlab.experiments.spec import load_module
 from normlab.report.metrics import metric, precondition
+
+# seed 000's residual-sink-channel metrics and their precondition (sink_channel_gain_z, residual_sink_present)
+# live with the sinks experiment; loading that module registers them for this experiment's claims too
+load_module(Path(__file__).parents[1] / "sinks" / "metrics.py", "normlab.experiments._sinks.metrics")
 
 SINK_THRESHOLD = 0.3      # Gu et al. 2024 (arXiv 2410.10781): epsilon = 0.3 at T = 64
 
