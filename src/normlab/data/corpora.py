@@ -16,19 +16,8 @@ from typing import Callable, Iterator
 from ..config import ConfigError
 from .hub import HUB_SOURCES, open_hub
 from .localtext import iter_documents, reading, text_files
+from .embedded import names_list as _names
 from .synthetic import describe_sources, is_synthetic
-
-
-def _names() -> list[str]:
-    import names  # PyPI `names` 0.3.0; its data files sit beside the module
-
-    folder = Path(names.__file__).resolve().parent
-    found = set()
-    for fname in ("dist.male.first", "dist.female.first"):
-        for line in (folder / fname).read_text().splitlines():
-            if line.strip():
-                found.add(line.split()[0].lower())
-    return sorted(found)
 
 
 SOURCES = {

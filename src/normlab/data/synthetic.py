@@ -39,6 +39,7 @@ import torch
 
 from ..config import ConfigError
 from .batch import Batch
+from .embedded import names_list
 
 PREFIX = "synthetic:"
 FORMAT_VERSION = 1
@@ -129,13 +130,11 @@ class BigramBackcopy(Process):
     @cached_property
     def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(P: V x V bigram law, start: V law of s_1, trigger: V bool) over the symbols."""
-        from .corpora import _names
-
         chars = self.symbols
         stoi = {c: i for i, c in enumerate(chars)}
         V = len(chars)
         counts = np.zeros((V, V))
-        for name in _names():
+        for name in names_list():
             ids = [stoi[c] for c in "." + name + "."]
             np.add.at(counts, (ids[:-1], ids[1:]), 1)
         unigram = counts.sum(1)
