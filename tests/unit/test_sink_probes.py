@@ -159,3 +159,15 @@ def test_sink_ablation_probe(option):
         cut = F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
     del att._attend
     assert out["layer1"] == pytest.approx(cut - full) and set(out) == {"loss", "layer0", "layer1", "all"}
+
+
+def test_attn_sinks_records_the_uniform_baseline_beside_the_rate():
+    model = _model()
+    x, _ = _xy()
+    out = probe_model(model, x, ["attn_sinks"])["attn_sinks"]
+    assert out["length"] == T and out["uniform"] == pytest.approx(sum(1 / t for t in range(1, T + 1)) / T)
+    with torch.no_grad():                                     # a uniform head: all logits equal (q = 0)
+        for b in model.blocks:
+            b.attn.qkv.weight[:16].zero_()
+    flat = probe_model(model, x, ["attn_sinks"])["attn_sinks"]
+    np.testing.assert_allclose(flat["per_head"], flat["uniform"], rtol=1e-12)
