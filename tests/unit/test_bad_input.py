@@ -8,11 +8,12 @@ is byte-identical afterwards (for `run` re-runs: every file but the ones normlab
 report and the failed run's summary.json). The broken run directories are copies of three tiny
 runs trained once per module (complete, interrupted, diverged with forensics) and of one sweep.
 
-Cases per family (733 in all, 722 in the default run; the other 11 are -m slow):
+Cases per family (778 in all, 767 in the default run; the other 11 are -m slow):
   cli arguments         58  run/train/sample/report/replay/push/pull/list/show and the top level, bad arguments
   schema overrides     440  every numeric field of RunConfig (55): below/above its Range, nan, inf, a string,
                             a bool, a list, under `train` (385); below its Range under `run` (55)
-  other overrides       47  sections replaced, lists, run names, registries, cross-field rules, syntax
+  other overrides       61  sections replaced, lists, run names, registries, cross-field rules, syntax,
+                            synthetic sources' parameters (name, range, type, repeats, tokenizer/task/val_source)
   yaml files            30  duplicate keys, aliases / billion laughs, non-UTF-8, lists, 5 MB, tags, depth, experiments
   data files            18  corrupt/truncated .gz and .parquet, non-string text, cache_dir a file, short data
   run directories       27  out_dir/--out a file, unwritable or under a file; a user's folder; checkpoints/latest
