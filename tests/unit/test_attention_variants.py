@@ -297,7 +297,7 @@ def test_weight_decay_modes(mode, expected):
     (["model.attn.gate=headwise", "model.arch=ngpt", "model.norm.placement=none", "model.pos=rope"],
      "options of the decoder-only GPT"),
     (["train.weight_decay_mode=independent", "train.weight_decay=0.1", "train.optimizer=adam"],
-     "weight_decay_mode=independent sets AdamW's decoupled decay"),
+     "weight_decay_mode=independent sets a decoupled decay"),
 ])
 def test_bad_values_are_refused_with_the_reason(overrides, message):
     with pytest.raises(ConfigError, match=message):
