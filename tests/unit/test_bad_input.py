@@ -230,7 +230,7 @@ OVERRIDE_CASES = [pytest.param(o, names, id=o[0][:40]) for o, names in [
     (["model.pos=rope", "model.d_model=18", "model.n_head=2"], ["model.pos=rope"]),
     (["model.attn.logit_clamp=1", "model.attn.logit_softcap=1"], ["logit_clamp", "logit_softcap"]),
     (["train.warmup_steps=30"], ["train.warmup_steps"]),
-    (["train.optimizer=sgd"], ["train.optimizer", "adam"]),
+    (["train.optimizer=lamb"], ["train.optimizer", "adam"]),
     (["data.tokenizer=bpe", "data.batching=doc"], ["data.batching"]),
     (["model.vocab_size=3"], ["model.vocab_size"]),
     (["model.block_size=100000"], ["memory", "model.block_size"]),
