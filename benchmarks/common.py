@@ -28,7 +28,7 @@ import normlab as nl  # noqa: E402
 from normlab.data import CharTokenizer, TokenData  # noqa: E402
 from normlab.training import Trainer, accel, build_optimizer  # noqa: E402
 from normlab.training.callbacks import LogFlush  # noqa: E402
-from normlab.training.loop import run_steps  # noqa: E402
+from normlab.training.loop import Member, PlainEngine, run_steps  # noqa: E402
 from normlab.training.metrics_log import MetricsLog  # noqa: E402
 from normlab.training.setup import TrainingRun  # noqa: E402
 from normlab.training.signals import StopOnInterrupt  # noqa: E402
@@ -150,7 +150,7 @@ class NormlabRunner:
 
     def run(self, n: int) -> None:
         self.run_state.start_step, self.run_state.end_step = self.step, self.step + n
-        run_steps(self.run_state, [LogFlush()], StopOnInterrupt())
+        run_steps(PlainEngine(self.run_state), [Member(self.run_state, [LogFlush()])], StopOnInterrupt())
         self.step += n
 
 

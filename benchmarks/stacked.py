@@ -3,6 +3,7 @@
     python benchmarks/stacked.py experiments [--experiments prepost normfree] [--jobs 2] [--rounds 1] [--seeds 5]
     python benchmarks/stacked.py sizes [--sizes 1 3 9 27 81] [--shapes prepost normfree zoo] [--steps 30]
     python benchmarks/stacked.py threads                  # one stack with 1 vs 2 threads, 1 vs 2 jobs
+    python benchmarks/stacked.py equivalence [--experiments prepost] [--margin 0.05] [--dirs STACKED PLAIN]
 
 `experiments` runs `normlab run X` (a fresh --out each time, so nothing is reused) with stacking and
 with --no-stack, alternating the order each round, same --jobs, and prints wall times and the ratio
@@ -88,13 +89,13 @@ def sizes(shapes: list[str], counts: list[int], steps: int, rounds: int) -> None
             with tempfile.TemporaryDirectory() as tmp:
                 runs = _runs(shape, E, Path(tmp))
                 engine = Engine(runs)
-                active = torch.ones(E, dtype=torch.bool)
+                everyone = list(range(E))
                 plain = runs[: min(E, 3)]  # E plain steps are timed as E/3 x the time of 3 (a plain step is E-free)
                 st, pl = [], []
                 for r in range(rounds + 1):
                     t0 = time.perf_counter()
                     for s in range(steps):
-                        engine.step([run.batch(s) for run in runs], s, active, [])
+                        engine.step(s, everyone, lambda: None)
                     t1 = time.perf_counter()
                     for s in range(steps):
                         for run in plain:
@@ -116,17 +117,49 @@ def threads(steps: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             runs = _runs("prepost", 15, Path(tmp))
             engine = Engine(runs)
-            active = torch.ones(15, dtype=torch.bool)
-            engine.step([r.batch(0) for r in runs], 0, active, [])
+            everyone = list(range(15))
+            engine.step(0, everyone, lambda: None)
             t0 = time.perf_counter()
             for s in range(steps):
-                engine.step([r.batch(s) for r in runs], s, active, [])
+                engine.step(s, everyone, lambda: None)
             print(f"threads {n}: {1e3 * (time.perf_counter() - t0) / steps:.2f} ms per stacked step", flush=True)
+
+
+def equivalence(name: str, margin: float, jobs: int, dirs: list[str] | None, extra: list[str]) -> None:
+    """Same distribution: each variant's final val loss stacked vs --no-stack, paired by seed, by a TOST within
+    +-margin (report/evidence.equivalence; 'supported' = the 95 % CI inside the margin and p < 0.05). A seed's
+    two runs differ by chaotic growth of rounding (batched matmuls round differently), not by a bias."""
+    import json
+
+    from normlab.report.evidence import equivalence as tost, verdict
+
+    if dirs is None:
+        dirs = [tempfile.mkdtemp(prefix=f"{name}-{mode}-") for mode in ("stacked", "plain")]
+        for d, flags in zip(dirs, ([], ["--no-stack"])):
+            took = wall([sys.executable, "-m", "normlab", "run", name, *extra, *flags, "--jobs", str(jobs), "--out", d])
+            print(f"normlab run {name} {' '.join(extra + flags)} --out {d}: {took:.1f} s", flush=True)
+    loss = []
+    for d in dirs:
+        exp = Path(d, "experiment.json")
+        exp = exp if exp.exists() else next(Path(d).glob("*/experiment.json"))
+        runs = json.loads(exp.read_text())["runs"]
+        loss.append({(r["variant"], r["seed"]): json.loads((exp.parent / r["dir"] / "summary.json").read_text())
+                     .get("val_loss") for r in runs})
+    print(f"| variant | n | mean stacked - plain | 95 % CI | TOST p (margin {margin}) | verdict |\n|---|---|---|---|---|---|")
+    for variant in sorted({v for v, _ in loss[0]}):
+        seeds = sorted(s for v, s in loss[0] if v == variant and (v, s) in loss[1])
+        a = [loss[0][(variant, s)] for s in seeds]
+        b = [loss[1][(variant, s)] for s in seeds]
+        ev = tost(a, b, margin)
+        print(f"| {variant} | {ev.n} | {ev.estimate:+.4f} | [{ev.ci95[0]:+.4f}, {ev.ci95[1]:+.4f}] | {ev.p:.3g} | "
+              f"{verdict(ev, 'equivalent', ev.p, margin=margin)} |")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["experiments", "sizes", "threads"])
+    ap.add_argument("what", choices=["experiments", "sizes", "threads", "equivalence"])
+    ap.add_argument("--margin", type=float, default=0.05, help="`equivalence`: the TOST margin in nats")
+    ap.add_argument("--dirs", nargs=2, default=None, help="`equivalence`: finished stacked and --no-stack --out folders")
     ap.add_argument("--experiments", nargs="+", default=["prepost", "normfree", "lr-sweep", "zoo"])
     ap.add_argument("--overrides", nargs="*", default=[], help="extra dotted overrides for `experiments`")
     ap.add_argument("--seeds", default=None, help="`experiments`: normlab run --seeds (default: each experiment's)")
@@ -139,6 +172,9 @@ def main():
     if args.what == "experiments":
         experiments(args.experiments, args.jobs, args.rounds,
                     [*args.overrides, *(["--seeds", args.seeds] if args.seeds else [])])
+    elif args.what == "equivalence":
+        for name in args.experiments:
+            equivalence(name, args.margin, args.jobs, args.dirs, [*args.overrides, *(["--seeds", args.seeds] if args.seeds else [])])
     elif args.what == "sizes":
         sizes(args.shapes, args.sizes, args.steps, args.rounds)
     else:

@@ -8,6 +8,7 @@
     normlab replay <run-dir>                                  re-run a diverged run's failing steps
     normlab push <run-or-experiment-dir> <user/name>          share it on the Hugging Face Hub
     normlab pull <user/name> [--out dir]                      get it back (then sample / report / replay)
+    normlab inspect <hub id|model dir> [--text F] [--seq-len 64] [--n-seqs 100] [--out DIR]
     normlab list [experiments|norms|placements|pairs|probes|sources|fields]
     normlab show <config|experiment> [overrides]             the resolved config as YAML
 """
@@ -308,6 +309,22 @@ def replay(run_dir):
     sys.exit(0 if result["reproduced"] else 1)
 
 
+@main.command(name="inspect")
+@click.argument("model")
+@click.option("--text", help="a text file, or the text itself [the embedded names corpus, shuffled, joined by spaces]")
+@click.option("--seq-len", default="64", show_default=True, metavar="N",
+              help="tokens per window, the sink metric's evaluation length (Gu et al. 2024: 64)")
+@click.option("--n-seqs", default="100", show_default=True, metavar="N", help="windows (consecutive, no BOS)")
+@click.option("--out", "out_dir", type=click.Path(), help="output folder [runs/inspect/<model>]")
+@click.option("--offline", is_flag=True, help="load a hub id from the local Hugging Face cache only")
+def inspect_cmd(model, text, seq_len, n_seqs, out_dir, offline):
+    """Run the forward probes on MODEL, a Hugging Face causal LM (hub id or local folder; safetensors only)."""
+    from .inspect.run import inspect_model, summary_lines
+
+    for line in summary_lines(inspect_model(model, text, seq_len, n_seqs, out_dir, offline, echo=click.echo)):
+        click.echo(line)
+
+
 @main.command(name="list")
 @click.argument("what", default="all",
                 type=click.Choice(["all", "experiments", "norms", "placements", "pairs", "probes", "sources",
@@ -444,7 +461,7 @@ def _fields(cls, prefix=""):
     body = ast.parse(inspect.getsource(cls)).body[0].body
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = nxt.value.value
+            docs[node.target.id] = " ".join(nxt.value.value.split())   # a docstring's line breaks are not the text's
     hints = typing.get_type_hints(cls, include_extras=True)
     instance = cls()
     for f in dataclasses.fields(cls):

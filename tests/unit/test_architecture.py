@@ -8,7 +8,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "normlab"
 LAYERS = ["config", "registry", "rundir", "data", "norms", "model", "probes", "training", "report", "publish",
-          "experiments", "api", "cli"]
+          "inspect", "experiments", "api", "cli"]
 ALLOWED_UP = {("norms", "model")}   # none today; listed so a deliberate exception would be visible
 
 

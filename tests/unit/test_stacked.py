@@ -69,10 +69,10 @@ def test_member_is_bit_identical_to_a_stack_of_one_and_close_to_the_plain_run(tm
 def test_a_diverging_member_is_frozen_and_the_others_go_on(tmp_path, monkeypatch):
     real = stacked_loop.Engine.step
 
-    def step(self, batches, step, active, grads_for):
+    def step(self, step, live, after_backward):
         if step == 7:   # member 1 blows up (its parameters become NaN), as a divergence would
             self.flat.data[1, :50] = float("nan")
-        return real(self, batches, step, active, grads_for)
+        return real(self, step, live, after_backward)
     monkeypatch.setattr(stacked_loop.Engine, "step", step)
     results = _stack(tmp_path, "s", [0, 1, 2])
     monkeypatch.setattr(stacked_loop.Engine, "step", real)

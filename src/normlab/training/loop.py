@@ -1,7 +1,9 @@
 """The training loop: train(cfg) -> a finished run directory and its summary.
 
-    setup (setup.py) -> for each step: callbacks before, one optimizer step (step.py), callbacks
-    after (probes, log flush + divergence check, evaluation, checkpoint, progress) -> summary.
+    setup (setup.py) -> for each step: callbacks before, one engine step (a plain run's train_step, or
+    a stack's, stacked_loop.py), callbacks after (probes, log flush + divergence check, evaluation,
+    checkpoint, progress) -> summary. Both engines train through `run_steps`: the callbacks cannot
+    tell which one runs.
 The loop holds the run directory's lock for its whole life (one writer per run) and turns the
 first Ctrl-C / SIGTERM into a clean stop after a whole step with a checkpoint (signals.py).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +27,7 @@ from .probing import Probing
 from .seq2seq import seq2seq_report
 from .setup import TrainingRun, setup
 from .signals import StopOnInterrupt
-from .step import train_step
+from .step import StepResult, train_step
 from .trackers import Trackers
 
 
@@ -34,28 +37,72 @@ def default_callbacks(run: TrainingRun, progress: Callable[[int, int], None] | N
     return cbs + ([Progress(progress)] if progress else [])
 
 
-def run_steps(run: TrainingRun, callbacks: list[Callback], stop: StopOnInterrupt) -> int:
-    """Train steps [run.start_step, run.end_step); return the steps done (fewer on a stop or divergence)."""
+@dataclass
+class Member:
+    """One run in training: its state and its callbacks (a plain run is an engine's only member)."""
+    run: TrainingRun
+    callbacks: list[Callback]
+
+
+class PlainEngine:
+    """One model on its own batches through train_step (DDP / FSDP2, compile, nGPT, encoder-decoder, QK-Clip).
+    The stacked engine (stacked_loop.py) answers the same `step` for E members of one shape."""
+
+    def __init__(self, run: TrainingRun):
+        self.run = run
+
+    def step(self, step: int, live: list[int], after_backward: Callable[[], None]) -> list[tuple[StepResult, int]]:
+        batch = self.run.batch(step)
+        result = train_step(self.run.trainer, batch, step, after_backward)
+        return [(result, batch.x.numel() * self.run.ranks.world)]
+
+
+def run_steps(engine, members: list[Member], stop: StopOnInterrupt) -> list[int]:
+    """Train every member from its start_step to its end_step; each member's steps done (fewer on a stop or
+    divergence). A member that diverges or reaches its end leaves; the engine goes on with the rest."""
+    reached = [m.run.start_step for m in members]
+    live = [k for k, m in enumerate(members) if m.run.start_step < m.run.end_step]
+    step = min((members[k].run.start_step for k in live), default=0)
     t0 = time.perf_counter()
-    step = run.start_step
     try:
-        for step in range(run.start_step, run.end_step):
-            if stop.requested:
-                return step
-            for cb in callbacks:
-                cb.before_step(run, step)
-            batch = run.batch(step)
-            result = train_step(run.trainer, batch, step, lambda: [cb.after_backward(run, step) for cb in callbacks])
-            run.log.add_step(step, result, batch.x.numel() * run.ranks.world)
-            for cb in callbacks:
-                cb.after_step(run, step)
-                if run.log.diverged:
-                    for c in callbacks:
-                        c.on_divergence(run)
-                    return step + 1
-        return run.end_step
+        while live and not stop.requested:
+            for k in live:
+                for cb in members[k].callbacks:
+                    cb.before_step(members[k].run, step)
+            results = engine.step(step, live, lambda: [cb.after_backward(members[k].run, step)
+                                                       for k in live for cb in members[k].callbacks])
+            for k in live:
+                run, callbacks = members[k].run, members[k].callbacks
+                run.log.add_step(step, *results[k])
+                reached[k] = step + 1
+                for cb in callbacks:
+                    cb.after_step(run, step)
+                    if run.log.diverged:
+                        for c in callbacks:
+                            c.on_divergence(run)
+                        break
+            live = [k for k in live if not members[k].run.log.diverged and step + 1 < members[k].run.end_step]
+            step += 1
     finally:
-        run.train_time += time.perf_counter() - t0
+        for m in members:   # a stack's wall time, shared by its members
+            m.run.train_time += (time.perf_counter() - t0) / len(members)
+    return reached
+
+
+def conclude(member: Member, reached: int) -> dict:
+    """A member's end: checkpoint and `interrupted` if it stopped early, else the summary of a finished run."""
+    run, callbacks = member.run, member.callbacks
+    if not run.log.diverged and reached < run.cfg.train.steps:
+        save(run, reached)
+        summary = {"status": "interrupted", "step": reached}
+        for cb in callbacks:
+            cb.on_end(run)
+    else:
+        summary = finish(run, callbacks)
+    if run.ranks.is_main:
+        run.info.update(status=summary["status"], end=now())
+        write_json(run.run_dir / "meta.json", run.info)
+    return summary
 
 
 def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
@@ -69,21 +116,11 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
     with (RunLock(run_dir) if main else contextlib.nullcontext()), StopOnInterrupt() as stop:
         run = setup(cfg, run_dir, resume, overwrite)
         run.end_step = cfg.train.steps if until_step is None else min(until_step, cfg.train.steps)
-        cbs = default_callbacks(run, progress) + list(callbacks)
-        for cb in cbs:
+        member = Member(run, default_callbacks(run, progress) + list(callbacks))
+        for cb in member.callbacks:
             cb.on_start(run)
-        reached = run_steps(run, cbs, stop)
-        if not run.log.diverged and reached < cfg.train.steps:
-            save(run, reached)
-            summary = {"status": "interrupted", "step": reached}
-            for cb in cbs:
-                cb.on_end(run)
-        else:
-            summary = finish(run, cbs)
-        if run.ranks.is_main:
-            run.info.update(status=summary["status"], end=now())
-            write_json(run_dir / "meta.json", run.info)
-    return summary
+        reached = run_steps(PlainEngine(run), [member], stop)
+        return conclude(member, reached[0])
 
 
 def finish(run: TrainingRun, callbacks: list[Callback]) -> dict:

@@ -1,14 +1,16 @@
-"""Train a group of same-shape runs stacked (training/stacked.py), each member keeping its own run directory.
+"""The stacked engine: a group of same-shape runs trained as one model (training/stacked.py), each member keeping
+its own run directory, through the same loop as a plain run (loop.run_steps).
 
 Every member is set up exactly as it would be alone (training/setup.py: its run directory checks,
 data, its own init under its seed, resume from its own checkpoint) and keeps its own callbacks
 (evaluation, probes, checkpoints, forensics, log, progress), which see a plain model holding the
-member's current weights and a torch optimizer holding its Adam state (synced from the stack when
-a callback asks). Only the step is shared. A member that diverges is frozen, recorded and
-forensics'd as alone; one that reaches its own train.steps stops; the others go on.
-Checkpoints are ordinary single-model checkpoints, so a run trained stacked resumes alone and the
-other way round; members resume together when their checkpoints hold the same step (runs at other
-steps form their own stack).
+member's current weights and a torch optimizer holding its state (synced from the stack when a
+callback asks: MemberTrainer). Only the step is shared, and the engine owns what a step measures:
+gradient norms (one segmented sum for every member) and the update probes' snapshots. A member that
+diverges is frozen, recorded and forensics'd as alone; one that reaches its own train.steps stops;
+the others go on. Checkpoints are ordinary single-model checkpoints, so a run trained stacked resumes
+alone and the other way round; members resume together when their checkpoints hold the same step
+(runs at other steps form their own stack).
 """
 from __future__ import annotations
 
@@ -22,8 +24,7 @@ import torch
 from ..config import RunConfig
 from ..rundir import RunLock, now, write_json
 from . import accel
-from .callbacks import save
-from .loop import default_callbacks, finish
+from .loop import Member, conclude, default_callbacks, run_steps
 from .optim import lr_at
 from .setup import TrainingRun, setup
 from .signals import StopOnInterrupt
@@ -51,10 +52,14 @@ class Engine:
         self.version, self._rows = 0, None
         self.grad_matrix = _grad_membership(runs[0].trainer.model, self.flat, self.device)
 
-    def step(self, batches, step: int, active: torch.Tensor, after_backward: Callable[[], None]) -> tuple:
-        """One optimizer step of every active member: (losses [E], grad norms [E], lrs). `after_backward` runs
-        the members' callbacks between backward and clipping, as train_step does (probes read gradients there)."""
+    def step(self, step: int, live: list[int], after_backward: Callable[[], None]) -> list[tuple[StepResult, int]]:
+        """One optimizer step of the live members (the others are frozen: no gradient, no update); per member
+        (StepResult, tokens). `after_backward` runs the members' callbacks between backward and clipping, as
+        train_step does (probes read gradients there)."""
+        batches = [r.batch(step) for r in self.runs]   # every member's rows: the stack's shapes are fixed
         lrs = [lr_at(step, r.cfg.train) for r in self.runs]
+        active = torch.zeros(self.flat.E, dtype=torch.bool, device=self.device)
+        active[live] = True
         x = torch.cat([b.x for b in batches]).to(self.device, non_blocking=True)
         y = torch.cat([b.y for b in batches]).to(self.device, non_blocking=True)
         with accel.autocast(self.device, self.train_cfg):
@@ -68,7 +73,8 @@ class Engine:
         norms = clip_per_member(grad, self.max_norm)
         self.optimizer.step(grad, torch.tensor(lrs, device=self.device), active.float())
         self.version += 1
-        return losses.detach(), norms.detach(), lrs
+        losses, norms = losses.detach(), norms.detach()
+        return [(StepResult(losses[k], norms[k], lrs[k]), b.x.numel()) for k, b in enumerate(batches)]
 
     def grad_rows(self) -> torch.Tensor:
         """Every member's grad_norms row of this step ([E, K], before clipping), computed once when first asked."""
@@ -224,56 +230,23 @@ def _never_started(runs: list[TrainingRun]) -> dict[str, dict]:
 
 
 def _train_group(runs: list[TrainingRun], stop: StopOnInterrupt, progress) -> dict[str, dict]:
-    engine = Engine(runs)
-    cbs = []
+    """Members that start at the same step: one engine, the plain loop (loop.run_steps), each member's end."""
+    engine, members = Engine(runs), []
     for k, run in enumerate(runs):
         run.trainer = MemberTrainer(run.trainer, engine, k)
         run.end_step = run.cfg.train.steps
         member_progress = (lambda s, n, name=run.cfg.name: progress(name, s, n)) if progress else None
-        cbs.append(default_callbacks(run, member_progress))
-        for cb in cbs[-1]:
+        members.append(Member(run, default_callbacks(run, member_progress)))
+        for cb in members[-1].callbacks:
             cb.on_start(run)
-    E, start = len(runs), runs[0].start_step
-    done = [r.start_step >= r.end_step for r in runs]
-    reached = [r.start_step for r in runs]
     t0 = time.perf_counter()
-    for step in range(start, max(r.end_step for r in runs)):
-        if stop.requested or all(done):
-            break
-        live = [k for k in range(E) if not done[k]]
-        for k in live:
-            for cb in cbs[k]:
-                cb.before_step(runs[k], step)
-        batches = [runs[k].batch(step) for k in range(E)]
-        active = torch.tensor([not d for d in done], device=engine.device)
-        losses, norms, lrs = engine.step(batches, step, active,
-                                         lambda: [cb.after_backward(runs[k], step) for k in live for cb in cbs[k]])
-        for k in live:
-            run = runs[k]
-            run.log.add_step(step, StepResult(losses[k], norms[k], lrs[k]), batches[k].x.numel())
-            reached[k] = step + 1
-            for cb in cbs[k]:
-                cb.after_step(run, step)
-                if run.log.diverged:
-                    for c in cbs[k]:
-                        c.on_divergence(run)
-                    break
-            done[k] = bool(run.log.diverged) or step + 1 >= run.end_step
-    elapsed = time.perf_counter() - t0
+    reached = run_steps(engine, members, stop)
+    stacked = {"members": len(runs), "group_train_time_s": round(time.perf_counter() - t0, 3)}
     results = {}
-    for k, run in enumerate(runs):
-        run.train_time = elapsed / E   # the group's time, shared
-        if not run.log.diverged and reached[k] < run.cfg.train.steps:
-            save(run, reached[k])
-            for cb in cbs[k]:
-                cb.on_end(run)
-            summary = {"status": "interrupted", "step": reached[k]}
-        else:
-            run.notes["stacked"] = {"members": E, "group_train_time_s": round(elapsed, 3)}
-            summary = finish(run, cbs[k])
-        run.info.update(status=summary["status"], end=now(), stacked_members=E)
-        write_json(run.run_dir / "meta.json", run.info)
-        results[run.cfg.name] = summary
+    for member, steps in zip(members, reached):
+        member.run.notes["stacked"] = stacked
+        member.run.info["stacked_members"] = len(runs)
+        results[member.run.cfg.name] = conclude(member, steps)
     return results
 
 

@@ -1,6 +1,6 @@
 """kill -9 at any point, then --resume until complete: the result is byte-identical to a run never stopped.
 
-`normlab train debug ... train.ckpt_every=5` runs in a subprocess (tests/unit/killable.py) and is
+`normlab train debug ... train.ckpt_every=5` runs in a subprocess (tests/system/killable.py) and is
 killed with SIGKILL: exactly inside a checkpoint (its model file written, its optimizer state
 not; its folder in place, `latest` not yet moved), in the middle of a metrics.jsonl append, after the
 final checkpoint during the final evaluation, and at random points (after a random number of
