@@ -24,6 +24,7 @@ $(VENV)/.test-extras: $(BIN)/normlab
 
 demo: install
 	$(BIN)/normlab run prepost
+	@echo "next: source $(VENV)/bin/activate   (puts normlab on this shell's PATH; or call $(BIN)/normlab)"
 
 test: install $(VENV)/.test-extras
 	$(BIN)/python -m pytest -q

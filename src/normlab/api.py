@@ -49,6 +49,14 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = F
         close_open_trackers()
 
 
+def by_step(records: list[dict]) -> list[dict]:
+    """Records merged into one dict per step, in the order steps first appear; a later record's value wins."""
+    rows: dict[object, dict] = {}
+    for r in records:
+        rows.setdefault(r.get("step"), {}).update(r)
+    return list(rows.values())
+
+
 class Run:
     """A run directory, loaded: config, tokenizer, summary and metrics; the model on first use."""
 
@@ -89,9 +97,11 @@ class Run:
 
     @property
     def metrics(self):
-        """metrics.jsonl: a pandas DataFrame (one row per record, NaN where a record lacks a key) if pandas is
-        importable, else a list of dicts."""
+        """metrics.jsonl, one row per step: a pandas DataFrame (NaN where a step lacks a key) if pandas is importable,
+        else a list of dicts. A step's records (its loss, an evaluation, probe scalars) are merged into its row, and a
+        step recorded twice (a run resumed from a checkpoint before it) keeps its last values."""
         records = read_metrics(self.run_dir / "metrics.jsonl") if (self.run_dir / "metrics.jsonl").exists() else []
+        records = by_step(records)
         try:
             import pandas as pd
         except ImportError:

@@ -5,6 +5,7 @@
     normlab train <config|yaml> [overrides] [--resume]        one run
     normlab sample <run-dir> [--n 5] [--prompt ma]          (seq2seq runs: the output for --prompt)
     normlab report <experiment-dir>
+    normlab compare <experiment-dir-a> <experiment-dir-b>     claims and metrics side by side
     normlab replay <run-dir>                                  re-run a diverged run's failing steps
     normlab push <run-or-experiment-dir> <user/name>          share it on the Hugging Face Hub
     normlab pull <user/name> [--out dir]                      get it back (then sample / report / replay)
@@ -137,15 +138,23 @@ def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replic
     from .report import summary_table
 
     result = run_experiment(experiment, list(overrides), seeds, jobs, out_dir, preset, skip_failed, replicate,
-                            launcher=launcher, address=address, echo=click.echo, stack=not no_stack)
+                            launcher=launcher, address=address, echo=click.echo, stack=not no_stack,
+                            display="auto")
     if result.interrupted:
+        sys.exit(exit_code(result))
+    failed = failed_runs(result)
+    if not result.report:   # every run failed: no report of n/a tables; one line with the (first) cause
+        causes = list(dict.fromkeys(failed.values()))
+        names = ", ".join(list(failed)[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+        click.secho(f"error: all {len(failed)} runs failed ({names}), so no report was written: {causes[0]}"
+                    + (f" (and {len(causes) - 1} other error(s); see each run's summary.json)" if len(causes) > 1
+                       else ""), fg="red", err=True)
         sys.exit(exit_code(result))
     from .experiments import load_experiment
 
     click.echo(summary_table(result.exp_dir, load_experiment(experiment)))
     click.echo(f"trained in {result.wall_s:.1f} s; report: {result.report['report.html']} "
                "(and report.md, results.json, PNGs)")
-    failed = failed_runs(result)
     if failed:  # one line; each run's summary.json holds its whole error, and a re-run retries it
         click.secho(f"error: {len(failed)} of {len(result.results)} runs failed: "
                     + "; ".join(f"{name}: {why}" for name, why in failed.items()), fg="red", err=True)
@@ -246,7 +255,8 @@ def _sample_seq2seq(model, tok, cfg, prompt: str, n: int) -> None:
 @main.command()
 @click.argument("exp_dir", type=click.Path(exists=True, file_okay=False))
 def report(exp_dir):
-    """Rebuild the report of EXP_DIR from its run directories (finished ones; a partial sweep says what is missing)."""
+    """Rebuild the report of EXP_DIR from its run directories (finished ones; a partial sweep says what is missing);
+    a run directory gets a report of that one run, written into it."""
     from .experiments import list_experiments, load_experiment
     from .report import build_report
     from .rundir import read_json
@@ -256,6 +266,16 @@ def report(exp_dir):
     spec = load_experiment(name) if isinstance(name, str) and name in list_experiments() else None
     for path in build_report(exp_dir, spec).values():
         click.echo(path)
+
+
+@main.command()
+@click.argument("dir_a", type=click.Path(exists=True, file_okay=False))
+@click.argument("dir_b", type=click.Path(exists=True, file_okay=False))
+def compare(dir_a, dir_b):
+    """Two experiment folders side by side: each claim's verdict and effect, each metric per variant (B - A)."""
+    from .report.compare import compare_text
+
+    click.echo(compare_text(dir_a, dir_b))
 
 
 @main.command()

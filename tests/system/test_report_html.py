@@ -244,3 +244,48 @@ def test_many_variants_draw_small_multiples_not_thirty_colours():
     assert len(panels) == 30 and all(a.get_title().startswith(f"v{i}") for i, a in enumerate(panels))
     ranked = cumulative_average(curves)
     assert len(ranked.axes[0].get_yticklabels()) == 30
+
+
+# after load: the page's height and where the outcome line and the claims table end (CSS pixels from the top)
+LAYOUT_SCRIPT = ('<script>window.addEventListener("load", () => { const b = document.body; '
+                 'const outcome = [...document.querySelectorAll("p strong")].find(x => x.textContent.startsWith('
+                 '"Outcome:")); const table = document.querySelector("h2#claims ~ div.table table"); '
+                 'b.setAttribute("data-layout", [document.documentElement.scrollHeight, '
+                 'outcome ? outcome.getBoundingClientRect().bottom : -1, '
+                 'table ? table.getBoundingClientRect().bottom : -1].join(":")); });</script>')
+
+
+def test_first_screen_holds_the_outcome_and_the_claims_table(reports, tmp_path):
+    """Issue 27: the report leads with the answer. At 1400 x 1000 the first screen shows the outcome line and the
+    whole claims table; the generic probe groups, samples and runs are collapsed, so the page is short."""
+    exp_dir, paths = reports["prepost"]
+    html = paths["report.html"].read_text()
+    page = paths["report.html"].with_name("report-layout.html")
+    page.write_text(html.replace("</body>", LAYOUT_SCRIPT + "</body>"))
+    profile = tmp_path / "profile-layout"
+    profile.mkdir()
+    shot = tmp_path / "first-screen.png"
+    run = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", f"--screenshot={shot}",
+                          "--window-size=1400,1000", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    height, outcome, table = (float(x) for x in re.search(r'data-layout="([^"]+)"', run.stdout).group(1).split(":"))
+    assert 0 < outcome < table <= 1000, (outcome, table)
+    assert height < 8000, height          # 16,000-21,000 px before the generic figures were collapsed
+    assert re.search(r"Outcome: (\d+ (supported|contradicted|not enough evidence|untestable here)(, )?)+ of 6 "
+                     r"claims", html)
+    assert "<th>metric (unit)</th>" in html and "mean_train_loss, last 100 (nats/token)" in html
+    assert "<th>p raw / Holm-adjusted</th>" in html and " − 0:" not in html
+    for collapsed in ("Probe: attn_entropy", "Runs", "Samples (first seed of each variant)"):
+        assert re.search(rf"<details><summary><h[23] [^>]*>{re.escape(collapsed)}</h[23]></summary>", html), collapsed
+    order = [html.index(x) for x in ('id="claims"', 'id="results-mean-sd-over-seeds"', 'id="setup-vs-the-source"',
+                                     'id="probe-figures"')]
+    assert order == sorted(order)
+    shutil.copy(shot, exp_dir / "screenshot-first-screen.png")
+
+
+def test_a_smoke_report_says_it_checks_the_plumbing(tmp_path):
+    write_probed_experiment(tmp_path / "prepost-smoke", "prepost", list(PREPOST), range(3), level_of=PREPOST.get,
+                            seed_ref="003", preset="smoke", overrides=[], description="Three MicroGPTs.")
+    html = build_report(tmp_path / "prepost-smoke", load_experiment("prepost"))["report.html"].read_text()
+    assert "Smoke run (preset smoke)" in html and "not the science" in html
+    assert "This describes the experiment as shipped; these runs differ by preset smoke: train.steps=100" in html

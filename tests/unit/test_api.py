@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import normlab as nl
+from normlab.api import by_step
 from normlab.rundir import latest_checkpoint, read_metrics
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "quickstart.ipynb"
@@ -35,7 +36,9 @@ def test_load_run_gives_config_model_tokenizer_summary_and_metrics(trained):
     assert run.tokenizer.decode(run.tokenizer.encode("maria")) == "maria"
     records = read_metrics(run_dir / "metrics.jsonl")
     df = run.metrics
-    assert len(df) == len(records) and df["loss"].dropna().tolist() == [r["loss"] for r in records if "loss" in r]
+    assert len(df) == len({r["step"] for r in records}) < len(records)       # one row per step (evals merged in)
+    assert df["loss"].dropna().tolist() == [r["loss"] for r in records if "loss" in r]
+    assert df["step"].is_unique and df["val_loss"].notna().sum() == sum("val_loss" in r for r in records)
     assert "debug" in repr(run) and "complete" in repr(run)
 
 
@@ -49,7 +52,23 @@ def test_metrics_are_a_list_of_dicts_without_pandas(trained, monkeypatch):
     monkeypatch.delitem(sys.modules, "pandas", raising=False)
     monkeypatch.setattr(builtins, "__import__", no_pandas)
     metrics = nl.load_run(trained[0]).metrics
-    assert isinstance(metrics, list) and metrics == read_metrics(trained[0] / "metrics.jsonl")
+    assert isinstance(metrics, list) and metrics == by_step(read_metrics(trained[0] / "metrics.jsonl"))
+
+
+def test_metrics_after_a_resume_have_one_row_per_step(trained, tmp_path):
+    """A step recorded twice (the lines after a checkpoint, written again by the resumed run) is one row: the last."""
+    import shutil
+
+    copy = tmp_path / "resumed"
+    shutil.copytree(trained[0], copy)
+    metrics = copy / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    again = [json.dumps({**json.loads(line), "loss": 9.0}) for line in lines if '"loss"' in line][-3:]
+    metrics.write_text("\n".join(lines + again) + "\n")
+    df = nl.load_run(copy).metrics
+    assert df["step"].is_unique and len(df) == len({json.loads(line)["step"] for line in lines})
+    redone = [json.loads(line)["step"] for line in again]
+    assert df.set_index("step").loc[redone, "loss"].tolist() == [9.0, 9.0, 9.0] and df["loss"].notna().sum() == 20
 
 
 def test_sample_is_seeded_and_starts_with_the_prompt(trained):

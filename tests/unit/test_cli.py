@@ -23,7 +23,8 @@ def test_run_prepost_tiny_end_to_end(tmp_path):
     assert sorted(r["name"] for r in results["runs"]) == sorted(f"{v}-seed{s}" for v in ("pre", "post", "none")
                                                                  for s in (3, 4))
     assert {r["status"] for r in results["runs"]} == {"complete"}
-    assert "report:" in r.output and "| Avg loss (first 50 steps) |" in r.output and "| claim |" in r.output
+    assert "report:" in r.output and "│Avg loss (first 50 steps)" in r.output and "┃claim" in r.output
+    assert "Outcome: " in r.output and " of 6 claims" in r.output and "**" not in r.output   # rich, not Markdown
     assert "No-Norm (modified: train.steps=30, train.eval_every=15)\n" in (exp / "report.md").read_text()
     again = invoke("run", "prepost", "train.steps=30", "train.eval_every=15", "--seeds", "3-4", "--out", tmp_path)
     assert again.exit_code == 0 and "pre-seed3" not in again.output   # finished runs are reused, not retrained

@@ -354,3 +354,12 @@ def test_as_dict_is_strict_json():
         json.dumps(d, allow_nan=False)
         assert set(d) >= {"test", "n", "estimate", "ci95", "p", "effect_size", "check", "units", "notes"}
     assert cases[1].as_dict()["ci95"] == [None, None]
+
+
+def test_power_line_says_when_the_observed_effect_is_far_below_the_sources():
+    a = [2.000, 2.010, 1.995, 2.004, 2.001]
+    b = [x + d for x, d in zip(a, [0.006, 0.004, 0.008, 0.005, 0.007])]   # ours: about -0.006
+    e = E.paired(a, b, "less", units="nats")
+    assert "40x smaller than the source's (-0.24 nats)" in E.power_line(e, -0.24)
+    assert "smaller than the source's" not in E.power_line(e, -0.01)      # comparable: nothing added
+    assert "opposite sign" in E.power_line(e, 0.24)

@@ -29,3 +29,17 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
     assert namespace["run"].config.model.norm.placement == "post"
     assert len(namespace["losses"].dropna()) == 6
     assert "['ma" in capsys.readouterr().out                                  # the printed samples
+
+
+def test_setup_block_puts_the_cli_on_the_path():
+    """A new shell that follows the README literally reaches `normlab list` (issue 27): the set-up block activates
+    the venv before the Use block's first `normlab` command, and `make demo` ends by saying how."""
+    text = README.read_text(encoding="utf-8")
+    setup = re.search(r"## Set up and run.*?```bash\n(.*?)```", text, re.S).group(1)
+    use = text.index("## Use")
+    assert "source .venv/bin/activate" in setup and text.index("source .venv/bin/activate") < use
+    assert ".venv/bin/normlab" in setup
+    makefile = (README.parent / "Makefile").read_text(encoding="utf-8")
+    demo = re.search(r"^demo:.*?(?=^\S|\Z)", makefile, re.S | re.M).group(0)
+    lines = [line.strip() for line in demo.splitlines()[1:] if line.strip()]
+    assert "normlab run prepost" in lines[0] and "activate" in lines[-1] and lines[-1].startswith("@echo")

@@ -98,7 +98,7 @@ def test_unknown_experiment_gets_the_generic_report_and_pipes_are_escaped(tmp_pa
     write_experiment(root, "x", ["a|b"], runs, [0, 1])
     paths = build_report(root)
     md = paths["report.md"].read_text()
-    assert "No declared claims." in md and "| a\\|b |" in md
+    assert "**Outcome: no declared claims (the results table is the outcome).**" in md and "| a\\|b |" in md
 
 
 def test_report_without_experiment_json_discovers_runs(exp_dir):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..rundir import write_json
+from .progress import SweepProgress
 from .runner import Sweep, cores, plan_tasks, workers_and_threads
 from .spec import expand, load_experiment, parse_seeds, seeds_label, watching_only
 
@@ -37,20 +38,23 @@ LAUNCHERS = ("local", "ray")
 def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None = None, jobs: int | None = None,
                    out: str | None = None, preset: str | None = None, skip_failed: bool = False,
                    replicate: str | None = None, launcher: str = "local", address: str | None = None,
-                   echo=_console, stack: bool = True) -> ExperimentResult:
+                   echo=_console, stack: bool = True, display: str = "none") -> ExperimentResult:
+    """`display`: how the sweep shows its progress (progress.SweepProgress): "auto" (a live table on a terminal,
+    periodic lines elsewhere; what the CLI passes), "bar", "lines" or "none"."""
     _check_launcher(launcher, address)
     spec = load_experiment(name)
     seed_list = parse_seeds(seeds, spec.seeds)
-    if replicate is not None and not (Path(replicate) / "results.json").is_file():
-        raise ConfigError(f"--replicate {replicate}: no results.json there (run the original experiment first)")
     planned = expand(spec, list(overrides), seed_list, out, preset)
     exp_dir = planned[0].run_dir.parent
+    if replicate is not None:
+        check_replicate(Path(replicate), spec.name, seed_list, exp_dir)
+    workers = min(jobs or spec.jobs, cores()) if launcher == "local" else None   # Ray's cluster decides its own
+    tasks, states = plan_tasks(planned, skip_failed, stack, workers)
+    check_data([r for t in tasks for r in t.runs], spec, preset)   # before anything is written or trained
     try:
         exp_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot create {exp_dir}: {err.strerror or err} (--out must be a writable folder)") from None
-    workers = min(jobs or spec.jobs, cores()) if launcher == "local" else None   # Ray's cluster decides its own
-    tasks, states = plan_tasks(planned, skip_failed, stack, workers)
     variants = list(dict.fromkeys(p.variant for p in planned))  # a preset may run a subset
     info = {"name": spec.name, "title": spec.title, "description": spec.description, "seed_ref": spec.seed_ref,
             "source": spec.source, "variants": variants, "seeds": seed_list,
@@ -67,8 +71,10 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
          + (f", {len(planned) - reused - sum(len(t.runs) for t in tasks)} failed kept (--skip-failed))"
             if skip_failed and any(s == "failed" for s in states.values()) else ")"))
     t0 = time.perf_counter()
-    sweep = _sweep(launcher, tasks, jobs or spec.jobs, jobs, address, echo, reuse=stack)
-    results = sweep.run()
+    shown = SweepProgress(tasks, display if launcher == "local" else "none", write=echo)  # Ray prints its own
+    sweep = _sweep(launcher, tasks, jobs or spec.jobs, jobs, address, echo, reuse=stack, shown=shown)
+    with shown:
+        results = sweep.run()
     wall = time.perf_counter() - t0
     if sweep.interrupted:
         flags = [f"--seeds {seeds}" if seeds is not None else "", f"--preset {preset}" if preset else "",
@@ -77,6 +83,9 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
         echo(f"interrupted: finished runs are kept and stopped runs saved a checkpoint; continue with: normlab run "
              f"{name} {' '.join(overrides)} {' '.join(f for f in flags if f)}".replace("  ", " ").strip())
         return ExperimentResult(exp_dir, results, wall, interrupted=True)
+    if results and all(s.get("status") == "failed" for s in results.values()) \
+            and not any(state == "finished" for state in states.values()):
+        return ExperimentResult(exp_dir, results, wall)   # nothing to report on: no report, the CLI says why
     from ..report import build_report  # here, not at the top: a sweep worker imports this package and never
     # reports (scipy.stats and matplotlib are ~1.7 s of every worker's start-up)
 
@@ -84,9 +93,71 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
         from ..report.replication import write_replication
 
         build_report(exp_dir, spec)  # results.json with this seed set's verdicts first
-        write_replication(Path(replicate), exp_dir)
+        rows = write_replication(Path(replicate), exp_dir)
+        counts = {o: sum(r["outcome"] == o for r in rows) for o in ("replicated", "failed to replicate", "not decided")}
+        echo(f"replication of {replicate}: " + ", ".join(f"{n} {o}" for o, n in counts.items() if n)
+             + f" of {len(rows)} claims ({exp_dir / 'replication.md'})")
     paths = build_report(exp_dir, spec)
     return ExperimentResult(exp_dir, results, wall, report=paths)
+
+
+def check_replicate(original: Path, experiment: str, seeds: list[int], exp_dir: Path) -> None:
+    """--replicate DIR before anything trains: DIR holds results of the same experiment on seeds disjoint from these,
+    and is not the folder this run fills."""
+    from ..rundir import read_json
+
+    flag = f"--replicate {original}"
+    if not (original / "results.json").is_file():
+        raise ConfigError(f"{flag}: no results.json there (run the original experiment first, e.g. normlab run "
+                          f"{experiment})")
+    try:
+        results = read_json(original / "results.json")
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{flag}: its results.json cannot be read ({err})") from None
+    if results.get("experiment") != experiment:
+        raise ConfigError(f"{flag}: that folder holds experiment {results.get('experiment')!r}, not {experiment!r}; "
+                          f"a replication compares the same experiment's claims (e.g. --replicate runs/{experiment})")
+    if original.resolve() == exp_dir.resolve():
+        raise ConfigError(f"{flag}: that is the folder this run fills; pass other seeds (e.g. --seeds "
+                          f"{max(seeds) + 1}-{max(seeds) + len(seeds)})")
+    theirs = results.get("seeds") or []
+    overlap = sorted(set(theirs) & set(seeds))
+    if overlap:
+        fresh = max([*theirs, *seeds]) + 1
+        raise ConfigError(f"{flag}: its seeds {seeds_label(theirs)} overlap these ({', '.join(map(str, overlap))}); a "
+                          f"replication needs disjoint seeds (e.g. --seeds {fresh}-{fresh + len(seeds) - 1})")
+    if not any(c.get("verdict") for c in results.get("claims", [])):
+        raise ConfigError(f"{flag}: its results.json has no claim verdicts to compare")
+
+
+def check_data(runs: list, spec, preset: str | None) -> None:
+    """Open every data source the runs about to train read, once each (not once a run, in every worker): an offline
+    Hub source, a missing `text:` file or a missing extra stops the sweep here, in one line, before anything is
+    written. The line names a preset of the experiment that reads an embedded or local corpus, when there is one."""
+    from ..data.corpora import open_source
+    from ..data.localtext import reading, text_files
+
+    seen = set()
+    for run in runs:
+        data = run.cfg.data
+        for source in (data.source, data.val_source):
+            if not source or (source, data.cache_dir) in seen:
+                continue
+            seen.add((source, data.cache_dir))
+            try:
+                if source.startswith("text:"):   # the files exist and open; not hashed again (run_state did)
+                    for f in text_files(source[len("text:"):]):
+                        with reading(f), open(f, "rb") as fh:
+                            fh.read(1)
+                else:
+                    open_source(source, data.cache_dir)
+            except ConfigError as err:
+                offline = [p for p, o in spec.presets.items() if p != preset and isinstance(o, dict)
+                           and (str(o.get("data.source", "")) == "names" or str(o.get("data.source", "")).startswith(
+                               "text:"))]
+                hint = (f"; or --preset {offline[0]} (data.source={spec.presets[offline[0]]['data.source']}, "
+                        "no download)") if offline else ""
+                raise ConfigError(f"{err}{hint}; nothing was trained or written") from None
 
 
 def _check_launcher(launcher: str, address: str | None) -> None:
@@ -102,11 +173,26 @@ def _check_launcher(launcher: str, address: str | None) -> None:
 
 
 def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, address: str | None, echo,
-           reuse: bool = True):
+           reuse: bool = True, shown: SweepProgress | None = None):
     """Local: `jobs` processes, the machine's cores split among them, each taking task after task (reuse; with
     --no-stack one process per run, as before stacking). Ray: each task keeps its own threads
     (the cluster's nodes, not this machine, decide how many run), at most --jobs in flight when given."""
-    on_done = lambda run, s: echo(_done_line(run, s))  # noqa: E731
+    said: dict[str, str] = {}   # error -> the first run that printed it: a shared cause is printed once
+
+    def on_done(run: str, s: dict) -> None:
+        error = str(s.get("error") or "")
+        if s.get("status") == "failed" and error in said:
+            echo(f"  {run}: failed (the same error as {said[error]})")
+        else:
+            said.setdefault(error, run)
+            echo(_done_line(run, s))
+        if shown is not None:
+            shown.done(run, s)
+            row = shown.row_of.get(run)
+            stack = s.get("stacked") if isinstance(s.get("stacked"), dict) else {}
+            if row is not None and len(row.runs) > 1 and len(row.ended) == len(row.runs) \
+                    and stack.get("group_train_time_s") is not None:   # the stack's time once, not once a member
+                echo(f"  {row.label}: {len(row.runs)} runs trained stacked in {stack['group_train_time_s']:.1f} s")
     if launcher == "ray":
         from .launchers.ray import RaySweep
 
@@ -114,13 +200,15 @@ def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, addres
     n_jobs, threads = workers_and_threads(jobs, len(tasks))
     for task in tasks:
         task.threads = threads
-    return Sweep(tasks, n_jobs, on_done=on_done, reuse=reuse)
+    return Sweep(tasks, n_jobs, on_done=on_done, reuse=reuse,
+                 **({"on_progress": shown.progress} if shown is not None else {}))
 
 
 def _done_line(run: str, s: dict) -> str:
     status = s.get("status")
     if status == "complete":
-        return f"  {run}: complete, val loss {s.get('val_loss', float('nan')):.4f} ({s.get('train_time_s', 0):.1f} s)"
+        took = "" if isinstance(s.get("stacked"), dict) else f" ({s.get('train_time_s', 0):.1f} s)"   # a stack's: once
+        return f"  {run}: complete, val loss {s.get('val_loss', float('nan')):.4f}{took}"
     if status == "diverged":
         return f"  {run}: diverged at step {s.get('diverged_step')} ({s.get('diverged_reason')})"
     return f"  {run}: {status} {s.get('error') or ''}".rstrip()

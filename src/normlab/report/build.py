@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..rundir import atomic_write_bytes, atomic_write_text, now, write_json
-from . import drawing, evidence, plots, render, setup_table
-from .claims import evaluate_claims
+from . import drawing, evidence, plots, render, setup_table, terminal
+from .claims import Trained, evaluate_claims
 from .probe_data import probe_figure_jobs
 from .runs import RunData, by_variant, load_experiment_runs, stack_losses
 from .tables import Row, common_rows, metric_row
@@ -53,6 +53,29 @@ def _hook(spec, name: str):
     return getattr(module, name, None) if module is not None else None
 
 
+NOT_SCALE = ("train.device", "train.threads", "train.eval_every", "train.eval_batches", "train.print_every",
+             "train.log_every", "train.checkpoint", "train.trackers", "probes.", "sample.", "out_dir", "name")
+# settings that change how a run is watched or where it runs, not the setup a source's number belongs to
+
+
+def trained_here(info: dict, spec) -> Trained:
+    """How this folder's runs differ from the experiment as shipped (experiment.json's preset and overrides)."""
+    preset, overrides = info.get("preset"), list(info.get("overrides") or [])
+    settings = {}
+    if preset and spec is not None and isinstance(getattr(spec, "presets", None), dict):
+        chosen = spec.presets.get(preset) or {}
+        settings.update({k: v for k, v in chosen.items() if k not in ("variants", "axes")})
+        for axis in (chosen.get("axes") or {}).values():
+            settings.update({k: "per variant" for k in axis})
+    for o in overrides:
+        key, _, value = str(o).partition("=")
+        settings[key.strip()] = value.strip()
+    changed = [f"{k}={v}" for k, v in settings.items() if not str(k).startswith(NOT_SCALE)]
+    label = " and ".join(x for x in [f"preset {preset}" if preset else "",
+                                      f"overrides {' '.join(overrides)}" if overrides else ""] if x)
+    return Trained(label, changed)
+
+
 def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
     """Tables, claims, sections, figures and notes of one experiment's runs."""
     rows = _hook(spec, "rows")
@@ -60,7 +83,8 @@ def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
         metric_row("Avg train loss, last 10% of steps", lambda r: r.summary.get("final_train_loss"), groups),
         metric_row("Min train loss", lambda r: r.summary.get("min_train_loss"), groups)] + common_rows(groups)[2:]
     group_defs = spec.groups_resolved if spec is not None and hasattr(spec, "groups_resolved") else {}
-    claims = evaluate_claims(spec.claim_specs, groups, group_defs) if spec is not None else []
+    trained = trained_here(info, spec)
+    claims = evaluate_claims(spec.claim_specs, groups, group_defs, trained) if spec is not None else []
     sections, figures, notes = {}, {}, []
     for name, target in (("sections", sections), ("figures", figures)):
         hook = _hook(spec, name)
@@ -69,7 +93,8 @@ def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
     hook = _hook(spec, "notes")
     if hook:
         notes += hook(groups)
-    return {"table": table, "claims": claims, "sections": sections, "figures": figures, "notes": notes}
+    return {"table": table, "claims": claims, "sections": sections, "figures": figures, "notes": notes,
+            "trained": trained}
 
 
 def figure_groups(groups: dict[str, list[RunData]], own, experiment: str) -> list[render.Section]:
@@ -148,31 +173,67 @@ def _build_report(exp_dir: Path, spec) -> dict[str, Path]:
     if extra:
         results.update(extra(groups))
     write_json(exp_dir / "results.json", results)
-    _summaries[exp_dir.resolve()] = ((exp_dir / "results.json").read_bytes(), _summary(result, groups))
-    return {n: exp_dir / n for n in ["report.md", "report.html", "results.json", *images]}
+    atomic_write_text(exp_dir / "results.csv", runs_csv(results["runs"]))
+    atomic_write_text(exp_dir / "claims.csv", claims_csv(results["claims"]))
+    _summaries[exp_dir.resolve()] = ((exp_dir / "results.json").read_bytes(), _summary_parts(result, groups, runs))
+    return {n: exp_dir / n for n in ["report.md", "report.html", "results.json", "results.csv", "claims.csv", *images]}
 
 
-# exp_dir -> (the results.json this process wrote, its summary): `normlab run` prints the summary of the report it
-# just built without analysing every run a second time (lr-sweep: 175 runs read again, its own figures redrawn)
-_summaries: dict[Path, tuple[bytes, str]] = {}
+RUN_COLUMNS = ("name", "variant", "seed", "status", "steps_done", "val_loss", "val_bpb", "val_ppl", "final_train_loss",
+               "min_train_loss", "diverged_step", "diverged_reason", "params", "tokens_seen", "train_time_s")
+CLAIM_COLUMNS = ("id", "verdict", "test", "n", "effect", "ci95_low", "ci95_high", "units", "p", "p_holm", "untestable",
+                 "text")
 
 
-def _summary(result: dict, groups: dict) -> str:
-    return render.verdict_table(result["claims"]) + "\n\n" + render.results_table(result["table"], list(groups))
+def _csv(header: tuple, rows: list[list]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    return out.getvalue()
 
 
-def summary_table(exp_dir: str | Path, spec=None) -> str:
-    """The claims' verdicts and the results table, as Markdown (what `normlab run` prints at the end): the
-    report's own where this process built it and results.json has not changed since, else analysed afresh."""
+def runs_csv(runs: list[dict]) -> str:
+    """results.csv: one row per run (results.json's `runs`, the summary numbers a spreadsheet wants)."""
+    return _csv(RUN_COLUMNS, [[r.get(c) for c in RUN_COLUMNS] for r in runs])
+
+
+def claims_csv(claims: list[dict]) -> str:
+    """claims.csv: one row per claim, its verdict and the deciding part's effect, CI and p values."""
+    rows = []
+    for c in claims:
+        e = c.get("effect") or {}
+        ci = e.get("ci95") or [None, None]
+        rows.append([c.get("id"), c.get("verdict"), c.get("test"), c.get("n"), e.get("estimate"), ci[0], ci[1],
+                     e.get("units"), c.get("p"), c.get("p_holm"), c.get("untestable"), c.get("text")])
+    return _csv(CLAIM_COLUMNS, rows)
+
+
+# exp_dir -> (the results.json this process wrote, what its summary shows): `normlab run` prints the summary of the
+# report it just built without analysing every run a second time (lr-sweep: 175 runs read again, its figures redrawn)
+_summaries: dict[Path, tuple[bytes, tuple]] = {}
+
+
+def _summary_parts(result: dict, groups: dict, runs: list[RunData]) -> tuple:
+    return result["claims"], result["table"], list(groups), terminal.grouped_warnings(runs), len(runs)
+
+
+def summary_table(exp_dir: str | Path, spec=None, width: int | None = None) -> str:
+    """What `normlab run` prints at the end: the outcome line, the claims and the results as rich tables `width`
+    columns wide (default: the terminal's), each distinct warning once with its count (report/terminal.py); the
+    report's own analysis where this process built it and results.json has not changed since, else afresh."""
     exp_dir = Path(exp_dir)
     built = _summaries.get(exp_dir.resolve())
     results = exp_dir / "results.json"
     if built is not None and results.is_file() and results.read_bytes() == built[0]:
-        return built[1]
+        return terminal.summary_text(*built[1], width=width)
     info, runs = load_experiment_runs(exp_dir)
     groups = by_variant(runs, info.get("variants", []))
     with plots.closing_new_figures():  # analyze() also draws the experiment's own figures, unused here
-        return _summary(analyze(info, groups, spec), groups)
+        return terminal.summary_text(*_summary_parts(analyze(info, groups, spec), groups, runs), width=width)
 
 
 __all__ = ["Row", "build_report", "summary_table"]

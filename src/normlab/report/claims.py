@@ -221,6 +221,14 @@ def _pair_values(spec, a, b, groups, kw):
 
 
 @dataclass
+class Trained:
+    """How the runs of this experiment folder differ from the experiment as shipped: `label` says by what ('preset
+    smoke', 'overrides train.steps=40'), `changed` lists the 'key=value' settings that change what a run computes."""
+    label: str = ""
+    changed: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ClaimResult:
     spec: ClaimSpec
     parts: list[PartResult]
@@ -229,6 +237,7 @@ class ClaimResult:
     p: float | None = None
     p_holm: float | None = None
     reasons: list[str] = field(default_factory=list)
+    untestable: str = ""   # why what ran cannot test the claim (a variant not trained, the source's scale not run)
 
     @property
     def main(self) -> PartResult | None:
@@ -246,6 +255,7 @@ class ClaimResult:
             "effect": ({"estimate": _num(e.estimate), "ci95": [_num(e.ci95[0]), _num(e.ci95[1])],
                         "units": e.units, "size": e.effect_size} if e else None),
             "precondition": self.precondition, "reasons": self.reasons, "note": self.spec.note,
+            "untestable": self.untestable or None,
             "parts": [{"compare": f"{p.a} {p.op} {p.b}", "verdict": p.verdict, "seeds": p.seeds,
                        "undefined": p.undefined, "missing": p.missing,
                        "evidence": p.evidence.as_dict() if p.evidence else None,
@@ -258,10 +268,39 @@ def _num(x):
     return None if x is None or not isinstance(x, (int, float)) or not math.isfinite(x) else float(x)
 
 
-def evaluate_claims(specs: list[ClaimSpec], groups: dict[str, list[RunData]], group_defs: dict) -> list[ClaimResult]:
-    """Every claim's evidence and verdict; p values Holm-adjusted across the tested claims."""
+def _trained(side: str, groups: dict[str, list[RunData]], group_defs: dict) -> bool:
+    return bool(groups.get(side)) or any(groups.get(v) for v in group_defs.get(side, []))
+
+
+def untestable_here(spec: ClaimSpec, groups: dict[str, list[RunData]], group_defs: dict,
+                    trained: Trained | None = None) -> str:
+    """Why these runs cannot test the claim at all, or '': a side's variants were not trained (a preset's subset),
+    or the claim compares with the source's absolute number (b a number other than 0, a sign) while a preset or
+    override changed the setup the number belongs to."""
+    trained = trained or Trained()
+    absent = list(dict.fromkeys(side for a, _, b in spec.parts for side in (a, b)
+                                if _number(side) is None and not _trained(side, groups, group_defs)))
+    if absent:
+        return f"{', '.join(absent)} not in {trained.label or 'the variants trained here'}"
+    numbers = [b for _, _, b in spec.parts if _number(b) not in (None, 0.0) and b not in groups]
+    if numbers and trained.changed:
+        shown = ", ".join(trained.changed[:4]) + (f" and {len(trained.changed) - 4} more" if len(trained.changed) > 4
+                                                   else "")
+        return (f"compares with the source's absolute number {numbers[0]}, and {trained.label} changes the setup it "
+                f"belongs to ({shown})")
+    return ""
+
+
+def evaluate_claims(specs: list[ClaimSpec], groups: dict[str, list[RunData]], group_defs: dict,
+                    trained: Trained | None = None) -> list[ClaimResult]:
+    """Every claim's evidence and verdict; p values Holm-adjusted across the tested claims. `trained` says how
+    these runs differ from the shipped experiment: a claim they cannot test is 'untestable here' and says why."""
     results = []
     for spec in specs:
+        why = untestable_here(spec, groups, group_defs, trained)
+        if why:
+            results.append(ClaimResult(spec, [], {"ok": True, "reason": ""}, untestable=why))
+            continue
         pre = {"ok": True, "reason": ""}
         if spec.precondition:
             kw = {k: v for k, v in spec.precondition.items() if k != "name"}
@@ -280,6 +319,10 @@ def evaluate_claims(specs: list[ClaimSpec], groups: dict[str, list[RunData]], gr
 
 
 def _decide(r: ClaimResult) -> None:
+    if r.untestable:
+        r.verdict = ev.UNTESTABLE
+        r.reasons.append(f"untestable here: {r.untestable}")
+        return
     if not r.precondition["ok"]:
         r.verdict = ev.UNTESTABLE
         r.reasons.append(f"precondition failed: {r.precondition['reason']}")

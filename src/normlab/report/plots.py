@@ -196,26 +196,40 @@ def loss_panels(curves: dict[str, np.ndarray], beta: float = 0.95, first: int = 
     if many(curves):
         return _loss_multiples(curves, beta)
     order = list(curves)
-    fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, 3.6))
     # windows are per curve: variants may train for different numbers of steps (ngpt's enc-dec runs);
     # a title never claims a window the runs did not have (the last 200 steps of a 60-step run)
     longest = max((c.shape[1] for c in curves.values()), default=0)
     first, last = min(first, longest), min(last, longest)
-    views = [(axes[0], lambda m: slice(0, m), beta, "Smoothed loss (EMA %.2f), whole run" % beta),
-             (axes[1], lambda m: slice(0, min(first, m)), 0.6, f"First {first} steps (EMA 0.6)"),
-             (axes[2], lambda m: slice(max(0, m - last), m), beta, f"Last {last} steps (EMA {beta:.2f})")]
+    if first >= longest and last >= longest:   # a short run: the three windows are the whole run, drawn once
+        fig, ax = plt.subplots(figsize=(8.5, 3.6))
+        axes = [ax]
+        views = [(ax, lambda m: slice(0, m), beta, "Smoothed loss (EMA %.2f), whole run (%d steps: the first and "
+                  "last windows are the same)" % (beta, longest))]
+    else:
+        fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, 3.6))
+        views = [(axes[0], lambda m: slice(0, m), beta, "Smoothed loss (EMA %.2f), whole run" % beta),
+                 (axes[1], lambda m: slice(0, min(first, m)), 0.6, f"First {first} steps (EMA 0.6)"),
+                 (axes[2], lambda m: slice(max(0, m - last), m), beta, f"Last {last} steps (EMA {beta:.2f})")]
     for ax, window, b, title in views:
         for v, c in curves.items():
             w = window(c.shape[1])
             _band(ax, np.arange(c.shape[1])[w], ema(c, b)[:, w], v, color_of(v, order))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
+        integer_steps(ax)
         ax.grid(alpha=0.3)
         loss_ylim(ax, {v: ema(c, b) for v, c in curves.items()})
     axes[0].set_ylabel("training loss (nats/token)")
     legend(axes[-1], len(order))
     fig.tight_layout()
     return fig
+
+
+def integer_steps(ax) -> None:
+    """Steps are whole numbers: a short run's x axis gets no 0.5-step ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _mean(curves: np.ndarray) -> np.ndarray:
@@ -236,6 +250,7 @@ def _loss_multiples(curves: dict[str, np.ndarray], beta: float):
         end = f"  {finite[-1]:.2f}" if finite.size else "  (no finite loss)"
         ax.set_title(v + end, fontsize=7.5)
         ax.grid(alpha=0.3)
+        integer_steps(ax)
     loss_ylim(axes[0], smooth)
     fig.supxlabel("step", fontsize=9)
     fig.supylabel("training loss (nats/token)", fontsize=9)
@@ -252,6 +267,7 @@ def cumulative_average(curves: dict[str, np.ndarray]):
     fig, ax = plt.subplots(figsize=(8.5, 3.8))
     for v, c in curves.items():
         _band(ax, np.arange(c.shape[1]), cumulative_mean(c), v, color_of(v, order))
+    integer_steps(ax)
     return finish(fig, ax, "Cumulative average training loss", "step", "mean loss over steps 0..t")
 
 
@@ -294,6 +310,7 @@ def val_curves(val: dict[str, list[list[tuple[int, float]]]]):
             ax.plot(*means[v], color="C0", lw=1.6)
             ax.set_title(v, fontsize=7.5)
             ax.grid(alpha=0.3)
+            integer_steps(ax)
         fig.supxlabel("step", fontsize=9)
         fig.supylabel("validation loss (nats/token)", fontsize=9)
         suptitle(fig, "Validation loss, one panel per variant")
@@ -306,6 +323,7 @@ def val_curves(val: dict[str, list[list[tuple[int, float]]]]):
             if points:
                 ax.plot(*zip(*points), color=color, alpha=0.3, lw=0.8)
         ax.plot(*means[v], color=color, lw=2, marker="o", label=v)
+    integer_steps(ax)
     return finish(fig, ax, "Validation loss", "step", "loss (nats/token)")
 
 

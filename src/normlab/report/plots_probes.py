@@ -22,13 +22,33 @@ _HORIZONTAL = ({"orientation": "horizontal"} if tuple(int(x) for x in matplotlib
 SPREAD_MOST = 4       # heatmaps at first/middle/last step for up to this many variants, else the last step only
 
 
-def _panels(names: list[str], legend: bool = True):
+def _panels(names: list[str], legend: bool = True, share: bool = True):
     """One panel per variant: four across at a readable size for a few, small multiples for many; room on
-    the right for the figure's one legend."""
+    the right for the figure's one legend. Variant panels share their y axis (`share`), so a taller curve is a
+    larger value, not another scale."""
     right = 1.0 if legend else 0.1
     if many(names):
         return small_multiples(len(names), columns(names), right_in=right)
-    return small_multiples(len(names), min(4, len(names)), panel_w=2.6, panel_h=2.2, sharey=False, right_in=right)
+    return small_multiples(len(names), min(4, len(names)), panel_w=2.6, panel_h=2.2, sharey=share, right_in=right)
+
+
+NEGLIGIBLE = 0.01   # a heatmap whose values span less than this fraction of their size is drawn flat, and says so
+
+
+def colour_range(finite: np.ndarray) -> tuple[float, float, str]:
+    """(vmin, vmax, note) of a heatmap's shared colour scale: the data's range, or, where that range is negligible
+    (0.1266-0.1272: seed noise), a scale 10 % of the value wide around it, so noise is not drawn as full-range
+    structure; `note` then says so for the colour bar's label."""
+    if not finite.size:
+        return 0.0, 1.0, ""
+    lo, hi = float(finite.min()), float(finite.max())
+    size = max(abs(lo), abs(hi))
+    if hi - lo < NEGLIGIBLE * size:
+        mid = (lo + hi) / 2
+        return mid - 0.05 * size, mid + 0.05 * size, f"range {lo:.4g} to {hi:.4g}, under 1 %: drawn flat"
+    if hi == lo:
+        return lo - 0.5, hi + 0.5, ""
+    return lo, hi, ""
 
 
 def _text_color(rgba) -> str:
@@ -67,9 +87,8 @@ def grid_heatmaps(grids: dict[str, dict], title: str, cmap: str, labels: list[st
     more: the last step of each variant as small multiples (cells too small to write in)."""
     finite = [a[np.isfinite(a)] for g in grids.values() for a in g.values() if a is not None]
     finite = np.concatenate(finite) if finite else np.zeros(0)
-    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    if vmax == vmin:
-        vmin, vmax = vmin - 0.5, vmax + 0.5
+    vmin, vmax, flat = colour_range(finite)
+    cbar_label = f"{cbar_label or title}" + (f" ({flat})" if flat else "")
     cells = [(v, step, grid) for v, g in grids.items() for step, grid in g.items()]
     if len(grids) > SPREAD_MOST:
         cells = [(v, *list(g.items())[-1]) for v, g in grids.items()]
@@ -99,14 +118,14 @@ def grid_heatmaps(grids: dict[str, dict], title: str, cmap: str, labels: list[st
         fig.supxlabel("head", fontsize=9)
         fig.supylabel("layer", fontsize=9)
     if image is not None and annotate:
-        fig.colorbar(image, ax=axes, shrink=0.8, aspect=30).set_label(cbar_label or title, fontsize=8)
+        fig.colorbar(image, ax=axes, shrink=0.8, aspect=30).set_label(cbar_label, fontsize=8)
     elif image is not None:  # in the right margin small_multiples left, as tall as the top two rows
         x1, y1 = max(a.get_position().x1 for a in axes), max(a.get_position().y1 for a in axes)
         y0 = min(a.get_position().y0 for a in axes)
         y0 = max(y0, y1 - 0.5 * (y1 - y0)) if len(axes) > 12 else y0
         cax = fig.add_axes((x1 + 0.012, y0, 0.012, y1 - y0))
         bar = fig.colorbar(image, cax=cax)
-        bar.set_label(cbar_label or title, fontsize=8)
+        bar.set_label(cbar_label, fontsize=8)
         bar.ax.tick_params(labelsize=7)
     if annotate:
         fig.suptitle(title, fontsize=10)
@@ -228,7 +247,7 @@ def embedding_histograms(rows: dict[str, dict[str, np.ndarray]]):
             ax.set_xlabel("||row||", fontsize=8)
             ax.grid(alpha=0.3, axis="x")
         return fig
-    fig, axes = _panels(tables)
+    fig, axes = _panels(tables, share=False)   # one panel per table (wte, lm_head): their own counts
     for ax, table in zip(axes, tables):
         for i, (variant, r) in enumerate(rows.items()):
             if table in r and np.isfinite(r[table]).any():

@@ -102,9 +102,19 @@ def probe_figure_jobs(groups: dict) -> list:
     def job(name, f):
         def draw():
             fig = _draw(name, f, data)
-            return {f.file: (fig, f.caption)} if fig is not None else {}
+            return {f.file: (fig, caption_of(f))} if fig is not None else {}
         return draw
     return [job(name, f) for name, cls in PROBES.items() for f in cls.figures]
+
+
+SEED_MEAN = "Each variant's curve or cell is the mean over its seeds."
+FIRST_SEED = "Each variant's first seed (per-channel values do not average across seeds)."
+
+
+def caption_of(f) -> str:
+    """A probe figure's caption and what it aggregates: the mean over seeds (layers, heads, profile) or the first
+    seed (channels, histograms)."""
+    return f"{f.caption.rstrip()} {SEED_MEAN if f.kind in ('layers', 'heads', 'profile') else FIRST_SEED}".strip()
 
 
 ALL_ZERO = {"nan_counts": "no non-finite values in any layer, at any probe step"}

@@ -45,6 +45,16 @@ def _p(p) -> str:
     return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
+def effect_name(part) -> str:
+    """What the effect is the difference of, by name: 'pre − post', 'decoder' (against 0: the value itself),
+    'nonorm − 1.948' (against a stated number)."""
+    try:
+        against_zero = float(part.b) == 0.0
+    except (TypeError, ValueError):
+        against_zero = False
+    return part.a if against_zero else f"{part.a} − {part.b}"
+
+
 def effect_text(part) -> str:
     e = part.evidence
     if e is None:
@@ -52,20 +62,47 @@ def effect_text(part) -> str:
     lo, hi = e.ci95
     size = e.effect_size or {}
     sized = f", {size.get('name')} {_fmt(size.get('value'), 2)}" if size.get("value") is not None else ""
-    return f"{part.a} − {part.b}: {_fmt(e.estimate)} [{_fmt(lo)}, {_fmt(hi)}]{sized}"
+    return f"{effect_name(part)}: {_fmt(e.estimate)} [{_fmt(lo)}, {_fmt(hi)}]{sized}"
+
+
+def metric_text(spec) -> str:
+    """The claim's metric with its arguments and unit: 'mean_train_loss, last 100 (nats/token)'."""
+    from .metrics import METRICS
+
+    try:
+        name, kw = spec.metric_call()
+    except Exception:  # noqa: BLE001  (a claim checked when it loaded; a pulled results folder may not be)
+        return str(spec.metric)
+    args = ", ".join(f"{k} {v}" for k, v in kw.items())
+    m = METRICS.get(name)
+    units = m.units if m is not None and m.units else ("share of samples" if m is not None and m.count else "")
+    return f"{name}{', ' + args if args else ''}" + (f" ({units})" if units else "")
+
+
+def outcome_line(claims) -> str:
+    """'3 supported, 1 contradicted, 2 not enough evidence of 6 claims': the report's answer in one line."""
+    if not claims:
+        return "no declared claims (the results table is the outcome)"
+    counts = [(w, sum(c.verdict == w for c in claims)) for w in evidence.VERDICTS]
+    return ", ".join(f"{n} {w}" for w, n in counts if n) + f" of {len(claims)} claims"
+
+
+P_HEADER = "p raw / Holm-adjusted"
 
 
 def verdict_table(claims) -> str:
     if not claims:
         return "No declared claims."
-    lines = ["| claim | source | ours: effect [95 % CI] | test, n | p (Holm) | verdict |", "|---|---|---|---|---|---|"]
+    lines = [f"| claim | metric (unit) | source | ours: effect [95 % CI] | test, n | {P_HEADER} | verdict |",
+             "|---|---|---|---|---|---|---|"]
     for c in claims:
         parts = c.parts or []
-        ours = "; ".join(effect_text(p) for p in parts) or c.precondition.get("reason", "")
+        ours = "; ".join(effect_text(p) for p in parts) or (f"untestable here: {c.untestable}" if c.untestable
+                                                             else c.precondition.get("reason", ""))
         main = c.main
         test = f"{main.evidence.test}, n={main.evidence.n}" if main and main.evidence else "—"
-        lines.append(f"| {cell(c.spec.text)} | {cell(c.spec.seed_value or '—')} | {cell(ours)} | {cell(test)} | "
-                     f"{_p(c.p)} ({_p(c.p_holm)}) | **{c.verdict}** |")
+        lines.append(f"| {cell(c.spec.text)} | {cell(metric_text(c.spec))} | {cell(c.spec.seed_value or '—')} | "
+                     f"{cell(ours)} | {cell(test)} | {_p(c.p)} / {_p(c.p_holm)} | **{c.verdict}** |")
     return "\n".join(lines)
 
 
@@ -144,6 +181,7 @@ class Section:
     about: str = ""                                  # one line under the heading (a figure group's subject)
     figures: list[Shown] = field(default_factory=list)
     anchor: str = ""
+    collapsed: bool = False                          # HTML: a <details> the reader opens (report.md shows it all)
 
 
 @dataclass
@@ -155,28 +193,30 @@ class Page:
 
 def page(info, result, groups, runs, figure_groups: list[Section], setup_md: str, missing,
          replication: str = "", lead: str | None = None) -> Page:
-    """The report's layout: the same sections in report.md and report.html. `lead` (a figure's file, the
-    experiment's LEAD_FIGURE) is the figure that answers the question: shown right under the claims table
-    and not again among the figures."""
+    """The report's layout, the answer first: the outcome line, the claims table and `lead` (a figure's file, the
+    experiment's LEAD_FIGURE: shown under the claims table and not again), the results, the experiment's own
+    sections and figures; then the setup, and what a reader opens on demand (collapsed in the HTML): how to read
+    the verdicts, the generic probe figures, samples and runs. report.md has the same sections in the same order."""
     seeds = info.get("seeds") or sorted({r.seed for r in runs})
-    source = f"Reproduces seed {info['seed_ref']}. " if info.get("seed_ref") else ""
-    intro = [f"{source}Built {_now()} from {len(runs)} runs ({len(groups)} variants × seeds "
-             f"{', '.join(map(str, seeds))})."]
-    if info.get("description"):
-        intro.append(info["description"].strip())
+    claims = result["claims"]
+    intro = [f"**Outcome: {outcome_line(claims)}.**"]
+    trained = result.get("trained")
+    if trained is not None and "smoke" in (info.get("preset") or ""):
+        intro.append(f"**Smoke run ({trained.label})**: it checks the plumbing (every variant trains, the probes "
+                     "record, the report builds), not the science: a few steps of a tiny model cannot test the "
+                     "source's claims, whatever the verdicts below read.")
     if missing:
         intro.append(f"**Partial sweep**: {len(missing)} of {len(runs)} runs have not finished and are left out: "
                      + ", ".join(missing) + ".")
-    about = "\n\n".join([VERDICT_ABOUT, "\n".join(claim_notes(result["claims"]))])
+    source = f"Reproduces seed {info['seed_ref']}. " if info.get("seed_ref") else ""
+    intro.append(f"{source}Built {_now()} from {len(runs)} runs ({len(groups)} variants × seeds "
+                 f"{', '.join(map(str, seeds))}); the setup, the probes, samples and runs follow the results.")
+    about = "\n\n".join([VERDICT_ABOUT, "\n".join(claim_notes(claims))])
     led = [f for g in figure_groups for f in g.figures if f.file == lead and f.png is not None][:1]
     for g in figure_groups:
         g.figures = [f for f in g.figures if f not in led]
-    sections = [Section("Setup vs the source", setup_md)]
-    if led:
-        sections += [Section("Claims", verdict_table(result["claims"]), figures=led),
-                     Section("Reading the verdicts", about, level=3)]
-    else:
-        sections.append(Section("Claims", "\n\n".join([verdict_table(result["claims"]), about])))
+    sections = [Section("Claims", verdict_table(claims), figures=led),
+                Section("Reading the verdicts", about, level=3, collapsed=True)] if claims or led else []
     if replication.strip():
         heading, _, body = replication.strip().partition("\n")
         sections.append(Section(heading.lstrip("# ").strip(), body) if heading.startswith("#")
@@ -186,15 +226,28 @@ def page(info, result, groups, runs, figure_groups: list[Section], setup_md: str
     warnings = [f"- {cell(r.run_dir.name)}: {w}" for r in runs for w in r.summary.get("warnings") or []]
     if warnings:
         sections.append(Section("Warnings", "\n".join(warnings)))
-    groups_shown = [g for g in figure_groups if g.figures]
-    if groups_shown:
-        sections.append(Section("Figures", "One group each: " + ", ".join(g.title for g in groups_shown)
-                                + ". Each caption says what the figure shows and what to look for."))
-        sections += groups_shown
+    shown = [g for g in figure_groups if g.figures]
+    probes = [g for g in shown if g.title.startswith("Probe: ")]
+    own = [g for g in shown if g not in probes]
+    own.sort(key=lambda g: g.title == "Training curves")   # the experiment's own figures first
+    if own:
+        sections.append(Section("Figures", "Each caption says what the figure shows and what to look for."))
+        sections += own
+    described = (info.get("description") or "").strip()
+    if described and trained is not None and trained.changed:
+        described += (f" *(This describes the experiment as shipped; these runs differ by {trained.label}: "
+                      + ", ".join(trained.changed) + ". The table has the values used.)*")
+    sections.append(Section("Setup vs the source", "\n\n".join(x for x in [described, setup_md] if x)))
+    if probes:
+        sections.append(Section("Probe figures", about=f"{len(probes)} groups of the generic probes every run "
+                                "records, each collapsed: open one to see its figures."))
+        for g in probes:
+            g.collapsed = True
+        sections += probes
     samples = _samples(groups)
     if samples:
-        sections.append(Section("Samples (first seed of each variant)", samples))
-    sections.append(Section("Runs", _runs_table(runs)))
+        sections.append(Section("Samples (first seed of each variant)", samples, collapsed=True))
+    sections.append(Section("Runs", _runs_table(runs), collapsed=True))
     if result["notes"]:
         sections.append(Section("Notes", "\n".join(f"- {n}" for n in result["notes"])))
     _anchor(sections)
@@ -233,9 +286,10 @@ body{font-family:system-ui,"DejaVu Sans",sans-serif;max-width:1240px;margin:1.5e
 line-height:1.45}
 h1{font-size:1.7em;margin-bottom:.3em}h2{border-bottom:1px solid #d0d7de;padding-bottom:.2em;margin-top:1.8em}
 h3{margin-top:1.6em}a{color:#0969da}
-nav.toc{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:.6em 1.2em;margin:1em 0;
-columns:2 22em}
-nav.toc ul{margin:.2em 0;padding-left:1.2em}nav.toc>ul{padding-left:0;list-style:none}nav.toc li{break-inside:avoid}
+nav.toc{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:.3em 1.2em;margin:1em 0}
+nav.toc summary{cursor:pointer}nav.toc details>ul{columns:2 22em}
+nav.toc ul{margin:.2em 0;padding-left:1.2em}nav.toc details>ul{padding-left:0;list-style:none}
+nav.toc li{break-inside:avoid}
 .table{overflow-x:auto;margin:1em 0}table{border-collapse:collapse}
 td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f6f8fa}
 tbody tr:nth-child(even){background:#fbfcfd}
@@ -244,6 +298,7 @@ figcaption{color:#444;font-size:.92em;max-width:60em;margin-top:.4em}
 p.about{color:#57606a;margin-top:-.4em}p.nothing{background:#f6f8fa;border-left:4px solid #1a7f37;padding:.4em .8em}
 .v-supported{color:#1a7f37}.v-contradicted{color:#cf222e}.v-not-enough-evidence{color:#9a6700}
 .v-untestable-here{color:#57606a}
+details>summary{cursor:pointer}details>summary>h2,details>summary>h3{display:inline-block;margin:.6em 0}
 """
 
 
@@ -287,7 +342,8 @@ def _toc(sections: list[Section]) -> str:
     link = lambda sec: f'<a href="#{sec.anchor}">{_html.escape(sec.title)}</a>'  # noqa: E731
     items = [f"<li>{link(sec)}" + (f"<ul>{''.join(f'<li>{link(c)}</li>' for c in subs)}</ul>" if subs else "")
              + "</li>" for sec, subs in tree]
-    return f'<nav class="toc"><strong>Contents</strong><ul>{"".join(items)}</ul></nav>'
+    return (f'<nav class="toc"><details><summary><strong>Contents</strong></summary><ul>{"".join(items)}</ul>'
+            "</details></nav>")
 
 
 def _verdict_words(body: str) -> str:
@@ -299,14 +355,19 @@ def _verdict_words(body: str) -> str:
 def html(p: Page, images: dict[str, bytes]) -> str:
     """One self-contained page: a table of contents, each section with its anchor, figures inlined."""
     md = _md()
-    body = [f"<h1>{_html.escape(p.title)}</h1>", md.render(p.intro), _toc(p.sections)]
-    for sec in p.sections:
-        body.append(f'<h{sec.level} id="{sec.anchor}">{_html.escape(sec.title)}</h{sec.level}>')
+    body = [f"<h1>{_html.escape(p.title)}</h1>", md.render(p.intro)]
+    for i, sec in enumerate(p.sections):
+        heading = f'<h{sec.level} id="{sec.anchor}">{_html.escape(sec.title)}</h{sec.level}>'
+        body.append(f"<details><summary>{heading}</summary>" if sec.collapsed else heading)
         if sec.about:
             body.append(f'<p class="about">{md.renderInline(sec.about)}</p>')
         if sec.body.strip():
             body.append(md.render(sec.body))
         body += [_figure(md, f, images) for f in sec.figures]
+        if sec.collapsed:
+            body.append("</details>")
+        if i == 0:   # the contents come after the answer (the first section: the claims and the lead figure)
+            body.append(_toc(p.sections))
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{_html.escape(p.title)}</title><style>{STYLE.strip()}</style></head>\n<body>\n"

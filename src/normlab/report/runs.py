@@ -113,9 +113,17 @@ def _check_complete(run_dir: Path, summary: dict, metrics: list[dict]) -> None:
                               "file was damaged")
 
 
+def is_run_dir(folder: Path) -> bool:
+    """A run directory (config.yaml and its metrics or summary), not an experiment folder of runs."""
+    folder = Path(folder)
+    return (folder / "config.yaml").is_file() and ((folder / "summary.json").is_file()
+                                                    or (folder / "metrics.jsonl").is_file())
+
+
 def load_experiment_runs(exp_dir: Path) -> tuple[dict, list[RunData]]:
-    """experiment.json (written by `normlab run`) lists the runs; without it, every subfolder with a
-    summary.json or metrics.jsonl is taken as a run named <variant>-seed<k>."""
+    """experiment.json (written by `normlab run`) lists the runs; without it, a run directory is a report of that
+    one run, and otherwise every subfolder with a summary.json or metrics.jsonl is taken as a run named
+    <variant>-seed<k>."""
     exp_dir = Path(exp_dir)
     info_path = exp_dir / "experiment.json"
     if info_path.exists():
@@ -128,6 +136,11 @@ def load_experiment_runs(exp_dir: Path) -> tuple[dict, list[RunData]]:
 
         runs = [load_run(inside(exp_dir, r["dir"], f"{info_path} run dir"), r.get("variant"), r.get("seed"))
                 for r in listed]
+    elif is_run_dir(exp_dir):   # `normlab report RUN_DIR`: one run's curves, probes and samples, written beside it
+        run = load_run(exp_dir)
+        runs = [run]
+        info = {"name": exp_dir.name, "title": f"Run {exp_dir.name}", "variants": [run.variant], "seeds": [run.seed],
+                "single_run": True}
     else:
         dirs = sorted(p for p in exp_dir.iterdir() if p.is_dir() and
                       ((p / "summary.json").exists() or (p / "metrics.jsonl").exists()))

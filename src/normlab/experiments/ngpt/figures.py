@@ -19,11 +19,19 @@ def rows(groups):
     out = common_rows(groups)
     base = {r.seed: r for r in groups.get("gpt", [])}
     if base:
-        def reach(r):
+        def target(r):
             b = base.get(r.seed)
-            target = b.summary.get("val_loss") if b else None
-            return _m().steps_to(r, target) if isinstance(target, (int, float)) and r.task == "lm" else None
-        out.append(metric_row("Steps to reach gpt's final val loss (same seed)", reach, groups, 0))
+            value = b.summary.get("val_loss") if b else None
+            return value if isinstance(value, (int, float)) and r.task == "lm" else None
+
+        def reach(r):   # a run that never got there has no step count (it once showed its budget, e.g. 40)
+            return _m().reached_at(r, target(r)) if target(r) is not None else None
+
+        def reached(r):
+            return None if target(r) is None else float(_m().reached_at(r, target(r)) is not None)
+        out.append(metric_row("Steps to reach gpt's final val loss (same seed; the seeds that reached it)", reach,
+                              groups, 0))
+        out.append(metric_row("Seeds that reached gpt's final val loss (share)", reached, groups, 2))
     out += [metric_row("Held-out exact match (%)", lambda r: _pct(r.summary.get("task_exact_match")), groups, 1),
             metric_row("Held-out per-character accuracy (%)", lambda r: _pct(r.summary.get("task_char_accuracy")),
                        groups, 1),
