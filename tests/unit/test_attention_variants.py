@@ -90,6 +90,18 @@ def test_softpick_and_sigmoid_attention_outputs_by_hand():
         torch.testing.assert_close(raw, s.masked_fill(~CAUSAL, float("-inf")))
 
 
+def test_relu_attention_by_hand():
+    """relu(q.k/sqrt(D)) / (t + 1) on the keys row t sees (Guo et al. 2024's softmax -> ReLU), unnormalized."""
+    att = _att("model.attn.softmax=relu", scale=3.0)
+    q, k, v, s = _qkv(att, X)
+    n = torch.arange(1, 7, dtype=s.dtype).view(6, 1)
+    expected = torch.where(CAUSAL, torch.clamp(s, min=0) / n, torch.zeros_like(s))
+    torch.testing.assert_close(att(X), _out(att, X, expected, v))
+    probs, raw = att.probabilities(q, k)
+    torch.testing.assert_close(probs, expected, rtol=1e-10, atol=1e-12)
+    assert not att.fused and (probs >= 0).all() and (probs[..., ~CAUSAL] == 0).all()
+
+
 def test_sigmoid_bias_is_minus_log_visible_keys():
     att = _att("model.attn.softmax=sigmoid")
     q = torch.zeros(1, 2, 6, 8, dtype=torch.float64)             # all logits 0: weight of each key = 1/(1+n)
@@ -144,7 +156,7 @@ def test_qkv_norm_normalizes_q_k_and_v_per_head(kind):
 
 
 VARIANTS = ["model.attn.gate=elementwise", "model.attn.softmax=softpick", "model.attn.softmax=sigmoid",
-            "model.attn.sink=true", "model.attn.qkv_norm=true", "model.resid_clip=0.5",
+            "model.attn.sink=true", "model.attn.qkv_norm=true", "model.attn.softmax=relu", "model.resid_clip=0.5",
             "model.norm.placement=hybrid", "model.norm.placement=hybrid model.norm.hybrid_first_pre=true"]
 
 
@@ -156,7 +168,7 @@ def test_variants_are_causal(option, pos):
     assert_causal(model, vocab_size=11)
 
 
-@pytest.mark.parametrize("option", VARIANTS[:5])
+@pytest.mark.parametrize("option", VARIANTS[:6])
 def test_probed_probabilities_are_what_the_forward_multiplies(option):
     """The attention output equals probabilities(tapped q, tapped k) @ tapped v, projected (and gated)."""
     model = build_model(_cfg(option, "model.init_std=0.3")).double()
@@ -285,7 +297,7 @@ def test_weight_decay_modes(mode, expected):
     (["model.attn.gate=headwise", "model.arch=ngpt", "model.norm.placement=none", "model.pos=rope"],
      "options of the decoder-only GPT"),
     (["train.weight_decay_mode=independent", "train.weight_decay=0.1", "train.optimizer=adam"],
-     "weight_decay_mode=independent sets AdamW's decoupled decay"),
+     "weight_decay_mode=independent sets a decoupled decay"),
 ])
 def test_bad_values_are_refused_with_the_reason(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -10,10 +10,11 @@ runs trained once per module (complete, interrupted, diverged with forensics) an
 
 Cases per family (as of issue 24: the schema walk runs in process; 11 more are -m slow):
   cli arguments         58  run/train/sample/report/replay/push/pull/list/show and the top level, bad arguments
-  schema overrides     every numeric field of RunConfig: below/above its Range, nan, inf, a string, a bool, a
+  schema overrides    464  every numeric field of RunConfig: below/above its Range, nan, inf, a string, a bool, a
                             list, through load_config in process (7 per field); 7 of them through `train` and
                             every 8th field below its Range through `run`, the CLI paths
-  other overrides       47  sections replaced, lists, run names, registries, cross-field rules, syntax
+  other overrides       61  sections replaced, lists, run names, registries, cross-field rules, syntax,
+                            synthetic sources' parameters (name, range, type, repeats, tokenizer/task/val_source)
   yaml files            30  duplicate keys, aliases / billion laughs, non-UTF-8, lists, 5 MB, tags, depth, experiments
   data files            18  corrupt/truncated .gz and .parquet, non-string text, cache_dir a file, short data
   run directories       27  out_dir/--out a file, unwritable or under a file; a user's folder; checkpoints/latest
@@ -248,12 +249,26 @@ OVERRIDE_CASES = [pytest.param(o, names, id=o[0][:40]) for o, names in [
     (["model.pos=rope", "model.d_model=18", "model.n_head=2"], ["model.pos=rope"]),
     (["model.attn.logit_clamp=1", "model.attn.logit_softcap=1"], ["logit_clamp", "logit_softcap"]),
     (["train.warmup_steps=30"], ["train.warmup_steps"]),
-    (["train.optimizer=sgd"], ["train.optimizer", "adam"]),
+    (["train.optimizer=lamb"], ["train.optimizer", "adam"]),
     (["data.tokenizer=bpe", "data.batching=doc"], ["data.batching"]),
     (["model.vocab_size=3"], ["model.vocab_size"]),
     (["model.block_size=100000"], ["memory", "model.block_size"]),
     (["train.device=cuda"], ["train.device=cuda"]),
     (["model.arch=ngpt"], ["model.arch=ngpt", "model.norm.placement"]),
+    (["model.attn.softmax=relu6"], ["model.attn.softmax"]),
+    (["data.source=synthetic:bogus"], ["data.source", "bogus"]),
+    (["data.source=synthetic:"], ["data.source"]),
+    (["data.source=synthetic:bos-zipf?vocab=1"], ["data.source", "vocab=1"]),
+    (["data.source=synthetic:bos-zipf?vocab=x"], ["data.source", "vocab='x'"]),
+    (["data.source=synthetic:bos-zipf?alpha=-0.5"], ["data.source", "alpha=-0.5"]),
+    (["data.source=synthetic:bos-zipf?alpha=nan"], ["data.source", "alpha=nan"]),
+    (["data.source=synthetic:bos-zipf?zeta=2"], ["data.source", "zeta"]),
+    (["data.source=synthetic:bos-zipf?vocab"], ["data.source", "needs a value"]),
+    (["data.source=synthetic:bigram-backcopy?k=0"], ["data.source", "k=0"]),
+    (["data.source=synthetic:bigram-backcopy?k=2&k=3"], ["data.source", "twice"]),
+    (["data.source=synthetic:bigram-backcopy", "data.tokenizer=bpe"], ["data.source", "data.tokenizer=char"]),
+    (["data.source=synthetic:bigram-backcopy", "data.task=reverse", "model.encoder_layers=2", "model.pos=rope"], ["data.source", "data.task=lm"]),
+    (["data.val_source=synthetic:bos-zipf"], ["data.val_source"]),
 ]]
 
 

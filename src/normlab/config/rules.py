@@ -25,7 +25,7 @@ RULES = (
     "normlab.model.placements.lns:_lns_replaces_depth_scaled_init",
     "normlab.model.placements.hybrid:_hybrid_first_pre_needs_hybrid", "normlab.model.ngpt:_ngpt_is_its_own_normalization",
     "normlab.training.trackers:_trackers_are_known_and_installed", "normlab.probes.base:_probe_settings",
-    "normlab.data.tokens:_bpe_settings",
+    "normlab.data.tokens:_bpe_settings", "normlab.data.synthetic:_synthetic_settings",
 )
 CHOICES = {"model.norm.kind": "normlab.norms:NORMS", "model.norm.placement": "normlab.model.placements:PLACEMENTS"}
 # what extensions add at run time (a plugin's own rule or choice)

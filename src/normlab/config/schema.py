@@ -85,8 +85,9 @@ class AttentionConfig:
     """normalize q, k and v per head after their projections with model.norm.kind (Rybakov et al. 2024)"""
     gate: Literal["none", "headwise", "elementwise"] = "none"
     """output gate sdpa(q,k,v) * sigmoid(x W_g) before W_o: one per head or per channel (Qiu et al. 2025)"""
-    softmax: Literal["softmax", "softpick", "sigmoid"] = "softmax"
-    """attention weights: softmax; softpick relu(e^s-1)/sum|e^s-1| (rows need not sum to 1); sigmoid(s - log n)"""
+    softmax: Literal["softmax", "softpick", "sigmoid", "relu"] = "softmax"
+    """attention weights: softmax; softpick relu(e^s-1)/sum|e^s-1| (rows need not sum to 1); sigmoid(s - log n);
+    relu(s) / n (Guo et al. 2024), n = the keys a row sees"""
     sink: bool = False
     """a learned per-head sink logit in the softmax denominator (gpt-oss): rows sum to less than 1"""
 

@@ -23,6 +23,7 @@ from .corpora import open_source
 from .tokenizer import CharTokenizer
 from .batch import IGNORE, Batch, text_stats
 from .seq2seq import Seq2SeqData
+from .synthetic import SyntheticData, fingerprint as synthetic_fingerprint, is_synthetic, parse as parse_synthetic
 from .tokens import MemmapTokens, cache_key, capped, check_windows, empty_split, prepare_bpe, train_cap, window_starts
 
 def split_documents(docs: list[str], val_frac: float, split_seed: int) -> tuple[list[str], list[str]]:
@@ -117,12 +118,18 @@ def _char_fingerprint(src, val_src) -> str:
 def data_fingerprint(cfg: DataConfig) -> str:
     """What build_corpus(cfg).fingerprint is (meta.json's "data"), from the sources alone: no tokenizing, so a
     sweep can check its finished runs against the text as it is now (a `text:` file hashes its bytes)."""
+    if is_synthetic(cfg.source):
+        return synthetic_fingerprint(parse_synthetic(cfg.source))
     src = open_source(cfg.source, cfg.cache_dir)
     val_src = open_source(cfg.val_source, cfg.cache_dir) if cfg.val_source else None
     return cache_key(cfg, src, val_src) if cfg.tokenizer == "bpe" else _char_fingerprint(src, val_src)
 
 
 def build_corpus(cfg: DataConfig, block_size: int) -> Corpus:
+    if is_synthetic(cfg.source):   # token ids generated per (split, seed, step): data/synthetic.py
+        process = parse_synthetic(cfg.source)
+        return Corpus(CharTokenizer(process.symbols), SyntheticData(process, "train", block_size),
+                      SyntheticData(process, "val", block_size), synthetic_fingerprint(process))
     if cfg.tokenizer == "bpe":
         tok, stats, folder = prepare_bpe(cfg)
         return Corpus(tok, MemmapTokens(folder / "train.bin", stats["train"], block_size),

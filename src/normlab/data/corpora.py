@@ -16,18 +16,8 @@ from typing import Callable, Iterator
 from ..config import ConfigError
 from .hub import HUB_SOURCES, open_hub
 from .localtext import iter_documents, reading, text_files
-
-
-def _names() -> list[str]:
-    import names  # PyPI `names` 0.3.0; its data files sit beside the module
-
-    folder = Path(names.__file__).resolve().parent
-    found = set()
-    for fname in ("dist.male.first", "dist.female.first"):
-        for line in (folder / fname).read_text().splitlines():
-            if line.strip():
-                found.add(line.split()[0].lower())
-    return sorted(found)
+from .embedded import names_list as _names
+from .synthetic import describe_sources, is_synthetic
 
 
 SOURCES = {
@@ -35,6 +25,7 @@ SOURCES = {
     **{name: spec.about for name, spec in HUB_SOURCES.items()},
     "text:<path>": "a local .txt/.txt.gz (one document per line, or per <|endoftext|> chunk), .jsonl (`text` "
                    "field) or .parquet (`text` column) file, or a folder of them",
+    **describe_sources(),
 }
 
 
@@ -66,6 +57,9 @@ def open_source(source: str, cache_dir: str | Path = "~/.cache/normlab") -> Sour
     if source in HUB_SOURCES:
         splits, fingerprint = open_hub(HUB_SOURCES[source], Path(cache_dir))
         return Source(source, splits, fingerprint)
+    if is_synthetic(source):
+        raise ConfigError(f"data.source={source}: a synthetic source generates token ids, not documents "
+                          "(build_corpus reads it; it has no text to list or tokenize)")
     known = ", ".join(s for s in SOURCES)
     raise ConfigError(f"data.source={source!r} is unknown; choose one of: {known} (e.g. `names` or `text:<path>`)")
 

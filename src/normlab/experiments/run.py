@@ -136,6 +136,7 @@ def check_data(runs: list, spec, preset: str | None) -> None:
     written. The line names a preset of the experiment that reads an embedded or local corpus, when there is one."""
     from ..data.corpora import open_source
     from ..data.localtext import reading, text_files
+    from ..data.synthetic import is_synthetic, parse as parse_synthetic
 
     seen = set()
     for run in runs:
@@ -145,7 +146,9 @@ def check_data(runs: list, spec, preset: str | None) -> None:
                 continue
             seen.add((source, data.cache_dir))
             try:
-                if source.startswith("text:"):   # the files exist and open; not hashed again (run_state did)
+                if is_synthetic(source):   # generated in code (data/synthetic.py), nothing to open
+                    parse_synthetic(source)
+                elif source.startswith("text:"):   # the files exist and open; not hashed again (run_state did)
                     for f in text_files(source[len("text:"):]):
                         with reading(f), open(f, "rb") as fh:
                             fh.read(1)

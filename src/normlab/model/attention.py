@@ -2,11 +2,11 @@
 
 Shapes: B batch, T query time, S key time, C d_model, H heads, D head dim.
 `probabilities(q, k)` is the one place the attention weights are defined (scale, causal mask,
-clamp / soft-cap, softmax / softpick / sigmoid, sink): the explicit path multiplies them with v, the
+clamp / soft-cap, softmax / softpick / sigmoid / relu, sink): the explicit path multiplies them with v, the
 probes call it on the tapped q and k, so what is probed is what the model computes. The fused SDPA
 kernel runs whenever it can express the variant: plain softmax with no clamp or cap, and the sink
 too (a zero key and zero value appended, the sink logit as that column of a float attn_mask);
-softpick, sigmoid, clamp and soft-cap take the explicit path. `tap_q` / `tap_k` / `tap_v` are
+softpick, sigmoid, relu, clamp and soft-cap take the explicit path. `tap_q` / `tap_k` / `tap_v` are
 nn.Identity tap points (after RoPE and the q/k/v norms) so probes read them without editing the model.
 Options (model.attn): qk_norm / qkv_norm, an output gate, the weight function, a sink; QK-Clip
 (training/qk_clip.py) turns on `record_max_logits`, and the forward keeps `max_logits` (H).
@@ -52,6 +52,14 @@ def sigmoid_weights(z: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
     """sigmoid(z - log n) with n the keys the row sees (Ramapuram et al. 2024, arXiv 2409.04431, b = -log n)."""
     n_visible = (~hidden).sum(-1, keepdim=True).clamp(min=1).to(z.dtype)
     return torch.sigmoid(z - torch.log(n_visible)).masked_fill(hidden, 0.0)
+
+
+def relu_weights(z: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """relu(z) / n with n the keys the row sees: ReLU attention without normalization (Guo et al. 2024, arXiv
+    2410.13835, sec. 5: "softmax -> ReLU" removes the sinks; the 1/n scale as in Wortsman et al. 2023, arXiv
+    2309.08586, keeps the output's size independent of the length). Rows need not sum to 1 and may be 0."""
+    n_visible = (~hidden).sum(-1, keepdim=True).clamp(min=1).to(z.dtype)
+    return (F.relu(z) / n_visible).masked_fill(hidden, 0.0)
 
 
 class SinkLogit(nn.Module):
@@ -163,6 +171,8 @@ class SelfAttention(nn.Module):
             probs = softpick(z, hidden)
         elif self.weights == "sigmoid":
             probs = sigmoid_weights(z, hidden)
+        elif self.weights == "relu":
+            probs = relu_weights(z, hidden)
         elif self.sink is not None:
             B, H, T, _ = z.shape
             sink = self.sink(z.new_zeros(B, H)).view(B, H, 1, 1).expand(B, H, T, 1)

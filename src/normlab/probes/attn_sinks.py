@@ -7,6 +7,9 @@ of heads whose mean attention to position 0 exceeds probes.sink_threshold (0.3),
 and over all layers (`rate`). With rows that do not sum to 1 (softpick, sigmoid, a learned sink) A[t, 0]
 is the weight the model really puts on v_0, not renormalized: a head whose mass goes to a learned sink
 logit (or nowhere, in softpick) does not count as a position-0 sink.
+Every sink number needs its uniform baseline: a causal head attending uniformly puts 1/(t+1) on position 0 at
+query t, H_T/T on average over T rows (0.34 at T = 8, 0.074 at T = 64), so at short lengths a uniform head
+passes 0.3. `uniform` (H_T/T) and `length` (T, the probe batch's evaluation length) are recorded beside the rate.
 """
 from __future__ import annotations
 
@@ -39,6 +42,9 @@ class AttnSinks(Probe):
             out[a.label] = float(mass.mean())
             out[f"rate/{a.label}"] = float(np.mean(mass > self.cfg.sink_threshold))
         if labels:
+            T = view.attention[0].probs.shape[-2]
+            if view.attention[0].causal:
+                out["uniform"], out["length"] = float(sum(1.0 / t for t in range(1, T + 1)) / T), float(T)
             out["per_head"], out["labels"] = np.stack(rows), labels_array(labels)
             out["rate"] = float(np.mean(np.concatenate(rows) > self.cfg.sink_threshold))
         return out

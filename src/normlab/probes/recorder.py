@@ -93,6 +93,8 @@ class View:
 
     x: torch.Tensor | None = None   # B,T input ids
     y: torch.Tensor | None = None   # B,T targets (data.IGNORE where there is none)
+    roles: torch.Tensor | None = None   # B,T per input position: 1 = the next token follows a rule (a synthetic
+    # source's trigger), 0 = plain; None when the data does not say (every non-synthetic corpus)
 
     def __init__(self, model: nn.Module, outputs: dict[str, torch.Tensor], inputs: dict | None = None):
         self.model, self.outputs, self.inputs = model, outputs, inputs or {}
@@ -154,7 +156,7 @@ class Recorder:
         self.outputs: dict[str, torch.Tensor] = {}
         self.inputs: dict[str, torch.Tensor] = {}
         self._handles: list = []
-        self.x = self.y = None  # the batch, for probes that run their own forwards (View.x / View.y)
+        self.x = self.y = self.roles = None  # the batch, for probes that run their own forwards (View.x / View.y)
 
     def __enter__(self) -> "Recorder":
         self.outputs.clear()
@@ -192,7 +194,7 @@ class Recorder:
     def summary(self) -> dict[str, dict]:
         """{probe name: {key: float | ndarray}} from the last forward seen (and the model's parameters)."""
         view = View(self.model, self.outputs, self.inputs)
-        view.x, view.y = self.x, self.y
+        view.x, view.y, view.roles = self.x, self.y, self.roles
         with torch.no_grad():
             return {p.name: p.reduce(view) for p in self.probes}
 
@@ -210,9 +212,11 @@ def flatten(summary: dict[str, dict]) -> tuple[dict[str, float], dict[str, np.nd
 
 
 def probe_model(model: nn.Module, x: torch.Tensor, probes=("all",), cfg: ProbeConfig | None = None,
-                src: torch.Tensor | None = None, y: torch.Tensor | None = None) -> dict:
+                src: torch.Tensor | None = None, y: torch.Tensor | None = None,
+                roles: torch.Tensor | None = None) -> dict:
     """One probe pass: eval mode, no_grad, hooks attached for exactly this forward; train mode restored.
-    `src` is the source sequence of an encoder-decoder batch, `y` the batch's targets (View.y). The probes
+    `src` is the source sequence of an encoder-decoder batch, `y` the batch's targets (View.y), `roles` the
+    positions' roles where the data source knows them (View.roles: a synthetic source's triggers). The probes
     reduce after the hooks are gone, so a probe's own forwards (View.x) are not recorded over this one."""
     inner = unwrap(model)
     was_training = inner.training
@@ -221,7 +225,7 @@ def probe_model(model: nn.Module, x: torch.Tensor, probes=("all",), cfg: ProbeCo
         with torch.no_grad(), Recorder(inner, probes, cfg) as rec:
             inner(x) if src is None else inner(x, src=src)
         if src is None:  # an encoder-decoder's forward needs its source too: no own forwards there
-            rec.x, rec.y = x, y
+            rec.x, rec.y, rec.roles = x, y, roles
         return rec.summary()
     finally:
         inner.train(was_training)

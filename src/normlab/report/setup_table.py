@@ -36,10 +36,13 @@ def ours(info: dict, runs: list[RunData]) -> dict[str, str]:
     stats = next((r.summary.get("data", {}).get("train", {}) for r in runs if r.summary.get("data")), {})
     tok = d.get("tokenizer", "?")
     out = {
-        "data": f"{d.get('source', '?')} ({d.get('batching', '?')} batching"
-                + (f", task {d.get('task')}" if d.get("task", "lm") != "lm" else "") + ")",
-        "documents": f"{stats['n_docs']:,}" if "n_docs" in stats else "n/a",
-        "tokens": f"{stats['n_tokens']:,}" if "n_tokens" in stats else "n/a",
+        "data": (f"{d.get('source', '?')} (generated rows [BOS] + T tokens; exact entropy floor "
+                 f"{stats['entropy_floor_nats']:.4f} nats/token at T = {stats.get('eval_length')})"
+                 if "entropy_floor_nats" in stats else
+                 f"{d.get('source', '?')} ({d.get('batching', '?')} batching"
+                 + (f", task {d.get('task')}" if d.get("task", "lm") != "lm" else "") + ")"),
+        "documents": f"{stats['n_docs']:,}" if stats.get("n_docs") is not None else "n/a",
+        "tokens": f"{stats['n_tokens']:,}" if stats.get("n_tokens") is not None else "n/a",
         "tokenizer": tok + (f" (vocab {m.get('vocab_size')})" if m.get("vocab_size") else ""),
         "model": f"{m.get('arch', 'gpt')}, {m.get('n_layer')} layers, d_model {m.get('d_model')}, "
                  f"{m.get('n_head')} heads, context {m.get('block_size')}",

@@ -43,10 +43,17 @@ def metric_row(label: str, fn, groups: dict, digits: int = 3) -> Row:
     return Row(label, {v: stat((fn(r) for r in rs), len(rs)) for v, rs in groups.items()}, digits)
 
 
+def entropy_floor(run) -> float | None:
+    """A synthetic source's exact best achievable loss (data/synthetic.py), from the run's summary; else None."""
+    return ((run.summary.get("data") or {}).get("val") or {}).get("entropy_floor_nats")
+
+
 def common_rows(groups: dict) -> list[Row]:
     from .metrics import final_val_bpb, final_val_loss
 
     return [metric_row("Parameters", lambda r: r.summary.get("params"), groups, 0),
             metric_row("Final val loss", final_val_loss, groups, 3),
             metric_row("Final val bits/byte", final_val_bpb, groups, 3),
+            *([metric_row("Entropy floor of the synthetic source (nats/token)", entropy_floor, groups, 4)]
+              if any(entropy_floor(r) is not None for rs in groups.values() for r in rs) else []),
             Row("Diverged runs", {v: stat([sum(r.status == "diverged" for r in rs)]) for v, rs in groups.items()}, 0)]

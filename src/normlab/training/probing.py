@@ -29,12 +29,14 @@ class Probing(Callback):
                          if p.grad_every else [])
         self.updaters = ([(n, run.trainer.update_tracker(PROBES[n](p))) for n in names
                           if PROBES[n].stage == "update"] if p.update_every and run.ranks.is_main else [])
-        self.batch = self.src = self.targets = None
+        self.batch = self.src = self.targets = self.roles = None
         if p.every and self.forward:
             b = run.corpus.val.batch(p.batch_size, seed=run.cfg.data.split_seed + PROBE_BATCH_SEED, step=0)
             self.batch = b.x.to(run.trainer.device)
             self.targets = b.y.to(run.trainer.device)  # a probe's own loss (e.g. depth_stats' skip cost)
             self.src = b.src.to(run.trainer.device) if getattr(b, "src", None) is not None else None
+            roles = getattr(run.corpus.val, "roles", None)   # a synthetic source's position roles (triggers)
+            self.roles = roles(b.x).to(run.trainer.device) if roles is not None else None
         self.note: dict = {}
         self.peaks = {f"probe/{n}/{prefix}": key for n in self.forward for key, prefix in PROBES[n].peaks.items()}
         if run.ranks.active and run.cfg.train.parallel == "fsdp":
@@ -95,7 +97,7 @@ class Probing(Callback):
         if self.batch is None or not run.ranks.is_main:
             return
         scalars, arrays = flatten(probe_model(run.model, self.batch, self.forward, self.p, self.src,
-                                                   self.targets))
+                                                   self.targets, self.roles))
         run.log.add({"step": step, **scalars})
         self._track_peaks(step, scalars)
         if arrays:

@@ -64,3 +64,88 @@ def massive_activations_present(groups, variants: list, key: str = "massive_acti
         peaks[v] = max(values)
     ok = all(x > min_peak for x in peaks.values())
     return ok, ", ".join(f"{v}: peak |activation| {x:.3g}" for v, x in peaks.items()) + f" (needs > {min_peak:g})"
+
+
+# ---- seed 000's weight analysis (Qiu et al. 2026, arXiv 2601.22966; ../shared/reference/phenomena.md sec. 1.2)
+# A residual-sink channel j* after block l: the top channel's mean |h| is >= 10x the median channel's (the
+# resid_channels probe). The norm that reads that residual next is block l+1's norm_attn_in (the final norm after
+# the last block). Seed 000 saw that norm's gain dip near zero on j*, PreAffine's lambda_1 spike there (paper: 7.19,
+# with the gain 0.06), and GatedNorm's gate do the gain's job. Each metric is a robust z-score of channel j*
+# against the other channels of the same vector: (w_j* - median) / (1.4826 MAD); <= -3 an outlier low, >= 3 high.
+
+RESIDUAL_SINK_RATIO = 10.0
+
+
+def _last_arrays(run) -> dict:
+    probes = run.probes if run.status == "complete" else None
+    return probes.arrays[max(probes.arrays)] if probes is not None and probes.arrays else {}
+
+
+def residual_sink(run) -> tuple[int, int, float] | None:
+    """(layer l, channel j*, ratio) of the block output with the largest top/median channel ratio at the end;
+    None without resid_channels data."""
+    arrays, best = _last_arrays(run), None
+    for key, means in arrays.items():
+        if not key.startswith("resid_channels/vec/layer"):
+            continue
+        means = np.asarray(means, float)
+        median = float(np.median(means))
+        ratio = float(means.max() / median) if median > 0 else float("inf")
+        layer = int(key.rsplit("layer", 1)[1])
+        if best is None or ratio > best[2]:
+            best = (layer, int(np.argmax(means)), ratio)
+    return best
+
+
+def robust_z(vector: np.ndarray, j: int) -> float:
+    """(v_j - median of the others) / (1.4826 * their median absolute deviation)."""
+    others = np.delete(np.asarray(vector, float), j)
+    med = float(np.median(others))
+    mad = 1.4826 * float(np.median(np.abs(others - med)))
+    return (float(vector[j]) - med) / max(mad, 1e-12)
+
+
+def _following_norm_z(run, suffix: str, source: str = "norm_weights/vec/") -> float | None:
+    """Robust z of channel j* in the vector `suffix` of the norm that reads the sink's residual next."""
+    sink = residual_sink(run)
+    if sink is None or sink[2] < RESIDUAL_SINK_RATIO:
+        return None
+    layer, j, _ = sink
+    arrays = _last_arrays(run)
+    n_layer = int((run.config.get("model") or {}).get("n_layer", 0))
+    name = f"layer{layer + 1}.norm_attn_in" if layer + 1 < n_layer else "norm_final"
+    vector = arrays.get(f"{source}{name}{suffix}")
+    return robust_z(np.asarray(vector, float), j) if vector is not None else None
+
+
+@metric("sink_channel_gain_z")
+def sink_channel_gain_z(run):
+    """Robust z of the following RMSNorm's gain on the residual-sink channel j* (seed 000: an outlier low)."""
+    return _following_norm_z(run, ".weight")
+
+
+@metric("sink_channel_preaffine_z")
+def sink_channel_preaffine_z(run):
+    """Robust z of PreAffine's lambda_1 (pre_scale) on the residual-sink channel j* (seed 000: it grows)."""
+    return _following_norm_z(run, ".pre_scale")
+
+
+@metric("sink_channel_gate_z")
+def sink_channel_gate_z(run):
+    """Robust z of GatedNorm's mean gate on the residual-sink channel j* (seed 000: low there)."""
+    return _following_norm_z(run, "", source="norm_gates/vec/")
+
+
+@precondition("residual_sink_present")
+def residual_sink_present(groups, variants: list, min_ratio: float = RESIDUAL_SINK_RATIO):
+    """Every run of each named variant has a residual-sink channel: the top channel's mean |h| >= 10x the median
+    channel's in some layer (Qiu et al. 2026). Without one there is no channel for a gain to dip on."""
+    parts, ok = [], True
+    for v in variants:
+        sinks = [residual_sink(r) for r in groups.get(v, [])]
+        if not sinks or any(s is None for s in sinks):
+            return False, f"{v}: no resid_channels probe data"
+        ratios = [s[2] for s in sinks]
+        ok &= all(x >= min_ratio for x in ratios)
+        parts.append(f"{v}: top/median channel ratio {min(ratios):.3g}-{max(ratios):.3g} over {len(ratios)} runs")
+    return ok, "; ".join(parts) + f" (needs >= {min_ratio:g} in every run: a residual-sink channel)"
