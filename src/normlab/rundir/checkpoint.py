@@ -94,8 +94,11 @@ def latest_checkpoint(run_dir: Path, need_state: bool = False) -> Path | None:
     folder only gets its step_N name once all its files are written. An empty, hand-edited or dangling
     `latest` is an error that names what exists, never a silent restart."""
     root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
+    if not root.exists() and not root.is_symlink():
         return None
+    if not root.is_dir():   # refused before a resume cuts metrics.jsonl back to "no checkpoint" (step 0)
+        raise CheckpointError(f"{root}: not a directory; a run keeps its checkpoints in that folder (move the file "
+                              "away, or start the run again under another name)")
     pointer = root / "latest"
     if not pointer.exists() and not pointer.is_symlink():
         steps = sorted((p for p in root.glob("step_*") if _STEP_DIR.match(p.name) and p.is_dir()),
@@ -118,6 +121,7 @@ def load_weights(model: nn.Module, folder: Path) -> None:
     path = Path(folder) / "model.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    _check_weights(path, model)
     try:
         load_model(model, str(path), strict=True)
     except Exception as err:  # SafetensorError (corrupt/truncated), RuntimeError (keys or shapes differ)
@@ -129,18 +133,13 @@ def read_state(folder: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]], 
     from safetensors.torch import load_file
 
     folder = check_folder(folder)
-    info = read_json(folder / "state.json")
-    if info.get("format") != FORMAT:
-        raise CheckpointError(f"{folder / 'state.json'}: format {info.get('format')!r}, this normlab reads {FORMAT}")
-    for key in ("step", "metrics_lines"):
-        if not isinstance(info.get(key), int) or info[key] < 0:
-            raise CheckpointError(f"{folder / 'state.json'}: `{key}` must be a non-negative integer")
+    info = _read_info(folder)
     try:
         tensors = load_file(str(folder / "state.safetensors"))
     except Exception as err:  # SafetensorError, OSError
         raise _safetensors_error(folder / "state.safetensors", err) from None
     by_name: dict[str, dict[str, torch.Tensor]] = {}
-    rng = tensors.pop("rng/torch", None)
+    rng = _checked_rng(folder, tensors.pop("rng/torch", None))
     for key, t in tensors.items():
         head, _, rest = key.partition("/")
         name, _, field = rest.rpartition("/")
@@ -150,11 +149,87 @@ def read_state(folder: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]], 
     if sorted(by_name) != sorted(info.get("optimizer_params", [])):
         raise CheckpointError(f"{folder}: state.safetensors and state.json disagree on which parameters have "
                               "optimizer state (one of them is damaged)")
+    _check_moments(folder / "state.safetensors", by_name)
     return info, by_name, rng
+
+
+def _count(info: dict, key: str, path: Path) -> int:
+    value = info.get(key)
+    if type(value) is not int or value < 0:   # type(): a JSON `true` is a bool, which isinstance counts as an int
+        raise CheckpointError(f"{path}: `{key}` must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _read_info(folder: Path) -> dict:
+    """state.json: format, a step equal to the folder's own (step_000004 holds step 4), line counts as integers."""
+    path = folder / "state.json"
+    info = read_json(path)
+    if info.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format {info.get('format')!r}, this normlab reads {FORMAT}")
+    for key in ("step", "metrics_lines", *(("timing_lines",) if "timing_lines" in info else ())):
+        _count(info, key, path)
+    if _STEP_DIR.match(folder.name) and int(folder.name[5:]) != info["step"]:
+        raise CheckpointError(f"{path}: step {info['step']}, but the folder is {folder.name}; the file was edited")
+    if not isinstance(info.get("optimizer_params", []), list):
+        raise CheckpointError(f"{path}: `optimizer_params` must be a list of parameter names")
+    return info
+
+
+def _checked_rng(folder: Path, rng: torch.Tensor | None) -> torch.Tensor | None:
+    """The saved torch RNG state: bytes of the size this torch's generator has (set_rng_state refuses others late)."""
+    want = torch.get_rng_state()
+    if rng is not None and (rng.dtype != want.dtype or rng.shape != want.shape):
+        raise CheckpointError(f"{folder / 'state.safetensors'}: rng/torch is {rng.dtype} {tuple(rng.shape)}, a torch "
+                              f"RNG state is {want.dtype} {tuple(want.shape)}; the file is damaged")
+    return rng
+
+
+def _check_moments(path: Path, by_name: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Finite moments and a non-negative Adam step: damage is named here, not found later as a 'divergence'."""
+    for name, state in by_name.items():
+        for key, t in state.items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise CheckpointError(f"{path}: optimizer {key} of {name} holds non-finite values; the file is damaged")
+            if key == "step" and bool((t < 0).any()):
+                raise CheckpointError(f"{path}: optimizer step of {name} is negative ({t.flatten()[0].item()}); "
+                                      "the file is damaged")
+
+
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
+
+
+def _check_weights(path: Path, model: nn.Module) -> None:
+    """Every tensor of model.safetensors in the dtype the model holds it (load_model would cast fp16 silently)."""
+    from safetensors import safe_open
+
+    want = {k: v.dtype for k, v in model.state_dict().items()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            found = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+    except Exception as err:  # SafetensorError, OSError
+        raise _safetensors_error(path, err) from None
+    for key, dtype in found.items():
+        expected = _SAFETENSORS_DTYPES.get(want.get(key), dtype)
+        if key in want and dtype != expected:
+            raise CheckpointError(f"{path}: {key} is {dtype}, the model holds it as {expected}; the file was "
+                                  "converted or damaged (it is not cast silently)")
+
+
+def _check_finite(path: Path, model: nn.Module) -> None:
+    for key, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{path}: {key} holds non-finite values; the file is damaged (a checkpoint is "
+                                  "never written once the loss is non-finite)")
 
 
 def load_state(folder: Path, model: nn.Module) -> tuple[dict, dict, torch.Tensor | None]:
     """Weights into `model`, and (info, optimizer state by name, rng) for the caller's optimizer."""
     info, by_name, rng = read_state(folder)
     load_weights(model, folder)
+    _check_finite(Path(folder) / "model.safetensors", model)   # on resume only: `sample` may still look at them
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and n not in by_name]
+    if info["step"] > 0 and missing:   # Adam keeps state for every parameter after one step: it was deleted
+        raise CheckpointError(f"{folder}: no optimizer state for {', '.join(missing[:3])}"
+                              f"{f' and {len(missing) - 3} more' if len(missing) > 3 else ''} (state.json and "
+                              "state.safetensors were edited); resuming would restart their moments")
     return info, by_name, rng
