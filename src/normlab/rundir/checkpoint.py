@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from .files import atomic_write_text, read_json, read_text, write_json
+from .files import WriteError, atomic_write_text, read_json, read_text, write_error, write_json
 
 FORMAT = 1
 FILES = ("model.safetensors", "state.safetensors", "state.json")
@@ -47,17 +47,33 @@ def save_state(folder: Path, model: nn.Module, optimizer_state: dict[str, dict[s
     folder = Path(folder)
     tmp = folder.parent / f".tmp_{folder.name}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(model, str(tmp / "model.safetensors"))
     tensors = {f"optimizer/{name}/{key}": t.detach().contiguous().cpu()
                for name, state in optimizer_state.items() for key, t in state.items()}
     if rng is not None:
         tensors["rng/torch"] = rng.contiguous()
-    save_file(tensors, str(tmp / "state.safetensors"))
-    write_json(tmp / "state.json", {"format": FORMAT, **info, "optimizer_params": sorted(optimizer_state)})
+    try:
+        tmp.mkdir(parents=True)
+        save_model(model, str(tmp / "model.safetensors"))
+        save_file(tensors, str(tmp / "state.safetensors"))
+        write_json(tmp / "state.json", {"format": FORMAT, **info, "optimizer_params": sorted(optimizer_state)})
+    except Exception as err:   # OSError, SafetensorError (a full disk in its own words), WriteError
+        shutil.rmtree(tmp, ignore_errors=True)   # the space it took; the previous checkpoint is untouched
+        raise (err if isinstance(err, WriteError) else write_error(tmp, err)) from None
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder
+
+
+def kept(run_dir: Path) -> str:
+    """What a run that stopped on a failed write keeps, for its error line."""
+    try:
+        ckpt = latest_checkpoint(run_dir)
+    except ConfigError:
+        ckpt = None
+    if ckpt is None:
+        return f"{run_dir} has no checkpoint yet, so it starts again at step 0"
+    return (f"{run_dir} keeps its checkpoint at step {int(ckpt.name[5:])} and the records up to it; free some space, "
+            "then continue it with --resume (a sweep: run it again)")
 
 
 def save_checkpoint(run_dir: Path, model: nn.Module, optimizer_state: dict, info: dict, rng=None,

@@ -83,10 +83,15 @@ class MetricsWriter:
         if not records:
             return
         text = "".join(json.dumps(_clean(r), allow_nan=False) + "\n" for r in records)
-        with open(self.path, "a") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:   # a full disk: a torn last line at most, which a resume drops
+            from .files import write_error
+
+            raise write_error(self.path, err) from None
         self.lines += len(records)
 
 

@@ -23,7 +23,7 @@ from ..config import RunConfig
 from ..rundir import RunLock, now, write_json
 from . import accel
 from .callbacks import save
-from .loop import default_callbacks, finish
+from .loop import default_callbacks, finish, stopped_by_a_write
 from .optim import lr_at
 from .probing import Probing
 from .setup import TrainingRun, setup
@@ -143,6 +143,7 @@ def train_stacked(cfgs: list[RunConfig], run_dirs: list[Path],
     with contextlib.ExitStack() as stack, StopOnInterrupt() as stop:
         for d in run_dirs:
             stack.enter_context(RunLock(d))
+        stack.enter_context(stopped_by_a_write([Path(d) for d in run_dirs]))
         runs = [setup(cfg, Path(d), resume=True) for cfg, d in zip(cfgs, run_dirs)]
         results: dict[str, dict] = {}
         for start in sorted({r.start_step for r in runs}):
