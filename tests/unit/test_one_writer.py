@@ -121,3 +121,253 @@ def test_an_intact_checkpoint_still_resumes(runs, tmp_path):
     r = invoke(*resume_args(tmp_path))
     assert r.exit_code == 0, r.output + r.stderr
     assert (tmp_path / "part" / "metrics.jsonl").read_bytes() == (runs / "done" / "metrics.jsonl").read_bytes()
+
+
+# ---------------------------------------------------------------- 1. the lock is the only door
+
+def _payload(run: Path) -> tuple[dict, str]:
+    import dataclasses
+
+    import normlab as nl
+    from tinyruns import COMMON
+
+    cfg = nl.load_config("debug", [f"out_dir={run.parent}", f"name={run.name}", *COMMON])
+    return dataclasses.asdict(cfg), str(run)
+
+
+@pytest.mark.parametrize("stacked", [False, True], ids=["alone", "stacked"])
+def test_a_run_whose_lock_is_refused_gets_nothing_written(stacked, runs, tmp_path):
+    """A stand-in first writer holds the lock of a run it just finished; the refused sweep task writes no failed
+    summary.json there (nor into the other member of its stack)."""
+    from normlab.experiments import runner
+
+    held = tmp_path / "done"
+    shutil.copytree(runs / "done", held)
+    payload = [_payload(held)]
+    if stacked:
+        shutil.copytree(runs / "done", tmp_path / "other")
+        (tmp_path / "other" / "summary.json").unlink()   # unfinished: the stack would train it
+        payload.append(_payload(tmp_path / "other"))
+    before = snapshot(tmp_path)
+    seen = []
+    with RunLock(held):
+        results = runner.train_task(payload, 1, on_done=lambda name, s: seen.append(name))
+    assert results["done"]["status"] == "failed" and "another normlab process" in results["done"]["error"]
+    assert sorted(seen) == sorted(results)
+    assert changed(before, snapshot(tmp_path)) == []
+
+
+def test_two_runs_on_one_out_do_not_overwrite_each_other(sweep, tmp_path):
+    """The first `normlab run` holds the experiment folder (a stand-in holds its lock): the second is refused in one
+    line before it writes experiment.json, a summary or a report."""
+    spec, out = sweep
+    shutil.copytree(out, tmp_path / "out")
+    before = snapshot(tmp_path)
+    with RunLock(tmp_path / "out" / "tiny"):
+        r = invoke("run", spec, "--out", tmp_path / "out")
+    refused(r, "another normlab process", "tiny")
+    assert changed(before, snapshot(tmp_path)) == []
+
+
+# ---------------------------------------------------------------- 3, 6, 8: experiment files and arguments
+
+def _experiment(tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({**TINY_EXPERIMENT, **changes}))
+    return path
+
+
+EXPERIMENT_EDITS = {
+    "shipped-name": ({"name": "prepost"}, ["prepost", "shipped"]),
+    "grid-of-numbers": ({"grid": [5]}, ["grid"]),
+    "group-a-number": ({"groups": {"g": 5}}, ["groups"]),
+    "variant-sets-seed": ({"variants": {"a": {"train.seed": 3}}}, ["train.seed", "--seeds"]),
+    "grid-value-sets-seed": ({"grid": [{"x": {"train.seed": 3}}]}, ["train.seed"]),
+    "a-million-runs": ({"seeds": 1000, "grid": [{f"v{i}": {"train.lr": 0.001} for i in range(1000)}]},
+                       ["1001000 runs", "10000"]),
+}
+
+
+@pytest.mark.parametrize("edit", EXPERIMENT_EDITS)
+def test_an_experiment_file_is_checked_when_it_loads(edit, tmp_path):
+    changes, names = EXPERIMENT_EDITS[edit]
+    path = _experiment(tmp_path, **changes)
+    t0 = time.perf_counter()
+    r = invoke("run", path, "--out", tmp_path / "out")
+    assert time.perf_counter() - t0 < 5   # load and refuse; nothing planned, nothing trained
+    refused(r, *names)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_run_cap_is_checked_before_the_grid_is_built(tmp_path):
+    from normlab.config import ConfigError
+    from normlab.experiments import load_experiment
+
+    path = _experiment(tmp_path, grid=[{f"v{i}": {} for i in range(1000)}, {f"w{i}": {} for i in range(1000)}])
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="1000001 variants"):
+        load_experiment(str(path))
+    assert time.perf_counter() - t0 < 1.0
+
+
+@pytest.mark.parametrize("content", ["not json", '{"seeds": "x", "claims": []}', '{"seeds": [9], "claims": [5]}'],
+                         ids=["garbage", "seeds-a-string", "claims-not-claims"])
+def test_a_damaged_replicate_folder_is_refused_before_training(content, tmp_path):
+    (tmp_path / "orig").mkdir()
+    (tmp_path / "orig" / "results.json").write_text(content)
+    r = invoke("run", _experiment(tmp_path), "--out", tmp_path / "out", "--replicate", tmp_path / "orig")
+    refused(r, "results.json")
+    assert not (tmp_path / "out").exists()
+
+
+CLI_CASES = {
+    "bpe-with-seq2seq": (["train", "debug", "data.tokenizer=bpe", "data.task=reverse", "model.encoder_layers=2",
+                          "model.pos=rope"], ["data.tokenizer=bpe", "data.task=reverse"]),
+    "float-tag-not-a-float": (["train", "debug", "train.lr=!!float abc"], ["train.lr", "not a valid value"]),
+    "seeds-5000-digits": (["run", "prepost", "--seeds", "9" * 5000], ["--seeds"]),
+}
+
+
+@pytest.mark.parametrize("case", CLI_CASES)
+def test_internal_errors_are_one_line(case, tmp_path):
+    args, names = CLI_CASES[case]
+    refused(invoke(*args), *names)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_refuses_a_tokenizer_smaller_than_the_model(runs, tmp_path):
+    shutil.copytree(runs / "done", tmp_path / "done")
+    path = tmp_path / "done" / "tokenizer.json"
+    data = json.loads(path.read_text())
+    data["chars"] = data["chars"][:5]
+    path.write_text(json.dumps(data))
+    refused(invoke("sample", tmp_path / "done"), "tokenizer.json", "model.vocab_size")
+
+
+# ---------------------------------------------------------------- 4. push stays inside its folder
+
+def test_push_does_not_follow_a_run_dir_out_of_the_experiment(runs, tmp_path):
+    from normlab.config import ConfigError
+    from normlab.publish import stage
+
+    shutil.copytree(runs / "done", tmp_path / "gold")
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "experiment.json").write_text(json.dumps({"name": "x", "runs": [{"variant": "a", "seed": 0,
+                                                                             "dir": "../gold"}]}))
+    (tmp_path / "stage").mkdir()
+    with pytest.raises(ConfigError, match="points outside"):
+        stage(exp, tmp_path / "stage")
+    assert list((tmp_path / "stage").rglob("*.safetensors")) == []
+
+
+# ---------------------------------------------------------------- 7. out of space
+
+class _Full:
+    """A file whose write fills the disk half-way through (a torn line), as ENOSPC leaves it."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, text):
+        self.f.write(text[: len(text) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _fill_disk_at(monkeypatch, nth: int) -> None:
+    """The nth append to a metrics.jsonl (and every later one) fails with ENOSPC."""
+    import builtins
+
+    from normlab.rundir import metrics
+
+    count = {"n": 0}
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        f = builtins.open(path, mode, *args, **kwargs)
+        if str(path).endswith("metrics.jsonl") and "a" in mode:
+            count["n"] += 1
+            return _Full(f) if count["n"] >= nth else f
+        return f
+    monkeypatch.setattr(metrics, "open", fake_open, raising=False)
+
+
+def _one_error(r, *names) -> str:
+    """A run that stopped mid-training: its progress lines, then exactly one `error:` line naming `names`."""
+    everything = r.output + r.stderr
+    assert "Traceback" not in everything and r.exit_code == 2, everything
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "internal error" not in errors[0], r.stderr
+    for name in names:
+        assert name in errors[0], f"{name!r} not named in: {errors[0]}"
+    return errors[0]
+
+
+def _train_args(root: Path) -> list:
+    from tinyruns import COMMON
+
+    return ["train", "debug", f"out_dir={root}", "name=part", *COMMON]
+
+
+def test_a_full_disk_at_a_metrics_write_is_one_line_and_resume_is_bitwise(runs, tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        _fill_disk_at(m, 3)
+        line = _one_error(invoke(*_train_args(tmp_path)), "metrics.jsonl", "no space left on device",
+                       "keeps its checkpoint at step", "--resume")
+    r = invoke(*resume_args(tmp_path))
+    assert r.exit_code == 0, r.output + r.stderr + line
+    for rel in ("metrics.jsonl", "checkpoints/step_000006/model.safetensors",
+                "checkpoints/step_000006/state.safetensors"):
+        assert (tmp_path / "part" / rel).read_bytes() == (runs / "done" / rel).read_bytes(), rel
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_no_partial_folder(runs, tmp_path, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    real, calls = safetensors.torch.save_file, {"n": 0}
+
+    def save_file(tensors, path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:   # save_model calls it too: the weights, then the state of step 2, then of step 4
+            real(tensors, path, *args, **kwargs)   # the bytes went nowhere: what safetensors says then
+            raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                                  "\"No space left on device\" })")
+        return real(tensors, path, *args, **kwargs)
+    with monkeypatch.context() as m:
+        m.setattr(safetensors.torch, "save_file", save_file)
+        _one_error(invoke(*_train_args(tmp_path)), ".tmp_step_000004", "no space left on device", "step 2")
+    assert not list((tmp_path / "part" / "checkpoints").glob(".tmp_*"))
+    r = invoke(*resume_args(tmp_path))
+    assert r.exit_code == 0, r.output + r.stderr
+    assert (tmp_path / "part" / "metrics.jsonl").read_bytes() == (runs / "done" / "metrics.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("n_runs", [1, 2], ids=["alone", "stacked"])
+def test_a_sweep_worker_on_a_full_disk_reports_every_run_without_a_traceback(n_runs, runs, tmp_path, monkeypatch,
+                                                                             capfd):
+    """The body every worker runs: a disk so full that not even the failed summary.json fits still ends each run
+    with its one error, sent to the parent (which prints its line), and raises nothing."""
+    from normlab.experiments import runner
+    from normlab.rundir import files
+
+    _fill_disk_at(monkeypatch, 1)
+    real = files.atomic_write_bytes
+
+    def full(path, data):
+        if Path(path).name in ("summary.json", "samples.txt"):
+            raise files.write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+        return real(path, data)
+    monkeypatch.setattr(files, "atomic_write_bytes", full)
+    payload = [_payload(tmp_path / f"r{i}") for i in range(n_runs)]
+    seen = {}
+    results = runner.train_task(payload, 1, on_done=lambda name, s: seen.update({name: s}))
+    assert sorted(seen) == sorted(results) == [f"r{i}" for i in range(n_runs)]
+    for s in results.values():
+        assert s["status"] == "failed" and "no space left on device" in s["error"], s["error"]
+    assert "Traceback" not in capfd.readouterr().err
