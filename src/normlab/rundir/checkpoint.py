@@ -10,7 +10,10 @@
 A step folder is written under a temporary name and renamed into place, then `latest` is replaced
 atomically: a crash at any point leaves the previous checkpoint intact and pointed to. Every reader
 validates what it reads and names the broken file; nothing is ever unpickled (normlab 0.1's
-state.pt is refused, not loaded).
+state.pt is refused, not loaded). A resume also cross-checks what a hand edit could make disagree:
+state.json's step against its folder, weights in the model's own dtype and finite, finite moments,
+non-negative Adam steps, optimizer state for every trainable parameter, a torch-sized RNG state.
+A write that fails (a full disk) removes its temporary folder and raises WriteError naming it.
 """
 from __future__ import annotations
 
