@@ -361,7 +361,7 @@ def test_a_sweep_worker_on_a_full_disk_reports_every_run_without_a_traceback(n_r
 
     def full(path, data):
         if Path(path).name in ("summary.json", "samples.txt"):
-            raise files.write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+            raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, data)
     monkeypatch.setattr(files, "atomic_write_bytes", full)
     payload = [_payload(tmp_path / f"r{i}") for i in range(n_runs)]
