@@ -225,6 +225,10 @@ def sample(run_dir, n, prompt, temperature, seed):
             raise ConfigError("--temperature must be a number in [0, 100] (0 = greedy)")
         cfg.sample.temperature = temperature
     tok = load_tokenizer(run_dir / "tokenizer.json")
+    if tok.vocab_size < cfg.model.vocab_size:   # the model would sample ids this tokenizer cannot decode
+        raise ConfigError(f"{run_dir / 'tokenizer.json'} has {tok.vocab_size} tokens, fewer than the model's "
+                          f"model.vocab_size={cfg.model.vocab_size} ({run_dir / 'config.yaml'}); it is not the "
+                          "tokenizer this run was trained with")
     try:
         tok.encode(prompt)
     except ValueError as err:

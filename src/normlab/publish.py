@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from .config import ConfigError
-from .rundir import latest_checkpoint, read_json, write_json
+from .rundir import inside, latest_checkpoint, read_json, write_json
 
 RUN_FILES = ("config.yaml", "meta.json", "summary.json", "metrics.jsonl", "samples.txt", "tokenizer.json",
              "forensics.json", "forensics.npz")
@@ -79,7 +79,11 @@ def stage(path: Path, dest: Path, with_optimizer: bool = False) -> list[tuple[st
             shutil.copy2(path / name, Path(dest) / name)
     runs, kept = [], []
     for r in info.get("runs", []):
-        run_dir = path / r["dir"]
+        # confined like report and replay: a crafted or pulled experiment.json must not stage (and upload) a run
+        # from elsewhere on this machine
+        if not isinstance(r, dict):
+            raise ConfigError(f"{path / 'experiment.json'}: each of `runs` must be a mapping with a `dir`")
+        run_dir = inside(path, r.get("dir"), f"{path / 'experiment.json'} runs[].dir")
         if (run_dir / "summary.json").exists():
             stage_run(run_dir, Path(dest) / r["dir"], with_optimizer)
             runs.append((r["dir"], read_json(run_dir / "summary.json")))

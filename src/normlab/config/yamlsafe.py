@@ -74,6 +74,9 @@ def loads(text: str, where: str):
         raise ConfigError(f"{where}: not valid YAML{at}: {problem}") from None
     except RecursionError:  # [[[[...]]]] thousands deep: the composer recurses once per level
         raise ConfigError(f"{where}: nested too deeply to be a normlab config") from None
+    except (ValueError, TypeError, OverflowError) as err:  # a tag whose constructor refuses its text: !!float abc
+        raise ConfigError(f"{where}: not a valid value ({str(err).splitlines()[0][:200]}); write plain YAML "
+                          "values (a number, a string, true/false, a list, a mapping)") from None
 
 
 def read_file(path: Path):

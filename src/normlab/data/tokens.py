@@ -246,6 +246,8 @@ def _bpe_settings(cfg) -> str | None:
         return f"data.max_bytes={d.max_bytes} must be >= 0 (0 = all)"
     if d.tokenizer != "bpe":
         return None
+    if d.task != "lm":   # the seq2seq tasks build their rows from characters (data/seq2seq.py), BPE streams text
+        return f"data.tokenizer=bpe streams a language-model corpus; data.task={d.task} needs data.tokenizer=char"
     if d.batching != "packed":
         return "data.tokenizer=bpe streams token memmaps and needs data.batching=packed"
     if not d.special_tokens or not all(isinstance(t, str) and t for t in d.special_tokens):

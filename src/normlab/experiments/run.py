@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError
-from ..rundir import write_json
+from ..rundir import RunLock, write_json
 from .progress import SweepProgress
 from .runner import Sweep, cores, plan_tasks, workers_and_threads
 from .spec import expand, load_experiment, parse_seeds, seeds_label, watching_only
@@ -46,8 +46,11 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
     seed_list = parse_seeds(seeds, spec.seeds)
     planned = expand(spec, list(overrides), seed_list, out, preset)
     exp_dir = planned[0].run_dir.parent
-    if replicate is not None:
+    if replicate is not None:   # checked now, not after the sweep has trained
+        from ..report.replication import read_original
+
         check_replicate(Path(replicate), spec.name, seed_list, exp_dir)
+        read_original(Path(replicate), seed_list)
     workers = min(jobs or spec.jobs, cores()) if launcher == "local" else None   # Ray's cluster decides its own
     tasks, states = plan_tasks(planned, skip_failed, stack, workers)
     check_data([r for t in tasks for r in t.runs], spec, preset)   # before anything is written or trained
@@ -55,50 +58,53 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
         exp_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot create {exp_dir}: {err.strerror or err} (--out must be a writable folder)") from None
-    variants = list(dict.fromkeys(p.variant for p in planned))  # a preset may run a subset
-    info = {"name": spec.name, "title": spec.title, "description": spec.description, "seed_ref": spec.seed_ref,
-            "source": spec.source, "variants": variants, "seeds": seed_list,
-            "seeds_default": spec.seeds, "overrides": [o for o in overrides if not watching_only(o)],
-            "watch_overrides": [o for o in overrides if watching_only(o)], "preset": preset,
-            "claims": spec.claims, "runs": [{"variant": p.variant, "seed": p.seed, "dir": p.run_dir.name}
-                                            for p in planned]}
-    write_json(exp_dir / "experiment.json", info)
-    reused = sum(s == "finished" for s in states.values())
-    stacked = sum(len(t.runs) for t in tasks if len(t.runs) > 1)
-    echo(f"{spec.name}: {len(variants)} variants x seeds {seeds_label(seed_list)} -> {exp_dir} "
-         f"({sum(len(t.runs) for t in tasks)} to train, {reused} finished already; {len(tasks)} task(s)"
-         + (f", {stacked} runs stacked" if stacked else "")
-         + (f", {len(planned) - reused - sum(len(t.runs) for t in tasks)} failed kept (--skip-failed))"
-            if skip_failed and any(s == "failed" for s in states.values()) else ")"))
-    t0 = time.perf_counter()
-    shown = SweepProgress(tasks, display if launcher == "local" else "none", write=echo)  # Ray prints its own
-    sweep = _sweep(launcher, tasks, jobs or spec.jobs, jobs, address, echo, reuse=stack, shown=shown)
-    with shown:
-        results = sweep.run()
-    wall = time.perf_counter() - t0
-    if sweep.interrupted:
-        flags = [f"--seeds {seeds}" if seeds is not None else "", f"--preset {preset}" if preset else "",
-                 f"--out {out}" if out else "", f"--launcher {launcher}" if launcher != "local" else "",
-                 f"--address {address}" if address else ""]
-        echo(f"interrupted: finished runs are kept and stopped runs saved a checkpoint; continue with: normlab run "
-             f"{name} {' '.join(overrides)} {' '.join(f for f in flags if f)}".replace("  ", " ").strip())
-        return ExperimentResult(exp_dir, results, wall, interrupted=True)
-    if results and all(s.get("status") == "failed" for s in results.values()) \
-            and not any(state == "finished" for state in states.values()):
-        return ExperimentResult(exp_dir, results, wall)   # nothing to report on: no report, the CLI says why
-    from ..report import build_report  # here, not at the top: a sweep worker imports this package and never
-    # reports (scipy.stats and matplotlib are ~1.7 s of every worker's start-up)
+    # One `normlab run` per experiment folder: a second one on the same --out would train nothing (each run is
+    # locked) yet write experiment.json and a report built before the first one's runs finished, over its own.
+    with RunLock(exp_dir):
+        variants = list(dict.fromkeys(p.variant for p in planned))  # a preset may run a subset
+        info = {"name": spec.name, "title": spec.title, "description": spec.description, "seed_ref": spec.seed_ref,
+                "source": spec.source, "variants": variants, "seeds": seed_list,
+                "seeds_default": spec.seeds, "overrides": [o for o in overrides if not watching_only(o)],
+                "watch_overrides": [o for o in overrides if watching_only(o)], "preset": preset,
+                "claims": spec.claims, "runs": [{"variant": p.variant, "seed": p.seed, "dir": p.run_dir.name}
+                                                for p in planned]}
+        write_json(exp_dir / "experiment.json", info)
+        reused = sum(s == "finished" for s in states.values())
+        stacked = sum(len(t.runs) for t in tasks if len(t.runs) > 1)
+        echo(f"{spec.name}: {len(variants)} variants x seeds {seeds_label(seed_list)} -> {exp_dir} "
+             f"({sum(len(t.runs) for t in tasks)} to train, {reused} finished already; {len(tasks)} task(s)"
+             + (f", {stacked} runs stacked" if stacked else "")
+             + (f", {len(planned) - reused - sum(len(t.runs) for t in tasks)} failed kept (--skip-failed))"
+                if skip_failed and any(s == "failed" for s in states.values()) else ")"))
+        t0 = time.perf_counter()
+        shown = SweepProgress(tasks, display if launcher == "local" else "none", write=echo)  # Ray prints its own
+        sweep = _sweep(launcher, tasks, jobs or spec.jobs, jobs, address, echo, reuse=stack, shown=shown)
+        with shown:
+            results = sweep.run()
+        wall = time.perf_counter() - t0
+        if sweep.interrupted:
+            flags = [f"--seeds {seeds}" if seeds is not None else "", f"--preset {preset}" if preset else "",
+                     f"--out {out}" if out else "", f"--launcher {launcher}" if launcher != "local" else "",
+                     f"--address {address}" if address else ""]
+            echo(f"interrupted: finished runs are kept and stopped runs saved a checkpoint; continue with: normlab run "
+                 f"{name} {' '.join(overrides)} {' '.join(f for f in flags if f)}".replace("  ", " ").strip())
+            return ExperimentResult(exp_dir, results, wall, interrupted=True)
+        if results and all(s.get("status") == "failed" for s in results.values()) \
+                and not any(state == "finished" for state in states.values()):
+            return ExperimentResult(exp_dir, results, wall)   # nothing to report on: no report, the CLI says why
+        from ..report import build_report  # here, not at the top: a sweep worker imports this package and never
+        # reports (scipy.stats and matplotlib are ~1.7 s of every worker's start-up)
 
-    if replicate is not None:
-        from ..report.replication import write_replication
+        if replicate is not None:
+            from ..report.replication import write_replication
 
-        build_report(exp_dir, spec)  # results.json with this seed set's verdicts first
-        rows = write_replication(Path(replicate), exp_dir)
-        counts = {o: sum(r["outcome"] == o for r in rows) for o in ("replicated", "failed to replicate", "not decided")}
-        echo(f"replication of {replicate}: " + ", ".join(f"{n} {o}" for o, n in counts.items() if n)
-             + f" of {len(rows)} claims ({exp_dir / 'replication.md'})")
-    paths = build_report(exp_dir, spec)
-    return ExperimentResult(exp_dir, results, wall, report=paths)
+            build_report(exp_dir, spec)  # results.json with this seed set's verdicts first
+            rows = write_replication(Path(replicate), exp_dir)
+            counts = {o: sum(r["outcome"] == o for r in rows) for o in ("replicated", "failed to replicate", "not decided")}
+            echo(f"replication of {replicate}: " + ", ".join(f"{n} {o}" for o, n in counts.items() if n)
+                 + f" of {len(rows)} claims ({exp_dir / 'replication.md'})")
+        paths = build_report(exp_dir, spec)
+        return ExperimentResult(exp_dir, results, wall, report=paths)
 
 
 def check_replicate(original: Path, experiment: str, seeds: list[int], exp_dir: Path) -> None:

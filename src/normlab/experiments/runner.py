@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import ConfigError, RunConfig, from_dict
-from ..rundir import read_json, write_json
+from ..rundir import RunLock, read_json, write_json
+from ..rundir.lock import LockHeld
 from .spec import PlannedRun
 
 FINISHED = ("complete", "diverged")
@@ -138,7 +139,7 @@ def train_task(runs: list[tuple[dict, str]], threads: int, progress: Callable[[s
             summary = {"name": name, "status": "failed", "error": f"{type(err).__name__}: {err}",
                        "traceback": traceback.format_exc()}
             if not isinstance(err, ConfigError) or (Path(run_dir) / "config.yaml").exists():
-                write_json(Path(run_dir) / "summary.json", summary)
+                record_failure(Path(run_dir), summary, err)
         results[name] = summary
         if on_done is not None:
             on_done(name, summary)
@@ -164,11 +165,27 @@ def _train_stack(runs: list[tuple[dict, str]], progress, on_done) -> dict[str, d
             results[d.name] = {"name": d.name, "status": "failed", "error": f"{type(err).__name__}: {err}",
                                "traceback": traceback.format_exc(), "stacked": len(dirs)}
             if (d / "config.yaml").exists():
-                write_json(d / "summary.json", results[d.name])
+                record_failure(d, results[d.name], err)
     for name, summary in results.items():
         if on_done is not None:
             on_done(name, summary)
     return results
+
+
+def record_failure(run_dir: Path, summary: dict, err: Exception) -> None:
+    """summary.json of a failed run, written only under the run's lock. A run whose lock was refused is another
+    process's (training it, or just done with it): nothing is written there, and neither into the other members
+    of a refused stack, which take every lock before touching any run. A disk too full for even this leaves the
+    summary out; the failure still reaches the parent, which prints its line."""
+    if isinstance(err, LockHeld):
+        return
+    try:
+        with RunLock(run_dir):
+            write_json(run_dir / "summary.json", summary)
+    except LockHeld:   # another process took the run after this one let it go
+        summary["error"] += f" (summary.json not written: {run_dir} is another process's now)"
+    except (ConfigError, OSError) as err:
+        summary["error"] += f" (summary.json not written either: {err})"
 
 
 PROGRESS_EVERY_S = 0.5   # a worker reports a run's step at most this often, and its last step (one message a step

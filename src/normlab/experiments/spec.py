@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import itertools
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from ..report.claims import ClaimSpec, parse_claims
 
 EXPERIMENT_DIR = Path(__file__).resolve().parent
 MAX_SEEDS = 1000
+MAX_RUNS = 10_000   # variants x seeds of one setup: the largest shipped is ~500; 10,000 configs take ~30 s to
+                    # build and weeks of CPU to train, so more is a typo (a 1,000-value axis), refused at load
 
 
 @dataclass
@@ -141,12 +144,62 @@ def load_experiment(name: str) -> ExperimentSpec:
                               "no '/' and no '..')")
     if not 1 <= spec.seeds <= MAX_SEEDS or not 1 <= spec.jobs <= 64:
         raise ConfigError(f"{path}: seeds must be in [1, {MAX_SEEDS}] and jobs in [1, 64]")
+    _refuse_a_shipped_name(spec, path)
+    _check_shapes(spec, path)
+    check_run_count(path, _variant_count(spec), spec.seeds)   # before a grid's product is built
     spec.variants = all_variants(spec, path)
     check_presets(spec, path)
+    groups = resolve_groups(spec)   # a bad group is refused now, not after training (the report resolves them)
     spec.module("metrics")  # registers the folder's metrics and preconditions before the claims are checked
     for claim in spec.claim_specs:
-        claim.check_sides(spec.variants, resolve_groups(spec))
+        claim.check_sides(spec.variants, groups)
     return spec
+
+
+def _refuse_a_shipped_name(spec: ExperimentSpec, path: Path) -> None:
+    """A user's YAML may not take a shipped experiment's name: the name is the folder under --out (runs/prepost),
+    so it would overwrite the shipped experiment's experiment.json, results and report there."""
+    shipped = EXPERIMENT_DIR / spec.name / "experiment.yaml"
+    if shipped.is_file() and path.resolve() != shipped.resolve():
+        raise ConfigError(f"{path}: name {spec.name!r} is a shipped experiment's, whose folder (<out>/{spec.name}) it "
+                          "would overwrite; give yours another name (name: my-" + spec.name + ")")
+
+
+def _check_shapes(spec: ExperimentSpec, path: Path) -> None:
+    """The containers the loader walks: grid axes map names to overrides, groups map names to a glob or a list of
+    them, and no variant, axis value or preset sets train.seed (the seeds come from `seeds` and --seeds)."""
+    if not isinstance(spec.grid, list) or not all(isinstance(a, dict) and a and all(
+            isinstance(o, dict) for o in a.values()) for a in spec.grid):
+        raise ConfigError(f"{path}: grid must be a list of axes, each mapping value names to overrides "
+                          "(- {small: {model.d_model: 16}, big: {model.d_model: 32}})")
+    if not isinstance(spec.groups, dict) or not all(isinstance(m, str) or (isinstance(m, list) and all(
+            isinstance(x, str) for x in m)) for m in spec.groups.values()):
+        raise ConfigError(f"{path}: groups must map a group name to a variant glob or a list of them "
+                          "(groups: {rms: 'rmsnorm-*'})")
+    overrides = [(f"variant {n!r}", o) for n, o in (spec.variants or {}).items()] if isinstance(spec.variants, dict) \
+        else []
+    overrides += [(f"grid value {n!r}", o) for axis in spec.grid for n, o in axis.items()]
+    for n, preset in spec.presets.items() if isinstance(spec.presets, dict) else ():
+        axes = preset.get("axes") if isinstance(preset, dict) else None
+        overrides += [(f"preset {n!r}", preset)]
+        overrides += [(f"preset {n!r} axis {v!r}", o) for v, o in axes.items()] if isinstance(axes, dict) else []
+    for what, changes in overrides:
+        if isinstance(changes, dict) and "train.seed" in changes:
+            raise ConfigError(f"{path}: {what} sets train.seed; the seeds come from `seeds:` and `normlab run "
+                              "--seeds` (e.g. --seeds 10-14 or --seeds 3,7,11), so remove it")
+
+
+def _variant_count(spec: ExperimentSpec) -> int:
+    count = len(spec.variants) if isinstance(spec.variants, dict) else 0
+    if spec.grid:
+        count += math.prod(len(axis) for axis in spec.grid)
+    return count + (200 if spec.variants_from else 0)   # valid_pairs: ~70, counted generously
+
+
+def check_run_count(where, n_variants: int, n_seeds: int) -> None:
+    if n_variants * n_seeds > MAX_RUNS:
+        raise ConfigError(f"{where}: {n_variants} variants x {n_seeds} seeds = {n_variants * n_seeds} runs, more than "
+                          f"the {MAX_RUNS} one experiment may have; use fewer grid values or seeds (or split it)")
 
 
 def all_variants(spec: ExperimentSpec, path: Path) -> dict:
@@ -199,8 +252,11 @@ def parse_seeds(text: str | int | None, default: int) -> list[int]:
     if text is None:
         return list(range(default))
     text = str(text).strip()
-    bad = ConfigError(f"--seeds {text!r}: give a count (5 = seeds 0..4), a range (10-14) or a list (3,7,11); "
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    bad = ConfigError(f"--seeds {shown!r}: give a count (5 = seeds 0..4), a range (10-14) or a list (3,7,11); "
                       f"1 to {MAX_SEEDS} seeds, each below 2^31")
+    if len(text) > 20_000 or re.search(r"\d{11}", text):   # no seed has 11 digits (< 2^31); int() of 5,000 raises
+        raise bad
     if m := re.fullmatch(r"(?:(\d+)-)?(\d+)", text):   # a count or a range: sized before any list is built
         lo, hi = (int(m.group(1)), int(m.group(2))) if m.group(1) else (0, int(m.group(2)) - 1)
         if not 0 <= hi - lo < MAX_SEEDS or hi >= 2 ** 31:
@@ -302,7 +358,9 @@ def expand(spec: ExperimentSpec, overrides: list[str] = (), seeds: list[int] | N
     planned = []
     flat = preset_overrides(spec, preset)
     folder = exp_name or experiment_dir_name(spec, seeds, preset, list(overrides))
-    for variant, axis_overrides in preset_variants(spec, preset).items():
+    chosen = preset_variants(spec, preset)
+    check_run_count(f"experiment {spec.name}", len(chosen), len(seeds))   # before thousands of configs are built
+    for variant, axis_overrides in chosen.items():
         variant_overrides = [f"{k}={_yaml_scalar(v)}" for k, v in spec.variants[variant].items()]
         for seed in seeds:
             cfg = build_config([(spec.base, f"{spec.name}/experiment.yaml base")],

@@ -46,12 +46,33 @@ def compare(original: dict, again: dict) -> list[dict]:
     return rows
 
 
-def write_replication(original_dir: Path, new_dir: Path) -> list[dict]:
-    original, again = read_json(Path(original_dir) / "results.json"), read_json(Path(new_dir) / "results.json")
-    overlap = sorted(set(original.get("seeds") or []) & set(again.get("seeds") or []))
+def read_original(original_dir: Path, seeds: list[int]) -> dict:
+    """The earlier run's results.json, checked before anything trains (a damaged one used to fail only after the
+    whole sweep): a mapping with `seeds` (integers, disjoint from `seeds`) and `claims` (each with a string id,
+    text and verdict, and an effect mapping or none)."""
+    path = Path(original_dir) / "results.json"
+    if not path.is_file():
+        raise ConfigError(f"--replicate {original_dir}: no results.json there (run the original experiment first)")
+    original = read_json(path)
+    old_seeds, claims = original.get("seeds"), original.get("claims")
+    if not isinstance(old_seeds, list) or not all(type(x) is int for x in old_seeds):
+        raise ConfigError(f"--replicate {original_dir}: {path} has no list of integer `seeds`; it is damaged or not a "
+                          "normlab results.json")
+    if not isinstance(claims, list) or not all(
+            isinstance(c, dict) and all(isinstance(c.get(k), str) for k in ("id", "text", "verdict"))
+            and isinstance(c.get("effect") or {}, dict) for c in claims):
+        raise ConfigError(f"--replicate {original_dir}: {path}: `claims` must be a list of claims, each with a string "
+                          "id, text and verdict; it is damaged or not a normlab results.json")
+    overlap = sorted(set(old_seeds) & set(seeds))
     if overlap:
-        raise ConfigError(f"--replicate {original_dir}: the seed sets overlap ({overlap}); a replication needs "
+        raise ConfigError(f"--replicate {original_dir}: the seed sets overlap ({overlap[:10]}); a replication needs "
                           "disjoint seeds (e.g. --seeds 5-9 against 0-4)")
+    return original
+
+
+def write_replication(original_dir: Path, new_dir: Path) -> list[dict]:
+    again = read_json(Path(new_dir) / "results.json")
+    original = read_original(original_dir, again.get("seeds") or [])
     rows = compare(original, again)
     lines = ["## Replication", "", f"Original: {original_dir} (seeds {original.get('seeds')}); this run: seeds "
              f"{again.get('seeds')}.", "",

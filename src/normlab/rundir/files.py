@@ -8,6 +8,7 @@ loaded with allow_pickle=False, so an object array cannot execute code.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import io
 import json
 import math
@@ -26,8 +27,23 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _write_error(path: Path, err: OSError) -> ConfigError:
-    return ConfigError(f"cannot write {path}: {err.strerror or err} (check that the folder is a writable directory)")
+class WriteError(ConfigError):
+    """A file of a run directory could not be written (a full disk, a read-only folder): one line naming it."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = Path(path)
+
+
+def write_error(path: Path, err: Exception) -> WriteError:
+    """The line for a failed write; a full disk is named as such (safetensors reports it in its own words)."""
+    text = getattr(err, "strerror", None) or (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err):
+        return WriteError(f"cannot write {path}: no space left on device", path)
+    return WriteError(f"cannot write {path}: {text} (check that the folder is a writable directory)", path)
+
+
+_write_error = write_error
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -16,6 +16,10 @@ from ..config import ConfigError
 RUN_FILES = ("config.yaml", "metrics.jsonl", "meta.json", "summary.json")  # any of them: the folder holds a run
 
 
+class LockHeld(ConfigError):
+    """Another process holds the lock: this one may write nothing into that folder."""
+
+
 class RunLock:
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / ".lock"
@@ -36,7 +40,7 @@ class RunLock:
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise ConfigError(f"{self.path.parent} is being written by another normlab process (pid {holder}); "
+            raise LockHeld(f"{self.path.parent} is being written by another normlab process (pid {holder}); "
                               "wait for it to finish or stop it, then run again") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

@@ -58,17 +58,21 @@ class MetricsWriter:
         self.path = Path(path)
         self.lines = len(_complete_lines(self.path))
 
-    def truncate_to(self, lines: int, validate: bool = True) -> None:
+    def truncate_to(self, lines: int, validate: bool = True, steps: int | None = None) -> None:
         """Keep the first `lines` complete lines (the state at a checkpoint); drop the rest. The kept lines
-        must be records (`validate`): a damaged line is refused now, not after the resumed run has trained."""
+        must be records (`validate`): a damaged line is refused now, not after the resumed run has trained.
+        `steps`: the checkpoint's step, whose first `lines` lines hold exactly one step record per step before it
+        (a count that disagrees would silently cut records, or keep records the resumed run writes again)."""
         kept = _complete_lines(self.path)
         if lines > len(kept):
             raise ConfigError(f"{self.path}: has {len(kept)} complete lines but its checkpoint recorded {lines}; "
                               "the file was edited or truncated")
         if validate:
-            for n, line in enumerate(kept[:lines], 1):
-                if line.strip():
-                    _parse(self.path, n, line)
+            records = [_parse(self.path, n, line) for n, line in enumerate(kept[:lines], 1) if line.strip()]
+            found = sum("loss" in r and "lr" in r for r in records)   # a step record (evals and probes have neither)
+            if steps is not None and found != steps:
+                raise ConfigError(f"{self.path}: its first {lines} lines hold {found} step records, but the checkpoint "
+                                  f"is at step {steps}; the checkpoint's metrics_lines or this file was edited")
         data = b"".join(line + b"\n" for line in kept[:lines])
         from .files import atomic_write_bytes
 
@@ -79,10 +83,15 @@ class MetricsWriter:
         if not records:
             return
         text = "".join(json.dumps(_clean(r), allow_nan=False) + "\n" for r in records)
-        with open(self.path, "a") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:   # a full disk: a torn last line at most, which a resume drops
+            from .files import write_error
+
+            raise write_error(self.path, err) from None
         self.lines += len(records)
 
 

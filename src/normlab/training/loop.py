@@ -19,6 +19,8 @@ from typing import Callable
 from ..config import RunConfig
 from ..data import bits_per_byte
 from ..rundir import RunLock, atomic_write_text, now, read_metrics, write_json
+from ..rundir.checkpoint import kept
+from ..rundir.files import WriteError
 from .callbacks import Callback, Checkpointing, Evaluation, LogFlush, Progress, record_eval, save
 from .evaluation import generate_samples
 from .forensics import Forensics
@@ -113,7 +115,8 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
 
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.out_dir) / cfg.name
     main = os.environ.get("RANK", "0") == "0"
-    with (RunLock(run_dir) if main else contextlib.nullcontext()), StopOnInterrupt() as stop:
+    with (RunLock(run_dir) if main else contextlib.nullcontext()), StopOnInterrupt() as stop, \
+            stopped_by_a_write([run_dir]):
         run = setup(cfg, run_dir, resume, overwrite)
         run.end_step = cfg.train.steps if until_step is None else min(until_step, cfg.train.steps)
         member = Member(run, default_callbacks(run, progress) + list(callbacks))
@@ -121,6 +124,15 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = Fals
             cb.on_start(run)
         reached = run_steps(PlainEngine(run), [member], stop)
         return conclude(member, reached[0])
+
+
+@contextlib.contextmanager
+def stopped_by_a_write(run_dirs: list[Path]):
+    """A write that fails (a full disk) ends the run with one line: the file, and what each run keeps."""
+    try:
+        yield
+    except WriteError as err:
+        raise WriteError(f"{err}; " + "; ".join(kept(d) for d in run_dirs), err.path) from None
 
 
 def finish(run: TrainingRun, callbacks: list[Callback]) -> dict:

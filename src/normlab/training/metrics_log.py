@@ -22,12 +22,12 @@ from .step import StepResult, divergence_reason
 
 class MetricsLog:
     def __init__(self, run_dir: Path, ranks: dist.DistInfo, loss_bound: float, start_lines: int | None = None,
-                 timing_lines: int | None = None):
+                 timing_lines: int | None = None, start_step: int | None = None):
         self.ranks, self.loss_bound = ranks, loss_bound
         self.writer = MetricsWriter(Path(run_dir) / "metrics.jsonl") if ranks.is_main else None
         self.timing = MetricsWriter(Path(run_dir) / "timing.jsonl") if ranks.is_main else None
         if self.writer is not None and start_lines is not None:
-            self.writer.truncate_to(start_lines)
+            self.writer.truncate_to(start_lines, steps=start_step)
             self.timing.truncate_to(min(timing_lines or 0, self.timing.lines), validate=False)  # wall clock only
         self._buffer: list[dict] = []           # records; a step record holds device tensors until the flush
         self._extra: dict[int, list[tuple[list[str], torch.Tensor]]] = {}

@@ -139,6 +139,9 @@ def _prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> tuple[RunConfig, Co
     elif cfg.model.vocab_size < vocab:
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's {vocab}; "
                           "use 0 to take it from the tokenizer")
+    if resume and not (run_dir / "config.yaml").exists() and latest_checkpoint(run_dir) is not None:
+        raise ConfigError(f"cannot resume {run_dir}: it has a checkpoint but no config.yaml, so nothing shows that "
+                          "this config is the one it was trained with; restore config.yaml or start a new run name")
     if resume and (run_dir / "config.yaml").exists():
         changed = config_changes(saved_config(run_dir), cfg)
         if changed:
@@ -198,6 +201,9 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
     ckpt = latest_checkpoint(run_dir, need_state=True) if resume else None
     state = dist.load(ckpt, model, optimizer, cfg.train, ranks) if ckpt is not None else {}
     start = state.get("step", 0)
+    if start > cfg.train.steps:   # past the end: nothing would train, and the summary would call it complete
+        raise ConfigError(f"{ckpt / 'state.json'}: step {start} is past train.steps={cfg.train.steps}; the file was "
+                          "edited, or the run belongs to a longer config")
     info = meta(str(device))
     info["world_size"], info["data"] = ranks.world, corpus.fingerprint
     if ranks.is_main and resume and (run_dir / "meta.json").exists():
@@ -205,7 +211,7 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
         info["resumed_at_step"] = start
     # the first writes: metrics.jsonl cut back to the checkpoint (refused when it holds fewer lines), then the rest
     log = MetricsLog(run_dir, ranks, cfg.train.loss_bound, state.get("metrics_lines", 0),
-                     state.get("timing_lines", 0))
+                     state.get("timing_lines", 0), start_step=start)
     if ranks.is_main:
         _write_run_files(cfg, run_dir, corpus)
         write_json(run_dir / "meta.json", info)

@@ -24,7 +24,7 @@ import torch
 from ..config import RunConfig
 from ..rundir import RunLock, now, write_json
 from . import accel
-from .loop import Member, conclude, default_callbacks, run_steps
+from .loop import Member, conclude, default_callbacks, run_steps, stopped_by_a_write
 from .optim import lr_at
 from .setup import TrainingRun, setup
 from .signals import StopOnInterrupt
@@ -213,6 +213,7 @@ def train_stacked(cfgs: list[RunConfig], run_dirs: list[Path],
     with contextlib.ExitStack() as stack, StopOnInterrupt() as stop:
         for d in run_dirs:
             stack.enter_context(RunLock(d))
+        stack.enter_context(stopped_by_a_write([Path(d) for d in run_dirs]))
         runs = [setup(cfg, Path(d), resume=True) for cfg, d in zip(cfgs, run_dirs)]
         results: dict[str, dict] = {}
         for start in sorted({r.start_step for r in runs}):
