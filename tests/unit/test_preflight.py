@@ -14,7 +14,7 @@ from oneline import invoke, refused, snapshot
 def _results(folder, experiment, seeds):
     folder.mkdir(parents=True)
     (folder / "results.json").write_text(json.dumps({"experiment": experiment, "seeds": seeds,
-                                                     "claims": [{"id": "a", "verdict": "supported"}]}))
+                                                     "claims": [{"id": "a", "text": "a claim", "verdict": "supported"}]}))
     return folder
 
 

@@ -49,8 +49,8 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
     if replicate is not None:   # checked now, not after the sweep has trained
         from ..report.replication import read_original
 
+        read_original(Path(replicate), seed_list)   # the file itself: parses, seeds and claims well-formed
         check_replicate(Path(replicate), spec.name, seed_list, exp_dir)
-        read_original(Path(replicate), seed_list)
     workers = min(jobs or spec.jobs, cores()) if launcher == "local" else None   # Ray's cluster decides its own
     tasks, states = plan_tasks(planned, skip_failed, stack, workers)
     check_data([r for t in tasks for r in t.runs], spec, preset)   # before anything is written or trained

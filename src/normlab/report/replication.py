@@ -65,8 +65,9 @@ def read_original(original_dir: Path, seeds: list[int]) -> dict:
                           "id, text and verdict; it is damaged or not a normlab results.json")
     overlap = sorted(set(old_seeds) & set(seeds))
     if overlap:
-        raise ConfigError(f"--replicate {original_dir}: the seed sets overlap ({overlap[:10]}); a replication needs "
-                          "disjoint seeds (e.g. --seeds 5-9 against 0-4)")
+        fresh = max([*old_seeds, *seeds]) + 1
+        raise ConfigError(f"--replicate {original_dir}: its seeds overlap these ({', '.join(map(str, overlap[:10]))}); "
+                          f"a replication needs disjoint seeds (e.g. --seeds {fresh}-{fresh + len(seeds) - 1})")
     return original
 
 
