@@ -93,7 +93,7 @@ def test_normfree_report_has_probe_figures_and_claims(tmp_path):
     for name in ("probe_nan_attention.png", "probe_nan_activations.png"):  # a healthy run: a sentence, no figure
         assert name in paths or "no non-finite values in any layer, at any probe step" in md, name
     results = json.loads(paths["results.json"].read_text())
-    assert len(results["claims"]) == 4 and "Entropic overload, layer 1" in results["table"]
+    assert len(results["claims"]) >= 4 and "Entropic overload, layer 1" in results["table"]
     ppl = results["table"]["Perplexity exp(val loss)"]["preln-gelu"]["values"]
     val = results["table"]["Final val loss"]["preln-gelu"]["values"]
     assert np.allclose(ppl, np.exp(val), rtol=1e-12) and len(ppl) == 3
