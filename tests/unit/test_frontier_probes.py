@@ -13,16 +13,7 @@ from normlab.model import build_model
 from normlab.probes import PROBES, probe_model
 from normlab.probes.update_stats import UpdateTracker
 
-V, B, T = 11, 2, 8
-
-
-def _model(*overrides, std=0.5):
-    model = build_model(load_config("debug", [f"model.vocab_size={V}", *overrides]).model).double().eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.normal_(0, std, generator=torch.Generator().manual_seed(p.numel()))
-    return model
+from probemodels import B, T, V, sharp_model as _model
 
 
 def _idx():

@@ -9,8 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from normlab.config import load_config
-from normlab.model import build_model
 from normlab.probes import probe_model
 from normlab.probes.active_dormant import bos_mass_by_role
 from normlab.probes.grad_sink import gradient_ratio
@@ -18,16 +16,7 @@ from normlab.probes.resid_peak import peak_ratio
 from normlab.probes.sink_ablation import without_first
 from normlab.probes.value_drain import drain_ratio
 
-V, B, T = 11, 2, 8
-
-
-def _model(*overrides, std=0.5):
-    model = build_model(load_config("debug", [f"model.vocab_size={V}", *overrides]).model).double().eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.normal_(0, std, generator=torch.Generator().manual_seed(p.numel()))
-    return model
+from probemodels import B, T, V, sharp_model as _model
 
 
 def _xy():
