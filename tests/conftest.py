@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-import normlab as nl
+from debugmodels import tiny_config  # tests/unit (pytest pythonpath)
 
 
 @pytest.fixture(autouse=True)
@@ -16,11 +16,6 @@ def _own_working_directory(tmp_path_factory, monkeypatch):
     `runs/` left by `make demo` in the checkout cannot change what a test plans or finds (test_isolation.py)."""
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     yield
-
-
-def tiny_config(tmp_path, *overrides):
-    """The shipped `debug` config writing under tmp_path (a few seconds of CPU at most)."""
-    return nl.load_config("debug", [f"out_dir={tmp_path}", *overrides])
 
 
 @pytest.fixture

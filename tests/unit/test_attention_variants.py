@@ -16,12 +16,9 @@ from normlab.training.optim import build_optimizer, set_lr
 from normlab.training.qk_clip import QKClip
 
 from causality import assert_causal  # tests/unit/causality.py
+from debugmodels import debug_model_config
 
 CAUSAL = torch.ones(6, 6, dtype=torch.bool).tril()
-
-
-def _cfg(*overrides):
-    return load_config("debug", ["model.vocab_size=11", *overrides]).model
 
 
 def _qkv(att, x):
@@ -37,7 +34,7 @@ def _out(att, x, probs, v):
 
 def _att(*overrides, scale=1.0):
     torch.manual_seed(0)
-    att = SelfAttention(_cfg(*overrides)).double()
+    att = SelfAttention(debug_model_config(*overrides)).double()
     with torch.no_grad():
         att.qkv.weight.mul_(scale)
     return att
@@ -136,13 +133,13 @@ def test_fused_sdpa_is_kept_where_it_expresses_the_variant(monkeypatch, option, 
     calls = []
     real = F.scaled_dot_product_attention
     monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **kw: calls.append(1) or real(*a, **kw))
-    build_model(_cfg(option))(torch.randint(0, 11, (2, 8)))
+    build_model(debug_model_config(option))(torch.randint(0, 11, (2, 8)))
     assert len(calls) == (2 if fused else 0)
 
 
 @pytest.mark.parametrize("kind", ["rmsnorm", "layernorm"])
 def test_qkv_norm_normalizes_q_k_and_v_per_head(kind):
-    model = build_model(_cfg("model.attn.qkv_norm=true", f"model.norm.kind={kind}", "model.init_std=0.5"))
+    model = build_model(debug_model_config("model.attn.qkv_norm=true", f"model.norm.kind={kind}", "model.init_std=0.5"))
     seen = {}
     att = model.blocks[1].attn
     for tap in ("q", "k", "v"):
@@ -164,14 +161,14 @@ VARIANTS = ["model.attn.gate=elementwise", "model.attn.softmax=softpick", "model
 @pytest.mark.parametrize("pos", ["learned", "rope"])
 def test_variants_are_causal(option, pos):
     torch.manual_seed(0)
-    model = build_model(_cfg(*option.split(), f"model.pos={pos}")).eval()
+    model = build_model(debug_model_config(*option.split(), f"model.pos={pos}")).eval()
     assert_causal(model, vocab_size=11)
 
 
 @pytest.mark.parametrize("option", VARIANTS[:6])
 def test_probed_probabilities_are_what_the_forward_multiplies(option):
     """The attention output equals probabilities(tapped q, tapped k) @ tapped v, projected (and gated)."""
-    model = build_model(_cfg(option, "model.init_std=0.3")).double()
+    model = build_model(debug_model_config(option, "model.init_std=0.3")).double()
     att = model.blocks[0].attn
     seen = {}
     for tap in ("q", "k", "v"):
@@ -186,7 +183,7 @@ def test_probed_probabilities_are_what_the_forward_multiplies(option):
 
 def test_resid_clip_bounds_the_stream_after_every_block():
     torch.manual_seed(3)
-    clipped = build_model(_cfg("model.resid_clip=0.05", "model.init_std=0.5")).double()
+    clipped = build_model(debug_model_config("model.resid_clip=0.05", "model.init_std=0.5")).double()
     seen = []
     for b in clipped.blocks:
         b.register_forward_hook(lambda m, i, o: seen.append(o.abs().max().item()))
@@ -205,7 +202,7 @@ def _max_logits(att, x):
 
 
 def test_qk_clip_rescales_exactly_the_heads_over_tau():
-    model = build_model(_cfg("model.n_layer=1")).double()
+    model = build_model(debug_model_config("model.n_layer=1")).double()
     att = model.blocks[0].attn
     with torch.no_grad():
         att.qkv.weight[:8].mul_(40.0)                              # head 0's queries: large logits

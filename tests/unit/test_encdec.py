@@ -12,13 +12,14 @@ from normlab.model import EncoderDecoder, build_model, inference
 from normlab.rundir import read_metrics
 from normlab.training.seq2seq import task_accuracy
 
+from debugmodels import debug_model
+
 S2S = ["model.encoder_layers=2", "data.task=reverse", "model.pos=rope"]
 MODES = {"normal": [], "ngpt": ["model.arch=ngpt", "model.norm.placement=none"]}
 
 
 def _model(mode, *overrides):
-    cfg = load_config("debug", ["model.vocab_size=11", *S2S, *MODES[mode], *overrides]).model
-    return build_model(cfg).eval()
+    return debug_model(*S2S, *MODES[mode], *overrides).eval()
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))

@@ -10,13 +10,14 @@ from normlab.probes import PROBES
 from normlab.rundir import read_metrics
 from normlab.training.stacked_loop import train_stacked
 
+from debugmodels import run_config
+
 EVERYTHING = ["train.steps=10", "train.eval_every=5", "probes.every=5", "probes.grad_every=1",
               "probes.update_every=5", "probes.names=[all]"]
 
 
 def _cfg(tmp_path, name, seed, *extra):
-    return nl.load_config("prepost", [*EVERYTHING, f"out_dir={tmp_path}", f"name={name}", f"train.seed={seed}",
-                                      *extra])
+    return run_config("prepost", tmp_path, name, seed, *EVERYTHING, *extra)
 
 
 def _keys_by_step(records):

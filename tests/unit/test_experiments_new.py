@@ -20,6 +20,7 @@ from normlab.probes import probe_model
 from normlab.report.runs import load_run
 from normlab.training.stacked_loop import stack_key
 
+from debugmodels import debug_model
 from runfixtures import write_run
 
 NEW = ("proxies", "depth", "dyt-regime", "sinks")
@@ -113,15 +114,8 @@ def test_presets_restrict_variants_and_override_per_axis_value(tmp_path):
 
 # ---- probes ------------------------------------------------------------------------------------
 
-def _model(*overrides, vocab=20):
-    cfg = nl.load_config("debug", list(overrides))
-    cfg.model.vocab_size = vocab
-    torch.manual_seed(0)
-    return nl.build_model(cfg.model)
-
-
 def test_depth_stats_sees_an_identity_block_and_matches_hand_math():
-    model = _model("model.n_layer=3")
+    model = debug_model("model.n_layer=3", vocab=20, seed=0)
     with torch.no_grad():  # block 1 adds nothing: its residual branches end in zero matrices
         for name, p in model.blocks[1].named_parameters():
             if name.endswith("proj.weight"):
@@ -157,12 +151,12 @@ def test_depth_stats_runs_only_when_named():
     from normlab.probes.base import resolve_names
     assert "depth_stats" not in resolve_names(["all"]) and "attn_entropy" in resolve_names(["all"])
     assert resolve_names(["all", "depth_stats"])[-1] == "depth_stats"
-    assert "depth_stats" in {p.name for p in __import__("normlab").Recorder(_model(), ["depth_stats"]).probes}
+    assert "depth_stats" in {p.name for p in __import__("normlab").Recorder(debug_model(vocab=20, seed=0), ["depth_stats"]).probes}
     assert "depth_stats" in load_experiment("depth").base["probes"]["names"]
 
 
 def test_output_lse_over_target_positions():
-    model = _model()
+    model = debug_model(vocab=20, seed=0)
     x, y = torch.randint(0, 20, (2, 8)), torch.randint(0, 20, (2, 8))
     y[1] = IGNORE
     out = probe_model(model, x, ["output_lse"], y=y)["output_lse"]

@@ -13,7 +13,7 @@ from normlab.model import build_model
 from normlab.probes import PROBES, probe_model
 from normlab.probes.update_stats import UpdateTracker
 
-from probemodels import B, T, V, sharp_model as _model
+from debugmodels import B, T, V, sharp_model as _model
 
 
 def _idx():

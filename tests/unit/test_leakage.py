@@ -9,9 +9,7 @@ import normlab as nl
 from normlab.training import leakage, setup
 from normlab.training.leakage import LeakageError, check_causality, check_targets, plausibility_warning
 
-
-def _model(*overrides):
-    return nl.build_model(nl.load_config("debug", ["model.vocab_size=11", *overrides]).model)
+from debugmodels import debug_model
 
 
 class _Peeking(torch.nn.Module):
@@ -26,7 +24,7 @@ class _Peeking(torch.nn.Module):
 
 
 def test_causal_model_passes_and_peeking_model_is_refused():
-    model = _model()
+    model = debug_model()
     x = torch.randint(0, 11, (2, 12))
     check_causality(model, x, 11)
     with pytest.raises(LeakageError, match="not causal -- changing tokens after position 0"):
@@ -58,7 +56,7 @@ def test_seed_000_loss_gets_a_warning_and_honest_losses_do_not():
 
 def test_probe_maxima_match_a_hand_computation():
     """The probes that replaced train/watch.py: max |residual| per block and max attention logit (before clamp)."""
-    model = _model("model.pos=rope", "model.d_model=16", "model.n_head=2").eval()
+    model = debug_model("model.pos=rope", "model.d_model=16", "model.n_head=2").eval()
     x = torch.randint(0, 11, (2, 10))
     outs, qs, ks = [], [], []
     hooks = [b.register_forward_hook(lambda m, i, o: outs.append(o)) for b in model.blocks]

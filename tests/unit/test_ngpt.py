@@ -12,12 +12,13 @@ from normlab.model.ngpt import NGPT, hypersphere_step
 from normlab.rundir import latest_checkpoint
 
 from causality import assert_causal  # tests/unit/causality.py
+from debugmodels import debug_model_config
 
 NGPT_ARGS = ["model.arch=ngpt", "model.norm.placement=none", "model.pos=rope", "model.mlp=swiglu"]
 
 
 def _cfg(*overrides):
-    return load_config("debug", ["model.vocab_size=11", *NGPT_ARGS, *overrides]).model
+    return debug_model_config(*NGPT_ARGS, *overrides)
 
 
 def _unit_norm_weights(model):

@@ -7,9 +7,7 @@ from normlab.model import build_model, pair_reason
 from normlab.model.placements.deepnorm import deepnorm_constants
 from normlab.model.placements.mixln import mixln_post_layers
 
-
-def _cfg(*overrides):
-    return load_config("debug", ["model.vocab_size=11", *overrides]).model
+from debugmodels import debug_model_config
 
 
 def test_deepnorm_constants():
@@ -21,9 +19,9 @@ def test_deepnorm_constants():
 
 def test_deepnorm_init_scales_v_out_and_mlp_but_not_q_k():
     torch.manual_seed(5)
-    post = build_model(_cfg("model.norm.placement=post", "model.n_layer=4"))
+    post = build_model(debug_model_config("model.norm.placement=post", "model.n_layer=4"))
     torch.manual_seed(5)
-    deep = build_model(_cfg("model.norm.placement=deepnorm", "model.n_layer=4"))
+    deep = build_model(debug_model_config("model.norm.placement=deepnorm", "model.n_layer=4"))
     beta, C = 32 ** -0.25, 16
     for a, b in zip(post.blocks, deep.blocks):
         torch.testing.assert_close(b.attn.qkv.weight[:2 * C], a.attn.qkv.weight[:2 * C], rtol=0, atol=0)  # q, k
@@ -36,7 +34,7 @@ def test_deepnorm_init_scales_v_out_and_mlp_but_not_q_k():
 
 
 def test_deepnorm_residual_formula():
-    block = build_model(_cfg("model.norm.placement=deepnorm", "model.n_layer=3")).blocks[0].double()
+    block = build_model(debug_model_config("model.norm.placement=deepnorm", "model.n_layer=3")).blocks[0].double()
     x = torch.randn(2, 5, 16, dtype=torch.float64)
     alpha = 6 ** 0.25
     h = block.norm_attn_post(alpha * x + block.attn(x))
@@ -48,7 +46,7 @@ def test_deepnorm_residual_formula():
                                                  (3, 0.25, 0), (4, 0.0, 0), (4, 1.0, 4), (5, 0.5, 2)])
 def test_mixln_layer_split(n_layer, frac, n_post):
     assert mixln_post_layers(n_layer, frac) == n_post
-    model = build_model(_cfg("model.norm.placement=mixln", f"model.n_layer={n_layer}",
+    model = build_model(debug_model_config("model.norm.placement=mixln", f"model.n_layer={n_layer}",
                              f"model.norm.mixln_post_frac={frac}"))
     post = [hasattr(b, "norm_attn_post") and hasattr(b, "norm_mlp_post") and not hasattr(b, "norm_attn_in")
             for b in model.blocks]
@@ -58,7 +56,7 @@ def test_mixln_layer_split(n_layer, frac, n_post):
 
 
 def test_mixln_blocks_compute_post_then_pre():
-    model = build_model(_cfg("model.norm.placement=mixln", "model.n_layer=4")).double()
+    model = build_model(debug_model_config("model.norm.placement=mixln", "model.n_layer=4")).double()
     x = torch.randn(2, 5, 16, dtype=torch.float64)
     b0, b1 = model.blocks[0], model.blocks[1]
     h = b0.norm_attn_post(x + b0.attn(x))
@@ -68,7 +66,7 @@ def test_mixln_blocks_compute_post_then_pre():
 
 
 def test_rezero_is_the_identity_at_init_with_one_gate_per_block():
-    model = build_model(_cfg("model.norm.placement=rezero", "model.n_layer=3"))
+    model = build_model(debug_model_config("model.norm.placement=rezero", "model.n_layer=3"))
     x = torch.randn(2, 5, 16)
     for block in model.blocks:
         assert torch.equal(block(x), x)
@@ -81,7 +79,7 @@ def test_rezero_is_the_identity_at_init_with_one_gate_per_block():
 
 
 def test_rezero_residual_formula():
-    block = build_model(_cfg("model.norm.placement=rezero")).blocks[0].double()
+    block = build_model(debug_model_config("model.norm.placement=rezero")).blocks[0].double()
     with torch.no_grad():
         block.resweight.weight.fill_(0.3)
     x = torch.randn(2, 5, 16, dtype=torch.float64)
@@ -115,7 +113,7 @@ def test_validity_accepts_the_sensible_pairs():
 
 
 def test_reorder_residual_formula_and_final_norm():
-    model = build_model(_cfg("model.norm.placement=reorder")).double()
+    model = build_model(debug_model_config("model.norm.placement=reorder")).double()
     block = model.blocks[0]
     assert not hasattr(block, "norm_attn_in") and model.norm_final is not None   # OLMo 2 keeps its final norm
     x = torch.randn(2, 5, 16, dtype=torch.float64)
@@ -124,7 +122,7 @@ def test_reorder_residual_formula_and_final_norm():
 
 
 def test_lns_scales_each_norm_output_by_one_over_sqrt_layer():
-    model = build_model(_cfg("model.norm.placement=lns", "model.n_layer=4")).double()
+    model = build_model(debug_model_config("model.norm.placement=lns", "model.n_layer=4")).double()
     assert [b.lns_scale for b in model.blocks] == pytest.approx([1, 2 ** -0.5, 3 ** -0.5, 0.5])
     block = model.blocks[3]
     x = torch.randn(2, 5, 16, dtype=torch.float64)
@@ -142,7 +140,7 @@ def test_lns_refuses_depth_scaled_init():
 def test_hybrid_block_formula_with_qkv_norms_of_the_models_kind(kind):
     import math
 
-    model = build_model(_cfg("model.norm.placement=hybrid", f"model.norm.kind={kind}")).double()
+    model = build_model(debug_model_config("model.norm.placement=hybrid", f"model.norm.kind={kind}")).double()
     block = model.blocks[1]
     a = block.attn
     assert type(a.norm_v).kind == kind and a.norm_q.weight.shape == (8,)      # per head (d_model / n_head)
@@ -159,7 +157,7 @@ def test_hybrid_block_formula_with_qkv_norms_of_the_models_kind(kind):
 
 
 def test_hybrid_star_puts_block0_in_pre_norm():
-    model = build_model(_cfg("model.norm.placement=hybrid", "model.norm.hybrid_first_pre=true", "model.n_layer=3"))
+    model = build_model(debug_model_config("model.norm.placement=hybrid", "model.norm.hybrid_first_pre=true", "model.n_layer=3"))
     b0, b1 = model.blocks[0].double(), model.blocks[1]
     assert hasattr(b0, "norm_attn_in") and hasattr(b0, "norm_mlp_in") and b0.attn.norm_v is not None
     assert hasattr(b1, "norm_attn_post") and not hasattr(b1, "norm_attn_in")

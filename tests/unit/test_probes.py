@@ -14,11 +14,12 @@ from normlab.probes import PROBES, Recorder, flatten, probe_model
 from normlab.probes.grad_norms import GradNormTracker
 from normlab.probes.recorder import glob_match
 
-V, B, T = 11, 2, 8
+from debugmodels import B, T, V, debug_model_config
+
 
 
 def _model(*overrides):
-    cfg = load_config("debug", [f"model.vocab_size={V}", *overrides]).model
+    cfg = debug_model_config(*overrides)
     return build_model(cfg).double().eval(), cfg
 
 

@@ -16,7 +16,7 @@ from normlab.probes.resid_peak import peak_ratio
 from normlab.probes.sink_ablation import without_first
 from normlab.probes.value_drain import drain_ratio
 
-from probemodels import B, T, V, sharp_model as _model
+from debugmodels import B, T, V, sharp_model as _model
 
 
 def _xy():

@@ -7,15 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from normlab.config import load_config
 from normlab.data import IGNORE
 from normlab.model import build_model
 from normlab.model.attention import SelfAttention
 from normlab.training import lm_loss
 
-
-def _cfg(*overrides):
-    return load_config("debug", ["model.vocab_size=11", *overrides]).model
+from debugmodels import debug_model_config
 
 
 def test_z_loss_by_hand():
@@ -47,7 +44,7 @@ def _attention_by_hand(att: SelfAttention, x, transform):
     ("model.attn.logit_clamp=0.5", lambda s: s.clamp(-0.5, 0.5)),
 ])
 def test_capped_attention_equals_explicit_softmax(option, transform):
-    att = SelfAttention(_cfg(option)).double()                # nn.Linear's own init: no init_weights here
+    att = SelfAttention(debug_model_config(option)).double()                # nn.Linear's own init: no init_weights here
     x = 4 * torch.randn(2, 6, 16, dtype=torch.float64)
     expected, _ = _attention_by_hand(att, x, transform)
     _, raw = _attention_by_hand(att, x, lambda s: s)
@@ -56,7 +53,7 @@ def test_capped_attention_equals_explicit_softmax(option, transform):
 
 
 def test_uncapped_attention_equals_explicit_softmax():
-    att = SelfAttention(_cfg()).double()
+    att = SelfAttention(debug_model_config()).double()
     x = torch.randn(2, 6, 16, dtype=torch.float64)
     torch.testing.assert_close(att(x), _attention_by_hand(att, x, lambda s: s)[0])
 
@@ -72,16 +69,16 @@ def test_fused_sdpa_is_used_only_when_clamp_and_softcap_are_off(monkeypatch, opt
         return real(*args, **kwargs)
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
-    model = build_model(_cfg(*([option] if option else [])))
+    model = build_model(debug_model_config(*([option] if option else [])))
     model(torch.randint(0, 11, (2, 8)))
     assert calls == ([True] * 2 if fused else [])    # one causal call per layer, or none
 
 
 def test_output_logit_softcap_by_hand():
     torch.manual_seed(2)
-    plain = build_model(_cfg("model.init_std=0.5"))
+    plain = build_model(debug_model_config("model.init_std=0.5"))
     torch.manual_seed(2)
-    capped = build_model(_cfg("model.init_std=0.5", "model.out_logit_softcap=2.0"))
+    capped = build_model(debug_model_config("model.init_std=0.5", "model.out_logit_softcap=2.0"))
     idx = torch.randint(0, 11, (2, 8))
     raw = plain(idx)
     assert raw.abs().max() > 2.0
@@ -89,7 +86,7 @@ def test_output_logit_softcap_by_hand():
 
 
 def test_qk_norm_gives_unit_rms_q_and_k_per_head():
-    model = build_model(_cfg("model.attn.qk_norm=true", "model.init_std=0.5", "model.pos=rope"))
+    model = build_model(debug_model_config("model.attn.qk_norm=true", "model.init_std=0.5", "model.pos=rope"))
     seen = {}
     att = model.blocks[1].attn
     att.tap_q.register_forward_hook(lambda m, i, o: seen.update(q=o))
@@ -101,7 +98,7 @@ def test_qk_norm_gives_unit_rms_q_and_k_per_head():
 
 
 def test_depth_scaled_and_residual_init_scale():
-    cfg = _cfg("model.d_model=64", "model.n_layer=8", "model.init_std=0.1", "model.resid_init_scale=0.5",
+    cfg = debug_model_config("model.d_model=64", "model.n_layer=8", "model.init_std=0.1", "model.resid_init_scale=0.5",
                "model.depth_scaled_init=true")
     model = build_model(cfg)
     expected = 0.1 * 0.5 / math.sqrt(2 * 8)

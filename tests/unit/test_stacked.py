@@ -26,6 +26,8 @@ from normlab.training import stacked_loop
 from normlab.training.stacked import stack_models
 from normlab.training.stacked_loop import stack_key, train_stacked
 
+from debugmodels import run_config
+
 STEPS = ["train.steps=100", "train.eval_every=50", "probes.every=50"]
 
 
@@ -34,7 +36,7 @@ def _losses(run):
 
 
 def _cfg(tmp_path, name, seed, *extra):
-    return nl.load_config("prepost", [*STEPS, f"out_dir={tmp_path}", f"name={name}", f"train.seed={seed}", *extra])
+    return run_config("prepost", tmp_path, name, seed, *STEPS, *extra)
 
 
 def _stack(tmp_path, prefix, seeds, *extra):

@@ -9,11 +9,12 @@ from normlab.training.optim import build_optimizer, optimizer_state_by_name, par
 from normlab.training.stacked import stack_models
 from normlab.training.stacked_optim import build_stacked_optimizer
 
+from debugmodels import debug_config, debug_model
+
 
 def _model(seed, *overrides):
-    cfg = nl.load_config("debug", ["model.vocab_size=27", f"train.seed={seed}", *overrides])
-    torch.manual_seed(seed)
-    return nl.build_model(cfg.model), cfg
+    cfg = debug_config(f"train.seed={seed}", *overrides, vocab=27)
+    return debug_model(f"train.seed={seed}", *overrides, vocab=27, seed=seed), cfg
 
 
 def _grads(model, gen):

@@ -15,6 +15,7 @@ from normlab.config import load_config
 from normlab.model import build_model, kind_is_used, pair_reason, valid_pairs
 
 from causality import assert_causal  # tests/unit/causality.py
+from debugmodels import debug_model_config
 
 V, T = 11, 8
 
@@ -38,8 +39,8 @@ def _causal_cfg(*overrides):
 
 
 def _cfg(kind, placement, final="auto"):
-    return load_config("debug", [f"model.vocab_size={V}", f"model.norm.kind={kind}", f"model.norm.final={final}",
-                                 f"model.norm.placement={placement}", "model.block_size=8"]).model
+    return debug_model_config(f"model.norm.kind={kind}", f"model.norm.final={final}", f"model.norm.placement={placement}",
+                              "model.block_size=8", vocab=V)
 
 
 @pytest.mark.parametrize("kind,placement,final", contract_cases())
