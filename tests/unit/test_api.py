@@ -3,7 +3,6 @@ config, and examples/quickstart.ipynb executed in a real kernel."""
 import builtins
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +11,9 @@ import normlab as nl
 from normlab.api import by_step
 from normlab.rundir import latest_checkpoint, read_metrics
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "quickstart.ipynb"
+from repo import REPO
+
+NOTEBOOK = REPO / "examples" / "quickstart.ipynb"
 
 
 @pytest.fixture(scope="module")

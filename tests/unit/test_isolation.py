@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from repo import REPO
 
 
 def test_a_test_runs_in_an_empty_folder_outside_the_checkout():

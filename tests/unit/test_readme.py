@@ -1,11 +1,12 @@
 """README.md's Python code blocks run as written (in order, in one namespace, in a temp folder), with
 the training shrunk to a few steps by overrides appended to every nl.load_config call."""
 import re
-from pathlib import Path
 
 import normlab as nl
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+from repo import REPO
+
+README = REPO / "README.md"
 TINY = ["train.steps=6", "train.eval_every=3", "train.eval_batches=1", "probes.every=3", "sample.n=1",
         "train.threads=1"]
 

@@ -10,7 +10,7 @@ from .base import register_norm
 def rms_normalize(x: torch.Tensor, eps: float, weight: torch.Tensor | None = None) -> torch.Tensor:
     """weight * x / sqrt(mean(x^2) + eps), statistics in at least float32 (HF Llama/OLMo 2 convention).
 
-    Three forms, one formula (they agree to float rounding; tests/unit/test_kernels.py):
+    Three forms, one formula (they agree to float rounding; tests/unit/norms/test_kernels.py):
     eager float32/64 on the CPU takes kernels.rms_norm (fused LayerNorm backward, ~1.55x
     F.layer_norm where F.rms_norm's composite costs 4-10x; benchmarks/norm_kernels.py);
     float32/64 elsewhere takes F.rms_norm (fused kernels on CUDA; under torch.compile inductor fuses

@@ -17,7 +17,6 @@ from normlab.probes.recorder import glob_match
 from debugmodels import B, T, V, debug_model_config
 
 
-
 def _model(*overrides):
     cfg = debug_model_config(*overrides)
     return build_model(cfg).double().eval(), cfg

@@ -3,14 +3,13 @@ run whatever was imported before validate(); `import normlab.config` imports no 
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import normlab as nl
 from normlab.config import rules
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "normlab"
+from repo import SRC
 
 
 def _fresh(code: str) -> str:

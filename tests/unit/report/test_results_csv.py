@@ -6,6 +6,7 @@ from normlab.experiments import load_experiment
 from normlab.report import build_report
 
 from runfixtures import decaying, write_experiment, write_run
+from repo import REPO
 
 
 def test_csv_files_hold_the_runs_and_claims_of_results_json(tmp_path):
@@ -30,9 +31,8 @@ def test_results_json_follows_its_documented_schema(tmp_path):
     import pytest
 
     jsonschema = pytest.importorskip("jsonschema")
-    from pathlib import Path
 
-    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "results.schema.json").read_text())
+    schema = json.loads((REPO / "docs" / "results.schema.json").read_text())
     exp = tmp_path / "prepost"
     runs = [write_run(exp, v, s, decaying(2.0 + 0.2 * i, s), val=2.0 + 0.2 * i, status="diverged" if
                       (v, s) == ("none", 2) else "complete") for i, v in enumerate(["pre", "post", "none"])

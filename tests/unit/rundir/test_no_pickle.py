@@ -27,8 +27,7 @@ import torch
 from oneline import invoke, refused
 from test_publish import fake_hub  # noqa: F401  (the folder-backed Hub fixture)
 from tinyruns import latest, make_partial, resume_args
-
-SRC = Path(__file__).resolve().parents[2] / "src" / "normlab"
+from repo import SRC
 
 
 class Payload:
@@ -213,7 +212,6 @@ def test_a_symlink_in_the_run_cannot_lead_a_replay_outside(runs, tmp_path, marke
     shutil.rmtree(tmp_path / "div" / "forensics" / "last_good")
     (tmp_path / "div" / "forensics" / "last_good").symlink_to(evil, target_is_directory=True)
     refused(invoke("replay", tmp_path / "div"), "forensics.json", "outside")
-
 
 
 def test_run_rerun_of_a_partial_run_with_a_pickled_checkpoint(sweep, tmp_path, marker):
