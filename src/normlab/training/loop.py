@@ -22,6 +22,7 @@ from ..rundir import RunLock, atomic_write_text, now, read_metrics, write_json
 from ..rundir.checkpoint import kept
 from ..rundir.files import WriteError
 from .callbacks import Callback, Checkpointing, Evaluation, LogFlush, Progress, record_eval, save
+from .engine import StepEngine
 from .evaluation import generate_samples
 from .forensics import Forensics
 from .leakage import overlap_warning, plausibility_warning
@@ -59,7 +60,7 @@ class PlainEngine:
         return [(result, batch.x.numel() * self.run.ranks.world)]
 
 
-def run_steps(engine, members: list[Member], stop: StopOnInterrupt) -> list[int]:
+def run_steps(engine: StepEngine, members: list[Member], stop: StopOnInterrupt) -> list[int]:
     """Train every member from its start_step to its end_step; each member's steps done (fewer on a stop or
     divergence). A member that diverges or reaches its end leaves; the engine goes on with the rest."""
     reached = [m.run.start_step for m in members]
