@@ -19,7 +19,6 @@ import dataclasses
 import json
 import os
 import sys
-import time
 import typing
 from pathlib import Path
 

@@ -7,7 +7,6 @@ checked in `validate()` against the live registries, so a new variant needs no s
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import torch
 
-import numpy as np
 
 from ..config import ConfigError, DataConfig
 from .corpora import open_source

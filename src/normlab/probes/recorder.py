@@ -13,7 +13,6 @@ shows attention probabilities, so `View.attention` asks each attention module fo
 from __future__ import annotations
 
 import functools
-import math
 import re
 from dataclasses import dataclass
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from normlab.report.metrics import final_val_loss
-from normlab.report.tables import common_rows, metric_row, stat
+from normlab.report.tables import common_rows, metric_row
 
 LEAD_FIGURE = "init_grad_profile.png"
 
