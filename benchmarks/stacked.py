@@ -139,12 +139,11 @@ def equivalence(name: str, margin: float, jobs: int, dirs: list[str] | None, ext
             took = wall([sys.executable, "-m", "normlab", "run", name, *extra, *flags, "--jobs", str(jobs), "--out", d])
             print(f"normlab run {name} {' '.join(extra + flags)} --out {d}: {took:.1f} s", flush=True)
     loss = []
-    for d in dirs:
-        exp = Path(d, "experiment.json")
-        exp = exp if exp.exists() else next(Path(d).glob("*/experiment.json"))
-        runs = json.loads(exp.read_text())["runs"]
+    for d in dirs:   # an experiment folder, or a parent of several (e.g. seeds 0-4 and 5-9 run apart)
+        exps = [Path(d, "experiment.json")]
+        exps = exps if exps[0].exists() else sorted(Path(d).glob("*/experiment.json"))
         loss.append({(r["variant"], r["seed"]): json.loads((exp.parent / r["dir"] / "summary.json").read_text())
-                     .get("val_loss") for r in runs})
+                     .get("val_loss") for exp in exps for r in json.loads(exp.read_text())["runs"]})
     print(f"| variant | n | mean stacked - plain | 95 % CI | TOST p (margin {margin}) | verdict |\n|---|---|---|---|---|---|")
     for variant in sorted({v for v, _ in loss[0]}):
         seeds = sorted(s for v, s in loss[0] if v == variant and (v, s) in loss[1])
