@@ -26,11 +26,12 @@ demo: install
 	$(BIN)/normlab run prepost
 	@echo "next: source $(VENV)/bin/activate   (puts normlab on this shell's PATH; or call $(BIN)/normlab)"
 
+# One pytest worker per core (pytest-xdist), whole files to a worker so module fixtures are built once.
 test: install $(VENV)/.test-extras
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 test-all: install $(VENV)/.test-extras
-	$(BIN)/python -m pytest -q -m "" 
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m ""
 
 bench: install
 	$(BIN)/python benchmarks/train_throughput.py

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -6,7 +8,11 @@ from debugmodels import tiny_config  # tests/unit (pytest pythonpath)
 
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
+    """Seed 0 for every test; under `make test` (pytest-xdist, one worker process per core) one intra-op thread
+    per worker, so the workers do not fight over the cores (the tests' tensors are too small to gain from more)."""
     torch.manual_seed(0)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
     yield
 
 
