@@ -60,10 +60,11 @@ def test_proxies_arms_stack_by_shape_and_set_decay_and_kappa():
     assert all(c.model.attn.qk_norm and c.data.tokenizer == "bpe" for c in wd0)
     kappas = {c.model.attn.qk_scale for (v, _), c in by.items() if v.startswith("kappa")}
     assert kappas == {1.0, 1e2, 1e3}
-    assert all(c.train.steps == 200 and c.train.warmup_steps == 10 for c in by.values())   # 4x the measured horizon
+    assert all(c.train.steps == 150 and c.train.warmup_steps == 8 for c in by.values())   # 3x the measured horizon
     gpu = {p.variant: p.cfg for p in expand(spec, [], [0], "/tmp/unused", "gpu")}
     cfg = gpu["qkoff_lr1e-2"].model
     assert cfg.d_model == 512 and gpu["kappa1e3"].model.attn.qk_scale == 1e3
+    assert gpu["wd0_zoff_lr3e-1"].data.bpe_vocab_size == 8192 and gpu["wd0_zoff_lr3e-1"].data.source == "tinystories"
     cfg.vocab_size = 8192
     assert 20e6 < nl.build_model(cfg).num_params() < 40e6
 
