@@ -189,14 +189,16 @@ def test_proxies_sensitivity_and_log_z_drift(tmp_path):
     m = load_experiment("proxies").module("metrics")
     runs = []
     for lr, loss in zip((1e-3, 1e-2, 1e-1), [2.0, 2.2, 3.5]):  # 3.5 is capped at ln 27
-        cfg = {"model": {"vocab_size": 27, "d_model": 128}, "train": {"lr": lr}}
-        runs.append(_run(tmp_path, f"a_lr{lr:g}", 0, loss, cfg,
-                         probes={0: {"output_lse/mean": 3.3}, 50: {"output_lse/mean": -9.0}}))
+        cfg = {"model": {"vocab_size": 27, "d_model": 128}, "train": {"lr": lr, "steps": 100}}
+        runs.append(_run(tmp_path, f"a_lr{lr:g}", 0, loss, cfg, probes={
+            0: {"output_lse/mean": 3.3}, 25: {"output_lse/mean": 30.0}, 75: {"output_lse/mean": -9.0},
+            100: {"output_lse/mean": float("nan")}}))
     assert m.lr_curve_sensitivity(runs) == pytest.approx(np.mean([0, 0.2, math.log(27) - 2.0]))
-    assert m.peak_abs_log_z(runs) == pytest.approx(9.0)
+    assert m.late_peak_abs(runs[0]) == pytest.approx(9.0)       # the step-25 transient is not the late drift
     ok, why = m.log_z_drifts({r.variant: [r] for r in runs}, variants="a_*", factor=2.0)
-    assert ok and "2.73 x ln V" in why
+    assert ok and "2.73 x ln V" in why and "last 30%" in why
     assert not m.log_z_drifts({r.variant: [r] for r in runs}, variants="a_*", factor=3.0)[0]
+    assert not m.log_z_drifts({r.variant: [r] for r in runs}, variants="a_*", factor=2.0, late=0.2)[0]
 
 
 def test_proxies_reads_layer_0_and_log_z_at_the_last_step(tmp_path):
