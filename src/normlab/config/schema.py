@@ -89,6 +89,9 @@ class AttentionConfig:
     relu(s) / n (Guo et al. 2024), n = the keys a row sees"""
     sink: bool = False
     """a learned per-head sink logit in the softmax denominator (gpt-oss): rows sum to less than 1"""
+    qk_scale: Annotated[float, Range(ge=0, le=1e8)] = 0.0
+    """kappa transplant (Wortsman et al. 2023, arXiv 2309.14322 Fig. 10): q and k per head set to
+    sqrt(kappa) * z / rms(z), no learned gain, so E[q^2] = E[k^2] = kappa; 0 = off"""
 
 
 @dataclass

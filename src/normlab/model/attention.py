@@ -8,7 +8,8 @@ kernel runs whenever it can express the variant: plain softmax with no clamp or 
 too (a zero key and zero value appended, the sink logit as that column of a float attn_mask);
 softpick, sigmoid, relu, clamp and soft-cap take the explicit path. `tap_q` / `tap_k` / `tap_v` are
 nn.Identity tap points (after RoPE and the q/k/v norms) so probes read them without editing the model.
-Options (model.attn): qk_norm / qkv_norm, an output gate, the weight function, a sink; QK-Clip
+Options (model.attn): qk_norm / qkv_norm / qk_scale (the kappa transplant), an output gate, the weight function,
+a sink; QK-Clip
 (training/qk_clip.py) turns on `record_max_logits`, and the forward keeps `max_logits` (H).
 """
 from __future__ import annotations
@@ -77,9 +78,26 @@ class SinkLogit(nn.Module):
         return zeros + self.weight.to(zeros.dtype)
 
 
+class FixedScale(nn.Module):
+    """z -> sqrt(kappa) * z / rms(z) over the head dim, no parameters: Wortsman et al. 2023 (arXiv 2309.14322,
+    Fig. 10) force q and k to E[z^2] = kappa this way to transplant a large attention-logit scale into a small
+    model; the logits q.k/sqrt(D) then scale with kappa. eps inside the root as in RMSNorm."""
+
+    def __init__(self, kappa: float, eps: float):
+        super().__init__()
+        self.root_kappa, self.eps = math.sqrt(kappa), eps
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        zf = z.to(torch.promote_types(z.dtype, torch.float32))
+        return (self.root_kappa * zf * torch.rsqrt(zf.pow(2).mean(-1, keepdim=True) + self.eps)).to(z.dtype)
+
+
 def qkv_norms(cfg: ModelConfig, head_dim: int) -> tuple:
-    """(norm_q, norm_k, norm_v) per head: qkv_norm uses the model's norm kind, qk_norm an RMSNorm on q and k."""
+    """(norm_q, norm_k, norm_v) per head: qkv_norm uses the model's norm kind, qk_norm an RMSNorm on q and k,
+    qk_scale the parameter-free FixedScale on q and k."""
     a = cfg.attn
+    if a.qk_scale:
+        return FixedScale(a.qk_scale, cfg.norm.eps), FixedScale(a.qk_scale, cfg.norm.eps), None
     if a.qkv_norm:
         return tuple(build_norm(cfg.norm, head_dim, role) for role in ("q", "k", "v"))
     if a.qk_norm:

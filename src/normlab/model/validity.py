@@ -80,16 +80,20 @@ def _mixln_fraction(cfg) -> str | None:
 def _attention_problems(cfg) -> list[str]:
     m, t = cfg.model, cfg.train
     a = attention_config(m).attn  # what the attention is built with (hybrid switches qkv_norm on)
-    frontier = a.qkv_norm or a.gate != "none" or a.softmax != "softmax" or a.sink or m.resid_clip or t.qk_clip
+    frontier = (a.qkv_norm or a.gate != "none" or a.softmax != "softmax" or a.sink or a.qk_scale or m.resid_clip
+                or t.qk_clip)
     if frontier and (m.arch != "gpt" or m.encoder_layers):
-        return ["model.attn.qkv_norm / gate / softmax / sink, model.resid_clip and train.qk_clip are options of the "
-                "decoder-only GPT (model.arch=gpt, model.encoder_layers=0); nGPT and the encoder-decoder have "
+        return ["model.attn.qkv_norm / gate / softmax / sink / qk_scale, model.resid_clip and train.qk_clip are "
+                "options of the decoder-only GPT (model.arch=gpt, model.encoder_layers=0); nGPT and the encoder-decoder have "
                 "their own attention: leave them at their defaults"]
     problems = []
     if a.qkv_norm and a.qk_norm:
         why = " (placement hybrid switches qkv_norm on)" if not m.attn.qkv_norm else ""
         problems.append(f"model.attn.qk_norm and qkv_norm are exclusive{why}: qkv_norm already normalizes q and k; "
                         "set model.attn.qk_norm=false")
+    if a.qk_scale and (a.qk_norm or a.qkv_norm or t.qk_clip):
+        problems.append("model.attn.qk_scale sets q and k to a fixed scale (sqrt(kappa) z / rms(z)); qk_norm, qkv_norm "
+                        "and train.qk_clip also set or rescale them: use one of them")
     if a.qkv_norm and not getattr(NORMS[m.norm.kind], "normalizes", True):
         problems.append(f"model.attn.qkv_norm normalizes q, k and v with model.norm.kind, but {m.norm.kind} does not "
                         "normalize (point-wise squashing, no statistic of x): choose a kind that does (e.g. rmsnorm)")

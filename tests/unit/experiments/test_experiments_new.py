@@ -38,32 +38,36 @@ def test_each_new_experiment_loads_with_claims_presets_and_a_lead_figure(name):
     assert {p.cfg.train.device for p in gpu} == {"cuda"}
     smoke = expand(spec, [], None, "/tmp/unused", "smoke")
     assert all(p.cfg.train.steps <= 5 for p in smoke)
-    assert all(p.cfg.data.source == "names" and p.cfg.data.tokenizer == "char" for p in smoke), "smoke runs offline"
+    # offline: the embedded names, char ids or a BPE trained here on their train split (proxies' weight-decay-0 arm)
+    assert all(p.cfg.data.source == "names" and p.cfg.data.tokenizer in ("char", "bpe") for p in smoke), "offline"
     figures = spec.module("figures")
     assert figures.LEAD_FIGURE.endswith(".png")
 
 
-def test_proxies_grid_shapes_stack_and_decay_forms():
+def test_proxies_arms_stack_by_shape_and_set_decay_and_kappa():
     spec = load_experiment("proxies")
     planned = expand(spec, [], None, "/tmp/unused")
-    assert len(spec.variants) == 4 * 2 * 2 * 6 + 12 and len(planned) == 5 * len(spec.variants)
-    # width x qk-norm are the only shape axes: 8 stacks (the sub-grids share d96 / qk-norm off)
-    assert len({stack_key(p.cfg) for p in planned}) == 8
+    assert len(spec.variants) == 2 * 3 + 2 + 3 and len(planned) == 5 * len(spec.variants)
+    # qk-norm off / on, the BPE weight-decay-0 arm and each kappa are shapes of their own: 2 + 1 + 3 stacks
+    assert len({stack_key(p.cfg) for p in planned}) == 6
     by = {(p.variant, p.seed): p.cfg for p in planned}
-    for lr in ("1e-3", "3e-2", "3e-1"):
-        ind = by[(f"d96_qkoff_zon_lr{lr}", 0)].train
+    assert {c.model.d_model for c in by.values()} == {128}
+    for lr in ("1e-2", "1e-1", "3e-1"):
+        ind = by[(f"qkoff_lr{lr}", 0)].train
         assert ind.weight_decay == pytest.approx(1e-4 / float(lr), rel=1e-3)   # independent 1e-4 in coupled form
-        assert by[(f"coupled_d96_lr{lr}", 0)].train.weight_decay == 0.1
-        assert by[(f"warmup25_d96_lr{lr}", 0)].train.warmup_steps == 50 > ind.warmup_steps
-    assert by[("d32_qkon_zon_lr1e-2", 0)].model.attn.qk_norm and by[("d32_qkon_zon_lr1e-2", 0)].train.z_loss == 1e-4
-    lrs = sorted({c.train.lr for c in by.values()})
-    assert lrs[0] == 1e-3 and lrs[-1] == 0.3 and len(lrs) == 6
+        assert ind.z_loss == 1e-4 and by[(f"qkon_lr{lr}", 0)].model.attn.qk_norm
+    wd0 = [c for (v, _), c in by.items() if v.startswith("wd0_")]
+    assert {c.train.weight_decay for c in wd0} == {0.0} and {c.train.z_loss for c in wd0} == {0.0, 1e-4}
+    assert all(c.model.attn.qk_norm and c.data.tokenizer == "bpe" for c in wd0)
+    kappas = {c.model.attn.qk_scale for (v, _), c in by.items() if v.startswith("kappa")}
+    assert kappas == {1.0, 1e2, 1e3}
+    assert all(c.train.steps == 150 and c.train.warmup_steps == 8 for c in by.values())   # 3x the measured horizon
     gpu = {p.variant: p.cfg for p in expand(spec, [], [0], "/tmp/unused", "gpu")}
-    assert gpu["d32_qkoff_zon_lr1e-2"].model.d_model == 256 and gpu["d96_qkoff_zon_lr1e-2"].model.d_model == 768
-    assert gpu["warmup25_d96_lr1e-2"].model.n_layer == 12 and gpu["warmup25_d96_lr1e-2"].train.warmup_steps == 1000
-    cfg = gpu["d96_qkoff_zon_lr1e-2"].model
+    cfg = gpu["qkoff_lr1e-2"].model
+    assert cfg.d_model == 512 and gpu["kappa1e3"].model.attn.qk_scale == 1e3
+    assert gpu["wd0_zoff_lr3e-1"].data.bpe_vocab_size == 8192 and gpu["wd0_zoff_lr3e-1"].data.source == "tinystories"
     cfg.vocab_size = 8192
-    assert 80e6 < nl.build_model(cfg).num_params() < 110e6       # "up to ~100M parameters"
+    assert 20e6 < nl.build_model(cfg).num_params() < 40e6
 
 
 def test_depth_dyt_and_sinks_grids():
@@ -175,20 +179,34 @@ def _run(tmp_path, variant, seed, val, config, probes=None, status="complete", s
     return load_run(tmp_path / f"{variant}-seed{seed}")
 
 
-def test_proxies_sensitivity_growth_and_log_z(tmp_path):
+def test_proxies_sensitivity_and_log_z_drift(tmp_path):
     m = load_experiment("proxies").module("metrics")
     runs = []
-    for d, losses in ((32, [2.0, 2.1, 2.4]), (64, [2.0, 2.2, 3.5])):  # the wider curve is worse at high LR
-        for lr, loss in zip((1e-3, 1e-2, 1e-1), losses):
-            cfg = {"model": {"vocab_size": 27, "d_model": d}, "train": {"lr": lr}}
-            runs.append(_run(tmp_path, f"d{d}_lr{lr:g}", 0, loss, cfg,
-                             probes={0: {"output_lse/mean": 3.3}, 50: {"output_lse/mean": -9.0}}))
-    s32, s64 = np.mean([0, 0.1, 0.4]), np.mean([0, 0.2, math.log(27) - 2.0])   # 3.5 is capped at ln 27
-    assert m.mean_lr_sensitivity(runs) == pytest.approx((s32 + s64) / 2)
-    assert m.sensitivity_growth(runs) == pytest.approx(s64 - s32)               # one doubling of width
-    assert m.peak_abs_log_z(runs) == pytest.approx(9.0)
-    ok, why = m.log_z_drifts({r.variant: [r] for r in runs}, variants="d*", factor=2.0)
-    assert ok and "2.73 x ln V" in why
+    for lr, loss in zip((1e-3, 1e-2, 1e-1), [2.0, 2.2, 3.5]):  # 3.5 is capped at ln 27
+        cfg = {"model": {"vocab_size": 27, "d_model": 128}, "train": {"lr": lr, "steps": 100}}
+        runs.append(_run(tmp_path, f"a_lr{lr:g}", 0, loss, cfg, probes={
+            0: {"output_lse/mean": 3.3}, 25: {"output_lse/mean": 30.0}, 75: {"output_lse/mean": -9.0},
+            100: {"output_lse/mean": float("nan")}}))
+    assert m.lr_curve_sensitivity(runs) == pytest.approx(np.mean([0, 0.2, math.log(27) - 2.0]))
+    assert m.late_peak_abs(runs[0]) == pytest.approx(9.0)       # the step-25 transient is not the late drift
+    ok, why = m.log_z_drifts({r.variant: [r] for r in runs}, variants="a_*", factor=2.0)
+    assert ok and "2.73 x ln V" in why and "last 30%" in why
+    assert not m.log_z_drifts({r.variant: [r] for r in runs}, variants="a_*", factor=3.0)[0]
+    assert not m.log_z_drifts({r.variant: [r] for r in runs}, variants="a_*", factor=2.0, late=0.2)[0]
+
+
+def test_proxies_reads_layer_0_and_log_z_at_the_last_step(tmp_path):
+    m = load_experiment("proxies").module("metrics")
+    cfg = {"model": {"vocab_size": 27, "d_model": 128}, "train": {"lr": 0.3}}
+    run = _run(tmp_path, "a", 0, 3.0, cfg, probes={
+        0: {"logit_stats/attn_max/layer0": 4.0, "logit_stats/attn_max/layer1": 9e5, "output_lse/mean": 3.3},
+        250: {"logit_stats/attn_max/layer0": 1e4, "output_lse/mean": -40.0},
+        500: {"logit_stats/attn_max/layer0": 1e3, "output_lse/mean": float("nan")}})
+    assert m.log10_attn_logit_end(run) == pytest.approx(3.0)          # layer 0, last step: not the peak, not layer 1
+    assert m.abs_log_z_end(run) == pytest.approx(40.0)                # the last finite drift is kept, not dropped
+    inf = _run(tmp_path, "b", 0, 3.0, cfg, probes={10: {"logit_stats/attn_max/layer0": float("inf")}})
+    assert m.log10_attn_logit_end(inf) == pytest.approx(math.log10(np.finfo(np.float32).max))
+    assert m.abs_log_z_end(inf) is None
 
 
 def test_dyt_regime_relative_loss_and_its_slope(tmp_path):

@@ -152,7 +152,25 @@ def test_qkv_norm_normalizes_q_k_and_v_per_head(kind):
     assert type(att.norm_v).kind == kind
 
 
-VARIANTS = ["model.attn.gate=elementwise", "model.attn.softmax=softpick", "model.attn.softmax=sigmoid",
+def test_qk_scale_is_the_kappa_transplant_by_hand():
+    """q, k -> sqrt(kappa) z / rms(z) per head, no learned gain (Wortsman et al. 2023 Fig. 10): E[q^2] = kappa and
+    the logits q.k/sqrt(D) grow with kappa; the fused SDPA path computes the written-out softmax."""
+    kappa, eps = 1000.0, _cfg().norm.eps
+    att = _att(f"model.attn.qk_scale={kappa}")
+    assert [n for n, _ in att.named_parameters()] == ["qkv.weight", "proj.weight"] and att.fused
+    q, k, v, _ = _qkv(att, X)
+    q, k = (math.sqrt(kappa) * z / (z.pow(2).mean(-1, keepdim=True) + eps).sqrt() for z in (q, k))
+    s = q @ k.transpose(-2, -1) / math.sqrt(att.head_dim)
+    torch.testing.assert_close(att(X), _out(att, X, torch.softmax(s.masked_fill(~CAUSAL, float("-inf")), -1), v))
+    seen = {}
+    att.tap_q.register_forward_hook(lambda m, i, o: seen.update(q=o))
+    att(X)
+    torch.testing.assert_close(seen["q"].pow(2).mean(-1), torch.full((2, 2, 6), kappa, dtype=torch.float64),
+                               rtol=1e-3, atol=0)                   # eps in the root: 1e-5 vs E[z^2] ~ 0.1
+    assert s.abs().max() > 100 * _qkv(_att(), X)[3].abs().max()     # the transplanted scale reaches the logits
+
+
+VARIANTS = ["model.attn.qk_scale=100", "model.attn.gate=elementwise", "model.attn.softmax=softpick", "model.attn.softmax=sigmoid",
             "model.attn.sink=true", "model.attn.qkv_norm=true", "model.attn.softmax=relu", "model.resid_clip=0.5",
             "model.norm.placement=hybrid", "model.norm.placement=hybrid model.norm.hybrid_first_pre=true"]
 
@@ -165,7 +183,7 @@ def test_variants_are_causal(option, pos):
     assert_causal(model, vocab_size=11)
 
 
-@pytest.mark.parametrize("option", VARIANTS[:6])
+@pytest.mark.parametrize("option", VARIANTS[:7])
 def test_probed_probabilities_are_what_the_forward_multiplies(option):
     """The attention output equals probabilities(tapped q, tapped k) @ tapped v, projected (and gated)."""
     model = build_model(debug_model_config(option, "model.init_std=0.3")).double()
@@ -287,6 +305,8 @@ def test_weight_decay_modes(mode, expected):
     (["train.weight_decay_mode=decoupled"], "weight_decay_mode.*independent"),
     (["model.attn.sink=true", "model.attn.softmax=sigmoid"], "sink=true adds a logit to the softmax denominator"),
     (["model.attn.qkv_norm=true", "model.attn.qk_norm=true"], "qk_norm and qkv_norm are exclusive: qkv_norm"),
+    (["model.attn.qk_scale=-1"], "model.attn.qk_scale=-1.* is out of range"),
+    (["model.attn.qk_scale=10", "model.attn.qk_norm=true"], "qk_scale sets q and k to a fixed scale"),
     (["model.attn.qkv_norm=true", "model.norm.kind=dyt"], "qkv_norm normalizes q, k and v with model.norm.kind, but dyt"),
     (["train.qk_clip=100", "model.attn.qk_norm=true"], "train.qk_clip rescales W_q and W_k, but"),
     (["train.qk_clip=100", "model.norm.placement=hybrid"], "train.qk_clip rescales W_q and W_k"),
