@@ -68,6 +68,10 @@ def test_calibration_copies_the_peer_configs_and_states_equivalence_margins():
     assert all(p.cfg.train.steps <= 5 and p.cfg.data.source == "names" for p in smoke), "smoke runs offline"
     only = expand(spec, [], [0], "/tmp/unused", "nanogpt")
     assert [p.variant for p in only] == ["nanogpt"]
+    # what differs from the peers is said where the report's setup table shows it (its rows' keys)
+    from normlab.report.setup_table import ROWS
+
+    assert set(spec.seed_setup) <= {key for key, _ in ROWS} and {"data", "tokenizer", "optimizer"} <= set(spec.seed_setup)
 
 
 def test_participation_ratio_counts_the_directions_that_carry_variance():
