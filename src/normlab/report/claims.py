@@ -61,6 +61,12 @@ class ClaimSpec:
     """{name: <precondition>, ...arguments}: the phenomenon must be present, else 'untestable here'"""
     note: str = ""
     """how our setting or wording differs from the source's"""
+    constant: bool = False
+    """b is a fixed constant (float32's exp() overflow, a chance level), not a number the source measured in its
+    setup: a preset or override that changes the setup leaves the claim testable"""
+    setup_free: list = field(default_factory=list)
+    """setting keys (or prefixes ending in '.') whose override does not move the setup b belongs to, e.g.
+    data.source for a peer's own corpus passed as a local file (calibration)"""
 
     def metric_call(self) -> tuple[str, dict]:
         if isinstance(self.metric, str):
@@ -275,17 +281,19 @@ def _trained(side: str, groups: dict[str, list[RunData]], group_defs: dict) -> b
 def untestable_here(spec: ClaimSpec, groups: dict[str, list[RunData]], group_defs: dict,
                     trained: Trained | None = None) -> str:
     """Why these runs cannot test the claim at all, or '': a side's variants were not trained (a preset's subset),
-    or the claim compares with the source's absolute number (b a number other than 0, a sign) while a preset or
-    override changed the setup the number belongs to."""
+    or the claim compares with the source's absolute number (b a number other than 0, a sign, and not a declared
+    constant) while a preset or override changed the setup the number belongs to."""
     trained = trained or Trained()
     absent = list(dict.fromkeys(side for a, _, b in spec.parts for side in (a, b)
                                 if _number(side) is None and not _trained(side, groups, group_defs)))
     if absent:
         return f"{', '.join(absent)} not in {trained.label or 'the variants trained here'}"
-    numbers = [b for _, _, b in spec.parts if _number(b) not in (None, 0.0) and b not in groups]
-    if numbers and trained.changed:
-        shown = ", ".join(trained.changed[:4]) + (f" and {len(trained.changed) - 4} more" if len(trained.changed) > 4
-                                                   else "")
+    numbers = [b for _, _, b in spec.parts if _number(b) not in (None, 0.0) and b not in groups and not spec.constant]
+    free = tuple(str(k) for k in spec.setup_free)
+    changed = [c for c in trained.changed if not any(c.split("=", 1)[0] == k or (k.endswith(".") and
+                                                                                c.startswith(k)) for k in free)]
+    if numbers and changed:
+        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
         return (f"compares with the source's absolute number {numbers[0]}, and {trained.label} changes the setup it "
                 f"belongs to ({shown})")
     return ""

@@ -87,3 +87,9 @@ class Progress(Callback):
     def after_step(self, run, step):
         if run.ranks.is_main:
             self.fn(step + 1, run.cfg.train.steps)
+
+    def on_divergence(self, run):
+        """A diverged run trains no further: report it through, or a stack's progress (the slowest live member)
+        stays at its divergence step and the ETA grows while the others train on."""
+        if run.ranks.is_main:
+            self.fn(run.cfg.train.steps, run.cfg.train.steps)

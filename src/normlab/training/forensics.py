@@ -5,7 +5,8 @@ non-finite loss (or one over train.loss_bound) at step s, `record_divergence` re
 state from before s, saves it to forensics/last_good/ (a checkpoint in the safetensors format),
 and re-trains steps k..s on the same batches with a forward hook on every module: the first module
 (in execution order) whose output is non-finite (or above probes.act_bound) is the first bad
-layer/sublayer. forensics.json + forensics.npz keep the step, the reason, max |activation| per
+layer/sublayer; a finite blow-up (a loss over the bound with every value finite) is located by the first
+module whose max |activation| jumped JUMP-fold in that step (first_jump). forensics.json + forensics.npz keep the step, the reason, max |activation| per
 layer and module, and the batch indices of steps k..s. `replay_run` (`normlab replay <run-dir>`)
 does the same from disk in a fresh process and says whether the failure reproduces: same step,
 same first bad module. Everything it reads is validated; nothing is unpickled.
@@ -76,6 +77,29 @@ def first_bad(rows: list[tuple[str, float, int]], act_bound: float) -> dict | No
     return None
 
 
+JUMP = 4.0   # a module whose max |activation| grew this much in one step has blown up (a clean step: < 2x)
+
+
+def first_jump(before: list[tuple[str, float, int]], rows: list[tuple[str, float, int]]) -> dict | None:
+    """The first module (in execution order) whose output went non-finite or whose max |finite value| grew
+    at least JUMP-fold from the step before: where a finite blow-up starts (first_bad needs a non-finite
+    value or probes.act_bound, and a loss over train.loss_bound may have neither)."""
+    prev = {name: m for name, m, _ in before}
+    for name, m, n_bad in rows:
+        old = prev.get(name)
+        if old is None or old != old or not old > 0:
+            continue
+        ratio = float("inf") if n_bad else m / old
+        if ratio >= JUMP:
+            layer = layer_of(name)
+            parts = name.split(".")
+            return {"module": name, "layer": layer,
+                    "sublayer": parts[2] if layer.startswith("layer") and len(parts) > 2 else parts[0],
+                    "growth": ratio if n_bad == 0 else None, "max_abs": m, "max_abs_before": old,
+                    "kind": "non-finite" if n_bad else f"|a| grew {ratio:.3g}x in one step"}
+    return None
+
+
 def per_layer(rows) -> tuple[dict[str, float], dict[str, int]]:
     max_abs, bad = {}, {}
     for name, m, n in rows:
@@ -88,7 +112,7 @@ def per_layer(rows) -> tuple[dict[str, float], dict[str, int]]:
 
 def replay_steps(cfg: RunConfig, tr: Trainer, data, indices: dict[int, torch.Tensor], start: int, stop: int) -> dict:
     """Train steps start..stop on the saved batches from the current state; stop at the first bad loss."""
-    first_grad = None
+    first_grad, before = None, []
     named = list(tr.model.named_parameters())
     for step in range(start, stop + 1):
         batch = data.replay(indices[step])
@@ -104,13 +128,15 @@ def replay_steps(cfg: RunConfig, tr: Trainer, data, indices: dict[int, torch.Ten
             result = train_step(tr, batch, step, check_grads)
         loss = float(result.loss)
         reason = divergence_reason(loss, cfg.train.loss_bound)
+        rows = rec.summary()["activation_trace"]["rows"]
         if reason or step == stop:
-            rows = rec.summary()["activation_trace"]["rows"]
             max_abs, n_bad = per_layer(rows)
             return {"step": step if reason else None, "reason": reason, "loss": loss,
-                    "first_bad": first_bad(rows, cfg.probes.act_bound), "max_abs_per_layer": max_abs,
+                    "first_bad": first_bad(rows, cfg.probes.act_bound), "first_jump": first_jump(before, rows),
+                    "max_abs_per_layer": max_abs,
                     "nonfinite_per_layer": n_bad, "first_nonfinite_grad": first_grad,
                     "nonfinite_params": bad_params[:10], "rows": rows}
+        before = rows
     raise ValueError(f"empty replay range {start}..{stop}")
 
 
@@ -162,7 +188,8 @@ class Forensics(Callback):
         step, reason = run.log.diverged
         try:
             record = record_divergence(run, list(self.snapshots), step, reason)
-            self.note = {"forensics": "forensics.json", "first_bad": record["first_bad"]}
+            self.note = {"forensics": "forensics.json", "first_bad": record["first_bad"],
+                         "first_jump": record["first_jump"], "first_nonfinite_grad": record["first_nonfinite_grad"]}
         except Exception as err:  # noqa: BLE001  (the run already diverged; keep its summary)
             self.note = {"forensics_error": f"{type(err).__name__}: {err}"}
 
@@ -229,6 +256,6 @@ def replay_run(run_dir: str | Path) -> dict:
     same_layer = (found["first_bad"] or {}).get("module") == (record["first_bad"] or {}).get("module")
     return {"reproduced": same_step and same_layer, "same_step": same_step, "same_first_bad": same_layer,
             "same_batches": same_data, "recorded": {k: record.get(k) for k in ("step", "reason", "first_bad")},
-            "replayed": {k: found[k] for k in ("step", "reason", "first_bad", "max_abs_per_layer",
+            "replayed": {k: found[k] for k in ("step", "reason", "first_bad", "first_jump", "max_abs_per_layer",
                                                "first_nonfinite_grad", "nonfinite_params")},
             "last_good_step": start}

@@ -34,47 +34,69 @@ from .step import StepResult
 
 
 class Engine:
-    """The shared part: the stacked model, its flat parameters, the per-member optimizer, one step."""
+    """The shared part: the stacked model, its flat parameters, the per-member optimizer, one step.
+
+    Only live members are stacked: when members leave (diverged, or at their own end), the next step first
+    re-stacks the rest (`_restack`), so a member that left costs no more compute. A member's row in the
+    flat buffer is `rows[k]`; re-stacking changes E, and with it how batched matmuls round (RESULTS.md)."""
 
     def __init__(self, runs: list[TrainingRun]):
         self.runs = runs
         self.device = runs[0].trainer.device
         self.train_cfg = runs[0].cfg.train
-        self.model, self.flat = stack_models([r.trainer.model for r in runs], self.device)
+        self.version, self._rows = 0, None
+        self._build(list(range(len(runs))), [(r.trainer.model, _torch_state(r)) for r in runs])
+
+    def _build(self, members: list[int], states: list[tuple]) -> None:
+        """Stack `members` from their plain models and optimizer states (name -> state)."""
+        runs = [self.runs[k] for k in members]
+        self.rows = {k: i for i, k in enumerate(members)}
+        self.model, self.flat = stack_models([m for m, _ in states], self.device)
         self.step_model = accel.accelerate(self.model, self.train_cfg)
-        self.optimizer = build_stacked_optimizer(self.flat, [r.cfg.train for r in runs], self.device,
-                                                 runs[0].trainer.model)
-        for k, r in enumerate(runs):
-            self.optimizer.load(k, {n: dict(s) for n, s in _torch_state(r).items()})
+        self.optimizer = build_stacked_optimizer(self.flat, [r.cfg.train for r in runs], self.device, states[0][0])
+        for i, (_, state) in enumerate(states):
+            self.optimizer.load(i, {n: dict(s) for n, s in state.items()})
         col = lambda xs: torch.tensor(xs, dtype=torch.float32, device=self.device)  # noqa: E731
         self.z_loss = col([r.cfg.train.z_loss for r in runs])
         self.max_norm = col([r.cfg.train.grad_clip for r in runs])
-        self.version, self._rows = 0, None
-        self.grad_matrix = _grad_membership(runs[0].trainer.model, self.flat, self.device)
+        self.grad_matrix = _grad_membership(states[0][0], self.flat, self.device)
 
-    def step(self, step: int, live: list[int], after_backward: Callable[[], None]) -> list[tuple[StepResult, int]]:
-        """One optimizer step of the live members (the others are frozen: no gradient, no update); per member
-        (StepResult, tokens). `after_backward` runs the members' callbacks between backward and clipping, as
-        train_step does (probes read gradients there)."""
-        batches = [r.batch(step) for r in self.runs]   # every member's rows: the stack's shapes are fixed
-        lrs = [lr_at(step, r.cfg.train) for r in self.runs]
-        active = torch.zeros(self.flat.E, dtype=torch.bool, device=self.device)
-        active[live] = True
+    def _restack(self, live: list[int]) -> None:
+        """Every member's weights and Adam state into its plain model (the leaving ones keep theirs there for
+        their end), then a stack of the live members only."""
+        for k in self.rows:
+            self.sync(k)
+        from .optim import optimizer_state_by_name
+
+        states = [(self.runs[k].trainer.plain_model,
+                   optimizer_state_by_name(self.runs[k].trainer.plain_model, self.runs[k].trainer.plain_optimizer))
+                  for k in live]
+        self._build(list(live), states)
+        self.version += 1
+        self._rows = None
+
+    def step(self, step: int, live: list[int], after_backward: Callable[[], None]) -> dict[int, tuple[StepResult, int]]:
+        """One optimizer step of the live members; per live member (StepResult, tokens). `after_backward` runs
+        the members' callbacks between backward and clipping, as train_step does (probes read gradients there)."""
+        if sorted(live) != sorted(self.rows):
+            self._restack(live)
+        batches = [self.runs[k].batch(step) for k in live]
+        lrs = [lr_at(step, self.runs[k].cfg.train) for k in live]
         x = torch.cat([b.x for b in batches]).to(self.device, non_blocking=True)
         y = torch.cat([b.y for b in batches]).to(self.device, non_blocking=True)
         with accel.autocast(self.device, self.train_cfg):
             logits = self.step_model(x)
         losses = member_losses(logits, y, self.flat.E, self.z_loss)
         self.flat.grad.zero_()
-        torch.where(active, losses, torch.zeros_like(losses)).sum().backward()
-        grad = self.flat.grad.masked_fill_(~active[:, None], 0.0)  # a frozen member's NaNs stay its own
+        losses.sum().backward()
+        grad = self.flat.grad
         self._rows = None
         after_backward()
         norms = clip_per_member(grad, self.max_norm)
-        self.optimizer.step(grad, torch.tensor(lrs, device=self.device), active.float())
+        self.optimizer.step(grad, torch.tensor(lrs, device=self.device), torch.ones(len(live), device=self.device))
         self.version += 1
         losses, norms = losses.detach(), norms.detach()
-        return [(StepResult(losses[k], norms[k], lrs[k]), b.x.numel()) for k, b in enumerate(batches)]
+        return {k: (StepResult(losses[i], norms[i], lrs[i]), b.x.numel()) for i, (k, b) in enumerate(zip(live, batches))}
 
     def grad_rows(self) -> torch.Tensor:
         """Every member's grad_norms row of this step ([E, K], before clipping), computed once when first asked."""
@@ -92,13 +114,16 @@ class Engine:
         return (per_span.unsqueeze(-1) * self.grad_matrix[1]).sum(dim=1).sqrt()
 
     def sync(self, k: int) -> None:
-        """Member k's weights and Adam state into its plain model and torch optimizer."""
-        run = self.runs[k]
+        """Member k's weights and Adam state into its plain model and torch optimizer (a member no longer
+        stacked already has them there: _restack put them)."""
+        if k not in self.rows:
+            return
+        run, row = self.runs[k], self.rows[k]
         model, opt = run.trainer.plain_model, run.trainer.plain_optimizer
         with torch.no_grad():
             for name, p in model.named_parameters():
-                p.copy_(self.flat.member(self.flat.data, k, name))
-        state = self.optimizer.state_of(k)
+                p.copy_(self.flat.member(self.flat.data, row, name))
+        state = self.optimizer.state_of(row)
         params = dict(model.named_parameters())
         for name, s in state.items():
             opt.state[params[name]] = {key: (t.to(params[name].device) if key != "step" else t) for key, t in s.items()}
@@ -170,7 +195,7 @@ class _MemberGradNorms:
         self.engine, self.k, self.keys = engine, k, keys
 
     def measure(self) -> torch.Tensor:
-        return self.engine.grad_rows()[self.k]
+        return self.engine.grad_rows()[self.engine.rows[self.k]]
 
 
 class _MemberGradients:
@@ -180,7 +205,7 @@ class _MemberGradients:
         self.trainer, self.plain, self.keys = trainer, plain, plain.keys
 
     def measure(self):
-        flat, k = self.trainer.engine.flat, self.trainer.k
+        flat, k = self.trainer.engine.flat, self.trainer.engine.rows[self.trainer.k]
         params = list(self.trainer.plain_model.named_parameters())
         for name, p in params:
             p.grad = flat.member(flat.grad, k, name)

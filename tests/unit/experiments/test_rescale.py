@@ -68,6 +68,10 @@ def test_calibration_copies_the_peer_configs_and_states_equivalence_margins():
     assert all(p.cfg.train.steps <= 5 and p.cfg.data.source == "names" for p in smoke), "smoke runs offline"
     only = expand(spec, [], [0], "/tmp/unused", "nanogpt")
     assert [p.variant for p in only] == ["nanogpt"]
+    # what differs from the peers is said where the report's setup table shows it (its rows' keys)
+    from normlab.report.setup_table import ROWS
+
+    assert set(spec.seed_setup) <= {key for key, _ in ROWS} and {"data", "tokenizer", "optimizer"} <= set(spec.seed_setup)
 
 
 def test_participation_ratio_counts_the_directions_that_carry_variance():
@@ -99,3 +103,26 @@ def test_ffn_spectrum_probe_reads_each_mlp_hidden_layer():
     out = probe_model(build_model(cfg.model), torch.randint(0, 11, (4, 8)), ["ffn_spectrum"])["ffn_spectrum"]
     assert set(out) == {"pr/layer0", "pr/layer1", "pr_frac/layer0", "pr_frac/layer1"}
     assert 1.0 <= out["pr/layer0"] <= 64 and out["pr_frac/layer0"] == pytest.approx(out["pr/layer0"] / 64)
+
+
+def test_nonorm_seeds_cover_its_binary_claims_and_the_report_names_each_blow_up_site(tmp_path):
+    from math import comb
+
+    from normlab.experiments.nonorm.figures import blowup_table
+    from normlab.report.runs import RunData
+
+    spec = load_experiment("nonorm")
+    # "all blow up vs none" must clear the Holm bar of the best of its claims (0.05 / m) by Fisher's exact test
+    assert 1 / comb(2 * spec.seeds, spec.seeds) < 0.05 / len(spec.claim_specs) and spec.seeds >= 8
+    cfg = expand(spec, [], [0], "/tmp/unused")[0].cfg
+    assert 0 < cfg.probes.snapshot_every <= 10   # forensics replays a few steps, not the whole run
+    jump = {"module": "blocks.3.mlp.proj", "layer": "layer3", "sublayer": "mlp", "growth": 87.1, "max_abs": 784.0,
+            "max_abs_before": 9.0, "kind": "|a| grew 87.1x in one step"}
+    diverged = {"status": "diverged", "diverged_step": 58, "diverged_reason": "loss 97.8 > train.loss_bound=20.0",
+                "first_jump": jump, "first_bad": None, "first_nonfinite_grad": None}
+    runs = {"nonorm": [RunData("nonorm", 1, tmp_path, diverged, None), RunData("nonorm", 0, tmp_path,
+                                                                                {"status": "complete"}, None)]}
+    table = blowup_table(runs).splitlines()
+    assert len(table) == 3 and table[2].startswith("| nonorm | 1 | 58 | loss 97.8")
+    assert "`blocks.3.mlp.proj` (87.1x: 9 -> 784)" in table[2] and table[2].endswith("| none | none |")
+    assert blowup_table({"norm": [RunData("norm", 0, tmp_path, {"status": "complete"}, None)]}) == "No run diverged."

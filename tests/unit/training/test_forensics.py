@@ -50,6 +50,8 @@ def test_forensics_record_and_replay_reproduce(tiny, tmp_path, monkeypatch):
     assert step == BAD_STEP and record["step"] == step and record["last_good_step"] == 10   # every max(5, log_every)
     assert record["replayed_in_process"]["same_step"]
     assert record["first_bad"]["module"] == "blocks.1.mlp" and record["first_bad"]["layer"] == "layer1"
+    assert record["first_jump"]["module"] == "blocks.1.mlp" and record["first_jump"]["kind"] == "non-finite"
+    assert summary["first_jump"]["module"] == "blocks.1.mlp"   # the summary names the site too (reports read it)
     assert set(record["max_abs_per_layer"]) >= {"wte", "layer0", "layer1"}
     assert (run / "forensics" / "last_good" / "model.safetensors").exists()
     assert (run / "forensics" / "last_good" / "state.safetensors").exists()   # no pickle anywhere
@@ -101,3 +103,17 @@ def test_normfree_report_has_probe_figures_and_claims(tmp_path):
     for cid in ("gelu-worse-than-relu-normfree", "entropic-overload-gelu"):   # 10 steps: attention still uniform
         assert claims[cid]["verdict"] == "untestable here", claims[cid]
         assert "attention is exactly uniform" in claims[cid]["precondition"]["reason"]
+
+
+def test_first_jump_finds_a_finite_blow_up():
+    """A loss over train.loss_bound with every value finite: the first module (in execution order) whose max
+    |activation| grew JUMP-fold in the step is the site; steady growth below JUMP is not a jump."""
+    from normlab.training.forensics import JUMP, first_jump
+
+    before = [("wte", 0.5, 0), ("blocks.3.mlp.gate", 8.0, 0), ("blocks.3.mlp.proj", 9.0, 0), ("lm_head", 60.0, 0)]
+    after = [("wte", 0.5, 0), ("blocks.3.mlp.gate", 15.0, 0), ("blocks.3.mlp.proj", 784.0, 0), ("lm_head", 6718.0, 0)]
+    jump = first_jump(before, after)
+    assert jump["module"] == "blocks.3.mlp.proj" and jump["layer"] == "layer3" and jump["sublayer"] == "mlp"
+    assert abs(jump["growth"] - 784 / 9) < 1e-9 and jump["growth"] >= JUMP
+    assert first_jump(before, [(n, m * 1.5, 0) for n, m, _ in before]) is None
+    assert first_jump(before, [(n, m, 3 if n == "lm_head" else 0) for n, m, _ in before])["kind"] == "non-finite"

@@ -69,16 +69,26 @@ def test_member_is_bit_identical_to_a_stack_of_one_and_close_to_the_plain_run(tm
 
 
 def test_a_diverging_member_is_frozen_and_the_others_go_on(tmp_path, monkeypatch):
-    real = stacked_loop.Engine.step
+    real, stacked = stacked_loop.Engine.step, {}
 
     def step(self, step, live, after_backward):
         if step == 7:   # member 1 blows up (its parameters become NaN), as a divergence would
             self.flat.data[1, :50] = float("nan")
-        return real(self, step, live, after_backward)
+        out = real(self, step, live, after_backward)
+        stacked[step] = self.flat.E
+        return out
     monkeypatch.setattr(stacked_loop.Engine, "step", step)
-    results = _stack(tmp_path, "s", [0, 1, 2])
+    reports = {}
+    cfgs = [_cfg(tmp_path, f"s{s}", s) for s in (0, 1, 2)]
+    results = train_stacked(cfgs, [tmp_path / c.name for c in cfgs],
+                            progress=lambda name, done, total: reports.setdefault(name, []).append(done))
     monkeypatch.setattr(stacked_loop.Engine, "step", real)
     assert results["s1"]["status"] == "diverged" and results["s1"]["diverged_step"] == 7
+    # the diverged member (found at the flush after step 9) reports itself through, so the stack's progress (its
+    # slowest live member) moves on
+    assert reports["s1"][-1] == 100 and reports["s1"][-2] == 9 and reports["s0"][-1] == 100
+    # found at the next log flush (step 9); from step 10 on the stack holds the two live members only
+    assert stacked[9] == 3 and stacked[10] == 2 and stacked[99] == 2
     assert (tmp_path / "s1" / "forensics.json").exists()
     for seed in (0, 2):
         assert results[f"s{seed}"]["status"] == "complete"
