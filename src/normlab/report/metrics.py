@@ -221,19 +221,27 @@ def samples_nonempty(groups: dict[str, list[RunData]], variant: str, min_frac: f
 
 
 @precondition("attention_not_uniform")
-def attention_not_uniform(groups: dict[str, list[RunData]], variants: list[str], layers: str = "early",
-                          max_ratio: float = 0.99):
-    """Attention entropy / its maximum is below `max_ratio` somewhere in the chosen layers of each variant:
-    a claim about entropic overload needs attention that is not uniform everywhere."""
-    worst = []
+def attention_not_uniform(groups: dict[str, list[RunData]], variants: list[str], layers: str = "all",
+                          max_ratio: float = 0.9):
+    """In every seed of each variant, some layer's attention entropy / its maximum (mean over heads, last probe
+    step) is below `max_ratio`: the model learned to focus somewhere. Chance level is 1: uniform attention over
+    the t + 1 visible keys has entropy log(t + 1). A claim about entropic overload (heads stuck near that
+    maximum) needs a baseline that leaves it, on every seed, or overload is the setup, not the method. 0.9, not
+    0.99: at 0.99 a run whose heads barely moved (0.98) would pass (phenomena.md §1.4)."""
+    parts, ok = [], True
     for v in variants:
-        ratios = [r for run in groups.get(v, []) for r in layer_entropy_ratio(run, layers)]
-        if not ratios:
-            return False, f"{v}: no attention-entropy probe data"
-        worst.append((v, min(ratios)))
-    ok = all(m < max_ratio for _, m in worst)
-    text = ", ".join(f"{v} min entropy/max {m:.4f}" for v, m in worst)
-    return ok, f"{text} (needs < {max_ratio} in the {layers} layers; at 1.000 attention is exactly uniform)"
+        runs = groups.get(v, [])
+        lows = [min(ratios) for run in runs if (ratios := layer_entropy_ratio(run, layers))]
+        if not runs:
+            return False, f"{v}: no runs"
+        if len(lows) < len(runs):
+            return False, f"{v}: no attention-entropy probe data in {len(runs) - len(lows)} of {len(runs)} run(s)"
+        passed = sum(m < max_ratio for m in lows)
+        ok &= passed == len(lows)
+        parts.append(f"{v} lowest layer entropy/max per seed {min(lows):.3f}-{max(lows):.3f} "
+                     f"({passed}/{len(lows)} seeds below {max_ratio})")
+    return ok, (", ".join(parts) + f" (needs < {max_ratio} in some {'early ' if layers == 'early' else ''}layer "
+                f"of every seed; chance level 1.000 = exactly uniform attention)")
 
 
 def layer_entropy_ratio(run: RunData, layers: str = "all") -> list[float]:

@@ -102,7 +102,7 @@ def test_normfree_report_has_probe_figures_and_claims(tmp_path):
     claims = {c["id"]: c for c in results["claims"]}
     for cid in ("gelu-worse-than-relu-normfree", "entropic-overload-gelu"):   # 10 steps: attention still uniform
         assert claims[cid]["verdict"] == "untestable here", claims[cid]
-        assert "attention is exactly uniform" in claims[cid]["precondition"]["reason"]
+        assert "chance level 1.000 = exactly uniform attention" in claims[cid]["precondition"]["reason"]
 
 
 def test_first_jump_finds_a_finite_blow_up():

@@ -54,8 +54,9 @@ def figures(groups) -> dict:
 
 
 def notes(groups) -> list[str]:
-    notes = ["Perplexity is exp(validation loss in nats per character) here, per token in the source (BPE): compare "
-             "the ordering and relative gaps, not the absolute values."]
+    notes = ["Perplexity is exp(validation loss in nats per token of this corpus: a bigram-backcopy symbol by default, "
+             "whose exact floor the table gives, or a character), per BPE token in the source: compare the ordering and "
+             "relative gaps, not the absolute values."]
     uniform = [v for v, rs in groups.items() if rs and all(min(layer_entropy_ratio(r) or [0]) >= 0.99 for r in rs)]
     if uniform:
         notes.append(f"Attention stayed near-uniform in {', '.join(uniform)} (entropy >= 0.99 of its maximum in every "
