@@ -20,10 +20,10 @@ from .step import StepResult
 
 @runtime_checkable
 class StepEngine(Protocol):
-    def step(self, step: int, live: list[int], after_backward: Callable[[], None]) -> list[tuple[StepResult, int]]:
+    def step(self, step: int, live: list[int], after_backward: Callable[[], None]) -> dict[int, tuple[StepResult, int]]:
         """One optimizer step of the members in `live` (indices into the engine's members) at schedule position
-        `step`; calls after_backward once, between backward and the update; gives each member's result and the
-        number of tokens it trained on, indexed like the members."""
+        `step`; calls after_backward once, between backward and the update; gives each live member's result and
+        the number of tokens it trained on, keyed by its index."""
         ...
 
 

@@ -54,10 +54,10 @@ class PlainEngine:
     def __init__(self, run: TrainingRun):
         self.run = run
 
-    def step(self, step: int, live: list[int], after_backward: Callable[[], None]) -> list[tuple[StepResult, int]]:
+    def step(self, step: int, live: list[int], after_backward: Callable[[], None]) -> dict[int, tuple[StepResult, int]]:
         batch = self.run.batch(step)
         result = train_step(self.run.trainer, batch, step, after_backward)
-        return [(result, batch.x.numel() * self.run.ranks.world)]
+        return {0: (result, batch.x.numel() * self.run.ranks.world)}
 
 
 def run_steps(engine: StepEngine, members: list[Member], stop: StopOnInterrupt) -> list[int]:
