@@ -38,7 +38,8 @@ class Engine:
 
     Only live members are stacked: when members leave (diverged, or at their own end), the next step first
     re-stacks the rest (`_restack`), so a member that left costs no more compute. A member's row in the
-    flat buffer is `rows[k]`; re-stacking changes E, and with it how batched matmuls round (RESULTS.md)."""
+    flat buffer is `rows[k]`; every batched op works per member, so a survivor computes the same bits as in a
+    stack of one (test_stacked.py)."""
 
     def __init__(self, runs: list[TrainingRun]):
         self.runs = runs
