@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..rundir import atomic_write_bytes, atomic_write_text, now, write_json
-from . import drawing, evidence, plots, render, setup_table, terminal
+from . import drawing, evidence, figcache, plots, render, setup_table, terminal
 from .claims import Trained, evaluate_claims
 from .probe_data import probe_figure_jobs
 from .runs import RunData, by_variant, load_experiment_runs, stack_losses
@@ -77,7 +77,8 @@ def trained_here(info: dict, spec) -> Trained:
 
 
 def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
-    """Tables, claims, sections, figures and notes of one experiment's runs."""
+    """Tables, claims, sections and notes of one experiment's runs (its own figures are a figure job:
+    figure_jobs)."""
     rows = _hook(spec, "rows")
     table = rows(groups) if rows else common_rows(groups)[:2] + [
         metric_row("Avg train loss, last 10% of steps", lambda r: r.summary.get("final_train_loss"), groups),
@@ -85,35 +86,53 @@ def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
     group_defs = spec.groups_resolved if spec is not None and hasattr(spec, "groups_resolved") else {}
     trained = trained_here(info, spec)
     claims = evaluate_claims(spec.claim_specs, groups, group_defs, trained) if spec is not None else []
-    sections, figures, notes = {}, {}, []
-    for name, target in (("sections", sections), ("figures", figures)):
-        hook = _hook(spec, name)
-        if hook:
-            target.update(hook(groups))
+    sections, notes = {}, []
+    hook = _hook(spec, "sections")
+    if hook:
+        sections.update(hook(groups))
     hook = _hook(spec, "notes")
     if hook:
         notes += hook(groups)
-    return {"table": table, "claims": claims, "sections": sections, "figures": figures, "notes": notes,
+    return {"table": table, "claims": claims, "sections": sections, "notes": notes,
             "trained": trained}
 
 
-def figure_groups(groups: dict[str, list[RunData]], own, experiment: str) -> list[render.Section]:
+def figure_jobs(groups: dict[str, list[RunData]], spec) -> dict[str, drawing.Job]:
+    """{job name: job} of the report's figures: training curves, each probe figure, the experiment's own."""
+    jobs = {"loss": lambda: loss_figures(groups), **probe_figure_jobs(groups)}
+    hook = _hook(spec, "figures")
+    if hook:
+        jobs["own"] = lambda: hook(groups)
+    return jobs
+
+
+def figure_groups(groups: dict[str, list[RunData]], meanwhile, experiment: str, spec=None,
+                  cache: figcache.FigureCache | None = None, keys: dict[str, str] | None = None) -> list[render.Section]:
     """The report's figures in groups: training curves, one group per probe (registry order), the
-    experiment's own (`own`: a function returning them, run here while the children draw the rest);
-    drawn and encoded on every core (drawing.py), each closed once encoded. A probe figure that is a str
-    is the sentence that replaces an all-zero figure (probe_data._draw)."""
+    experiment's own; each job taken from `cache` where its key (`keys[job]`) matches, the others drawn and
+    encoded on every core (drawing.py) while `meanwhile` (the claims' statistics) runs here. A probe figure
+    that is a str is the sentence that replaces an all-zero figure (probe_data._draw)."""
     from ..probes import PROBES, describe
 
-    (losses, *probes), mine = drawing.draw([lambda: loss_figures(groups), *probe_figure_jobs(groups)],
-                                           meanwhile=own)
-    drawn = {file: shown for job in probes for file, shown in job.items()}
-    out = [render.Section("Training curves", level=3, figures=_shown(losses))]
+    jobs = figure_jobs(groups, spec)
+    cache = cache or figcache.FigureCache(None)
+    keys = keys or {}
+    encoded = {name: cache.get(name, keys[name]) if name in keys else None for name in jobs}
+    todo = [name for name, got in encoded.items() if got is None]
+    if todo:
+        drawn, _ = drawing.draw([jobs[n] for n in todo], meanwhile=lambda: (meanwhile(), {})[1])
+        encoded.update(zip(todo, drawn))
+        cache.put_all({name: (keys[name], encoded[name]) for name in todo if name in keys})
+    else:
+        meanwhile()
+    probes = {file: shown for name, job in encoded.items() if name.startswith("probe:") for file, shown in job.items()}
+    out = [render.Section("Training curves", level=3, figures=_shown(encoded["loss"]))]
     for name, cls in PROBES.items():
-        here = {f.file: drawn[f.file] for f in cls.figures if f.file in drawn}
+        here = {f.file: probes[f.file] for f in cls.figures if f.file in probes}
         if here:
             out.append(render.Section(f"Probe: {name}", level=3, about=describe(cls), figures=_shown(here)))
-    if mine:
-        out.append(render.Section(f"{experiment}: this experiment's figures", level=3, figures=_shown(mine)))
+    if encoded.get("own"):
+        out.append(render.Section(f"{experiment}: this experiment's figures", level=3, figures=_shown(encoded["own"])))
     return out
 
 
@@ -138,11 +157,19 @@ def _build_report(exp_dir: Path, spec) -> dict[str, Path]:
     groups = by_variant(runs, info.get("variants", []))
     result: dict = {}
 
-    def analyzed() -> dict:   # the claims' statistics (~0.8 s for prepost) run while the children draw
+    def analyzed() -> None:   # the claims' statistics (~0.8 s for prepost) run while the children draw
         result.update(analyze(info, groups, spec))
-        return result["figures"]
 
-    shown = figure_groups(groups, analyzed, info.get("name") or exp_dir.name)
+    # Figures are cached only from finished runs (nothing writes their files any more) and only when the files
+    # hashed after drawing are the ones hashed before (figcache.FigureCache.put_if): a run written meanwhile by
+    # another process never leaves an entry whose key names data other than what was drawn.
+    run_dirs = [r.run_dir for r in runs]
+    data = figcache.data_key(exp_dir, run_dirs)
+    code = figcache.code_key([spec.path] if spec is not None and hasattr(spec, "path") else [])
+    cache = figcache.FigureCache(exp_dir / figcache.FOLDER if all(r.finished for r in runs) else None,
+                                 still=lambda: figcache.data_key(exp_dir, run_dirs) == data)
+    shown = figure_groups(groups, analyzed, info.get("name") or exp_dir.name, spec, cache,
+                          {name: figcache.job_key(data, code, name) for name in figure_jobs(groups, spec)})
     images = {}
     for f in (f for g in shown for f in g.figures):
         if f.png is None:
@@ -232,8 +259,8 @@ def summary_table(exp_dir: str | Path, spec=None, width: int | None = None) -> s
         return terminal.summary_text(*built[1], width=width)
     info, runs = load_experiment_runs(exp_dir)
     groups = by_variant(runs, info.get("variants", []))
-    with plots.closing_new_figures():  # analyze() also draws the experiment's own figures, unused here
-        return terminal.summary_text(*_summary_parts(analyze(info, groups, spec), groups, runs), width=width)
+    return terminal.summary_text(*_summary_parts(analyze(info, groups, spec), groups, runs),
+                                 width=width)
 
 
 __all__ = ["Row", "build_report", "summary_table"]
