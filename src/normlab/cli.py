@@ -134,12 +134,18 @@ def main(debug):
                                 "or host:port; default: start a local Ray for this sweep")
 def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replicate, launcher, address, no_stack):
     """Train every variant x seed of EXPERIMENT (resuming unfinished runs) and write its report."""
-    from .experiments.run import exit_code, failed_runs, run_experiment
-    from .report import summary_table
+    from .prestart import Prestarted
 
-    result = run_experiment(experiment, list(overrides), seeds, jobs, out_dir, preset, skip_failed, replicate,
-                            launcher=launcher, address=address, echo=click.echo, stack=not no_stack,
-                            display="auto")
+    # the workers start now, before this process imports torch to plan the sweep (prestart.py); --jobs, else every
+    # shipped experiment's 2, at most the cores; the sweep adopts what it needs and ends the rest
+    n = min(jobs or 2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    with Prestarted(n if launcher == "local" else 0, reuse=not no_stack) as started:
+        from .experiments.run import exit_code, failed_runs, run_experiment
+        from .report import summary_table
+
+        result = run_experiment(experiment, list(overrides), seeds, jobs, out_dir, preset, skip_failed, replicate,
+                                launcher=launcher, address=address, echo=click.echo, stack=not no_stack,
+                                display="auto", started=started)
     if result.interrupted:
         sys.exit(exit_code(result))
     failed = failed_runs(result)

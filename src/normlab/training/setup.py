@@ -56,6 +56,7 @@ class TrainingRun:
     notes: dict = field(default_factory=dict)          # extra summary.json fields from callbacks
     val_losses: list = field(default_factory=list)
     train_time: float = 0.0
+    eval_time: float = 0.0                              # wall seconds in evaluate() (record_eval)
 
     @property
     def model(self):
