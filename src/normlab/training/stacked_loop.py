@@ -41,7 +41,10 @@ class Engine:
         self.device = runs[0].trainer.device
         self.train_cfg = runs[0].cfg.train
         self.model, self.flat = stack_models([r.trainer.model for r in runs], self.device)
-        self.step_model = accel.accelerate(self.model, self.train_cfg)
+        self.step_model = accel.accelerate(self.model, self.train_cfg, members=len(runs), device=self.device)
+        mode, why = accel.compile_choice(self.train_cfg, self.device, members=len(runs))
+        for r in runs:   # the stack's step is the one that trains them
+            r.notes["compile"] = {"asked": self.train_cfg.compile, "used": mode, "why": why}
         self.optimizer = build_stacked_optimizer(self.flat, [r.cfg.train for r in runs], self.device,
                                                  runs[0].trainer.model)
         for k, r in enumerate(runs):
