@@ -115,6 +115,11 @@ def main() -> None:
     end = os.getloadavg()
     print(f"load {end[0]:.1f} at the end")
     if a.write:
+        path = ROOT / "src" / "normlab" / "training" / "compile_costs.json"
+        if path.exists():   # rows of other shapes or sizes measured by an earlier call are kept
+            mine = {(r["shape"], r["members"]) for r in rows}
+            rows = [r for r in json.loads(path.read_text())["measured"]["rows"]
+                    if (r["shape"], r["members"]) not in mine] + rows
         paying = [r["break_even_member_steps"] for r in rows if r["break_even_member_steps"]]
         out = {"break_even_member_steps": round(max(paying)) if paying else None,
                "rule": "compile when train.steps x stacked members >= break_even_member_steps",
@@ -124,7 +129,6 @@ def main() -> None:
                                                   capture_output=True).stdout.strip(),
                             "rows": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
                                      for r in rows]}}
-        path = ROOT / "src" / "normlab" / "training" / "compile_costs.json"
         path.write_text(json.dumps(out, indent=1) + "\n")
         print(f"wrote {path}")
 

@@ -37,8 +37,6 @@ class _Group(click.Group):
     (exit 1), with the traceback only under --debug or NORMLAB_DEBUG=1 (for bug reports)."""
 
     def invoke(self, ctx):
-        from .training.signals import EXIT_INTERRUPTED
-
         try:
             return super().invoke(ctx)
         except ConfigError as err:
@@ -47,6 +45,9 @@ class _Group(click.Group):
             click.secho(f"error: {err}", fg="red", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
+            from .training.signals import EXIT_INTERRUPTED   # here: the training package imports torch, which
+            # `normlab report` does not need and `normlab run` imports after its workers started (prestart.py)
+
             click.secho("interrupted", fg="yellow", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:  # `normlab list fields | head`: the reader went away, nothing is wrong

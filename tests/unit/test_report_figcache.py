@@ -107,3 +107,25 @@ def test_an_unfinished_sweep_is_not_cached(exp_dir, drawn):
     build_report(exp_dir, spec)
     assert len(drawn) == 2
     assert not list((exp_dir / figcache.FOLDER).glob("*.json"))
+
+
+def test_a_rereport_needs_neither_torch_nor_matplotlib_and_a_broken_layout_is_rebuilt(exp_dir, drawn):
+    """The layout entry names the figure groups: a re-report reads it and the jobs' entries alone (no probe
+    registry, so no torch; no matplotlib); one that does not parse is rebuilt from the jobs' entries, drawing
+    nothing."""
+    import subprocess
+    import sys
+
+    spec = load_experiment("prepost")
+    build_report(exp_dir, spec)
+    first = _pngs(exp_dir)
+    layout = exp_dir / figcache.FOLDER / "layout.json"
+    layout.write_text("[")
+    build_report(exp_dir, spec)
+    assert len(drawn) == 1 and _pngs(exp_dir) == first and json.loads(layout.read_text())["groups"]
+    probe = ("import sys; from normlab.experiments.spec import load_experiment; from normlab.report import build_report; "
+             f"build_report({str(exp_dir)!r}, load_experiment('prepost')); "
+             "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

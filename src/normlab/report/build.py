@@ -12,9 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..rundir import atomic_write_bytes, atomic_write_text, now, write_json
-from . import drawing, evidence, figcache, plots, render, setup_table, terminal
+from . import evidence, figcache, render, setup_table, terminal
 from .claims import Trained, evaluate_claims
-from .probe_data import probe_figure_jobs
 from .runs import RunData, by_variant, load_experiment_runs, stack_losses
 from .tables import Row, common_rows, metric_row
 
@@ -27,6 +26,8 @@ def _task(runs: list[RunData]) -> str:
 def loss_figures(groups: dict[str, list[RunData]]) -> dict[str, tuple[object, str]]:
     """Training curves of every experiment: loss panels, cumulative average, validation loss (small
     multiples or a ranking for many variants, with the caption that says so)."""
+    from . import plots
+
     by_task: dict[str, dict[str, list[RunData]]] = {}
     for v, rs in groups.items():
         by_task.setdefault(_task(rs), {})[v] = rs
@@ -97,8 +98,10 @@ def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
             "trained": trained}
 
 
-def figure_jobs(groups: dict[str, list[RunData]], spec) -> dict[str, drawing.Job]:
+def figure_jobs(groups: dict[str, list[RunData]], spec) -> dict:
     """{job name: job} of the report's figures: training curves, each probe figure, the experiment's own."""
+    from .probe_data import probe_figure_jobs
+
     jobs = {"loss": lambda: loss_figures(groups), **probe_figure_jobs(groups)}
     hook = _hook(spec, "figures")
     if hook:
@@ -113,6 +116,7 @@ def figure_groups(groups: dict[str, list[RunData]], meanwhile, experiment: str, 
     encoded on every core (drawing.py) while `meanwhile` (the claims' statistics) runs here. A probe figure
     that is a str is the sentence that replaces an all-zero figure (probe_data._draw)."""
     from ..probes import PROBES, describe
+    from . import drawing
 
     jobs = figure_jobs(groups, spec)
     cache = cache or figcache.FigureCache(None)
@@ -133,7 +137,43 @@ def figure_groups(groups: dict[str, list[RunData]], meanwhile, experiment: str, 
             out.append(render.Section(f"Probe: {name}", level=3, about=describe(cls), figures=_shown(here)))
     if encoded.get("own"):
         out.append(render.Section(f"{experiment}: this experiment's figures", level=3, figures=_shown(encoded["own"])))
+    job_of = {file: name for name, figs in encoded.items() for file in figs}
+    cache.put_layout(keys.get(LAYOUT), [{"title": g.title, "level": g.level, "about": g.about,
+                                         "figures": [[f.file, job_of[f.file]] for f in g.figures]} for g in out])
     return out
+
+
+LAYOUT = "layout"   # the figure cache's entry naming the groups, their figures and the job each came from
+
+
+def cached_figure_groups(cache: figcache.FigureCache, keys: dict[str, str]) -> list[render.Section] | None:
+    """The figure groups of an earlier build of the same data and code, from the cache alone (no probe registry, so
+    no torch; no matplotlib), or None where the layout or any of its jobs is missing, stale or corrupt."""
+    layout = cache.get_layout(keys[LAYOUT])
+    if layout is None:
+        return None
+    jobs: dict[str, dict] = {}
+    out = []
+    try:
+        for g in layout:
+            figures = {}
+            for file, job in g["figures"]:
+                if job not in jobs:
+                    got = cache.get(job, figcache.job_key(keys["data"], keys["code"], job))
+                    if got is None:
+                        return None
+                    jobs[job] = got
+                figures[file] = jobs[job][file]
+            out.append(render.Section(g["title"], level=g["level"], about=g["about"], figures=_shown(figures)))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return out
+
+
+def _closing_figures():
+    from . import plots
+
+    return plots.closing_new_figures()
 
 
 def _shown(figures: dict) -> list:
@@ -148,6 +188,12 @@ def missing_runs(runs: list[RunData]) -> list[str]:
 
 def build_report(exp_dir: str | Path, spec=None) -> dict[str, Path]:
     """Write the report files into exp_dir and return their paths."""
+    import sys
+
+    if "matplotlib.pyplot" not in sys.modules:   # a re-report from the cache never imports matplotlib
+        return _build_report(Path(exp_dir), spec)
+    from . import plots
+
     with plots.closing_new_figures():
         return _build_report(Path(exp_dir), spec)
 
@@ -168,8 +214,14 @@ def _build_report(exp_dir: Path, spec) -> dict[str, Path]:
     code = figcache.code_key([spec.path] if spec is not None and hasattr(spec, "path") else [])
     cache = figcache.FigureCache(exp_dir / figcache.FOLDER if all(r.finished for r in runs) else None,
                                  still=lambda: figcache.data_key(exp_dir, run_dirs) == data)
-    shown = figure_groups(groups, analyzed, info.get("name") or exp_dir.name, spec, cache,
-                          {name: figcache.job_key(data, code, name) for name in figure_jobs(groups, spec)})
+    keys = {"data": data, "code": code, LAYOUT: figcache.job_key(data, code, LAYOUT)}
+    shown = cached_figure_groups(cache, keys)
+    if shown is None:
+        keys.update({name: figcache.job_key(data, code, name) for name in figure_jobs(groups, spec)})
+        with _closing_figures():
+            shown = figure_groups(groups, analyzed, info.get("name") or exp_dir.name, spec, cache, keys)
+    else:
+        analyzed()
     images = {}
     for f in (f for g in shown for f in g.figures):
         if f.png is None:

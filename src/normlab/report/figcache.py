@@ -54,15 +54,18 @@ def data_key(exp_dir: Path, run_dirs: list[Path]) -> str:
 
 def code_key(extra_dirs: list[Path] = ()) -> str:
     """SHA-256 of the drawing code (report/, probes/, `extra_dirs`' *.py) and the library versions it runs on."""
-    import matplotlib
-    import numpy
-    import PIL
+    from importlib.metadata import PackageNotFoundError, version   # not the packages: a re-report imports neither
 
     from ..version import __version__
 
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "absent"
     here = Path(__file__).resolve().parent
-    h = hashlib.sha256(f"{FORMAT} {__version__} {matplotlib.__version__} {numpy.__version__} "
-                       f"{PIL.__version__}".encode())
+    h = hashlib.sha256(f"{FORMAT} {__version__} {installed('matplotlib')} {installed('numpy')} "
+                       f"{installed('pillow')}".encode())
     for folder in (here, here.parent / "probes", *map(Path, extra_dirs)):
         for path in sorted(Path(folder).glob("*.py")):
             h.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -113,6 +116,26 @@ class FigureCache:
             return out
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None   # missing, unreadable, not JSON, not base64, a field of the wrong type: drawn again
+
+    def get_layout(self, key: str | None) -> list | None:
+        """The figure groups' layout stored under `key` (report/build.py), or None."""
+        if self.folder is None or key is None:
+            return None
+        try:
+            entry = json.loads(self._path("layout").read_text(encoding="utf-8"))
+            ok = isinstance(entry, dict) and entry.get("format") == FORMAT and entry.get("key") == key
+            return entry["groups"] if ok and isinstance(entry.get("groups"), list) else None
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def put_layout(self, key: str | None, groups: list) -> None:
+        if self.folder is None or key is None or not self.still():
+            return
+        try:
+            atomic_write_text(self._path("layout"), json.dumps({"format": FORMAT, "job": "layout", "key": key,
+                                                                "groups": groups}))
+        except WriteError:
+            pass
 
     def put_all(self, drawn: dict[str, tuple[str, dict]]) -> None:
         """{job: (key, figures)}: written only when the inputs did not change while they were drawn."""
