@@ -108,6 +108,7 @@ def main() -> None:
     for shape in a.shapes:
         for E in a.members:
             r = measure(shape, E, a.steps, a.rounds)
+            r["load"] = [round(load[0], 1), round(os.getloadavg()[0], 1)]
             rows.append(r)
             be = f"{r['break_even_member_steps']:,.0f}" if r["break_even_member_steps"] else "never"
             print(f"| {shape} | {E} | {r['eager_ms']:.2f} | {r['compiled_ms']:.2f} | {r['speedup']:.2f}x | "
