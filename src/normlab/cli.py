@@ -36,8 +36,6 @@ class _Group(click.Group):
     (exit 1), with the traceback only under --debug or NORMLAB_DEBUG=1 (for bug reports)."""
 
     def invoke(self, ctx):
-        from .training.signals import EXIT_INTERRUPTED
-
         try:
             return super().invoke(ctx)
         except ConfigError as err:
@@ -46,6 +44,9 @@ class _Group(click.Group):
             click.secho(f"error: {err}", fg="red", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
+            from .training.signals import EXIT_INTERRUPTED   # here: the training package imports torch, which
+            # `normlab report` does not need and `normlab run` imports after its workers started (prestart.py)
+
             click.secho("interrupted", fg="yellow", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:  # `normlab list fields | head`: the reader went away, nothing is wrong
@@ -133,12 +134,18 @@ def main(debug):
                                 "or host:port; default: start a local Ray for this sweep")
 def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replicate, launcher, address, no_stack):
     """Train every variant x seed of EXPERIMENT (resuming unfinished runs) and write its report."""
-    from .experiments.run import exit_code, failed_runs, run_experiment
-    from .report import summary_table
+    from .prestart import Prestarted
 
-    result = run_experiment(experiment, list(overrides), seeds, jobs, out_dir, preset, skip_failed, replicate,
-                            launcher=launcher, address=address, echo=click.echo, stack=not no_stack,
-                            display="auto")
+    # the workers start now, before this process imports torch to plan the sweep (prestart.py); --jobs, else every
+    # shipped experiment's 2, at most the cores; the sweep adopts what it needs and ends the rest
+    n = min(jobs or 2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    with Prestarted(n if launcher == "local" else 0, reuse=not no_stack) as started:
+        from .experiments.run import exit_code, failed_runs, run_experiment
+        from .report import summary_table
+
+        result = run_experiment(experiment, list(overrides), seeds, jobs, out_dir, preset, skip_failed, replicate,
+                                launcher=launcher, address=address, echo=click.echo, stack=not no_stack,
+                                display="auto", started=started)
     if result.interrupted:
         sys.exit(exit_code(result))
     failed = failed_runs(result)

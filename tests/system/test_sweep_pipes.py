@@ -15,7 +15,7 @@ def _task(name: str):
                            payload=lambda: [(name, "unused")])
 
 
-def _stand_in(index, inbox, outbox, threads, parent, reuse=True):
+def _stand_in(index, inbox, outbox, parent, reuse=True):
     """Worker 0 takes a task and dies halfway through writing a message (a length header for 1,000 bytes, then
     10); the replacement trains every task it is handed and says goodbye."""
     if index == 0:
@@ -26,7 +26,7 @@ def _stand_in(index, inbox, outbox, threads, parent, reuse=True):
     _trains(index, inbox, outbox)
 
 
-def _killed_at_start(index, inbox, outbox, threads, parent, reuse=True):
+def _killed_at_start(index, inbox, outbox, parent, reuse=True):
     """The first NORMLAB_TEST_KILLED workers are killed before they ask for a task (the OOM killer while torch
     loads); the others train."""
     if index < int(os.environ["NORMLAB_TEST_KILLED"]):
@@ -40,7 +40,8 @@ def _trains(index, inbox, outbox):
         item = inbox.recv()
         if item is None:
             break
-        for name, _ in item:
+        payload, threads = item   # a task comes with its thread count
+        for name, _ in payload:
             outbox.send(("done", name, {"status": "complete"}))
     outbox.send(("exit", index, None))
 

@@ -38,9 +38,10 @@ LAUNCHERS = ("local", "ray")
 def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None = None, jobs: int | None = None,
                    out: str | None = None, preset: str | None = None, skip_failed: bool = False,
                    replicate: str | None = None, launcher: str = "local", address: str | None = None,
-                   echo=_console, stack: bool = True, display: str = "none") -> ExperimentResult:
+                   echo=_console, stack: bool = True, display: str = "none", started=None) -> ExperimentResult:
     """`display`: how the sweep shows its progress (progress.SweepProgress): "auto" (a live table on a terminal,
-    periodic lines elsewhere; what the CLI passes), "bar", "lines" or "none"."""
+    periodic lines elsewhere; what the CLI passes), "bar", "lines" or "none". `started`: workers the CLI started
+    before importing torch (normlab.prestart.Prestarted), adopted by a local sweep."""
     _check_launcher(launcher, address)
     spec = load_experiment(name)
     seed_list = parse_seeds(seeds, spec.seeds)
@@ -78,7 +79,8 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
                 if skip_failed and any(s == "failed" for s in states.values()) else ")"))
         t0 = time.perf_counter()
         shown = SweepProgress(tasks, display if launcher == "local" else "none", write=echo)  # Ray prints its own
-        sweep = _sweep(launcher, tasks, jobs or spec.jobs, jobs, address, echo, reuse=stack, shown=shown)
+        sweep = _sweep(launcher, tasks, jobs or spec.jobs, jobs, address, echo, reuse=stack, shown=shown,
+                       started=started)
         with shown:
             results = sweep.run()
         wall = time.perf_counter() - t0
@@ -168,7 +170,7 @@ def _check_launcher(launcher: str, address: str | None) -> None:
 
 
 def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, address: str | None, echo,
-           reuse: bool = True, shown: SweepProgress | None = None):
+           reuse: bool = True, shown: SweepProgress | None = None, started=None):
     """Local: `jobs` processes, the machine's cores split among them, each taking task after task (reuse; with
     --no-stack one process per run, as before stacking). Ray: each task keeps its own threads
     (the cluster's nodes, not this machine, decide how many run), at most --jobs in flight when given."""
@@ -195,7 +197,7 @@ def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, addres
     n_jobs, threads = workers_and_threads(jobs, len(tasks))
     for task in tasks:
         task.threads = threads
-    return Sweep(tasks, n_jobs, on_done=on_done, reuse=reuse,
+    return Sweep(tasks, n_jobs, on_done=on_done, reuse=reuse, started=started,
                  **({"on_progress": shown.progress} if shown is not None else {}))
 
 

@@ -232,19 +232,23 @@ class _Outbox:
         self.conn.close()
 
 
-def _worker(index: int, inbox, outbox, threads: int, parent: int, reuse: bool = True) -> None:
+def _worker(index: int, inbox, outbox, parent: int, reuse: bool = True) -> None:
     """Ask the parent for a task, train it, ask again, until it answers None (no task left, or a stop): one
     process for many tasks, so torch and normlab are imported once per worker, not once per task (about 3 s a
-    task here). `inbox` and `outbox` are this worker's own two pipes from and to the parent."""
+    task here). `inbox` and `outbox` are this worker's own two pipes from and to the parent. A task comes with
+    its thread count: a worker may start before the parent has planned the sweep (prestart)."""
     os.setpgrp()  # a terminal Ctrl-C goes to the parent alone, which forwards one SIGINT
     _die_with_parent(parent)
     out = _Outbox(outbox)
     try:
+        import normlab.training  # noqa: F401  (torch and the engines, while the parent still plans)
+
         while True:
             out.put(("ready", index, None))
             item = inbox.recv()
             if item is None:
                 break
+            item, threads = item
             results = train_task(item, threads, progress=out.progress,
                                  on_done=lambda name, summary: out.put(("done", name, summary)))
             if not reuse or any(r.get("status") == "interrupted" for r in results.values()):
@@ -267,6 +271,16 @@ class _Worker:
     holding: int | None = None   # the task it trains
 
 
+def _spawn_worker(ctx, index: int, reuse: bool) -> _Worker:
+    tasks_in, tasks_out = ctx.Pipe(duplex=False)
+    messages_in, messages_out = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_worker, args=(index, tasks_in, messages_out, os.getpid(), reuse))
+    proc.start()
+    tasks_in.close()      # the child has its own copies: its death now closes both pipes
+    messages_out.close()
+    return _Worker(proc, tasks_out, messages_in)
+
+
 @dataclass
 class Sweep:
     """The parent side: start up to `jobs` workers, hand each a task when it asks, collect their messages, handle
@@ -279,6 +293,7 @@ class Sweep:
     results: dict = field(default_factory=dict)
     interrupted: bool = False
     reuse: bool = True   # False (--no-stack): one fresh process per task, as before stacking existed
+    started: object = None   # normlab.prestart.Prestarted: workers started before the sweep was planned
 
     def run(self) -> dict[str, dict]:
         # Each worker has two pipes of its own, no multiprocessing.Queue: a Queue's locks are shared by every
@@ -287,7 +302,6 @@ class Sweep:
         # tracker (the "leaked semaphore" warning CI saw after a Ctrl-C'd sweep). The parent sends a task only to
         # a worker that asked for one, so it always knows who holds what.
         ctx = mp.get_context("spawn")
-        threads = self.tasks[0].threads if self.tasks else 1
         self._lost = False
         self._broken: int | None = None   # the exit code of a worker that died before asking for a task
         self._killed_early = 0   # workers killed by a signal before their first task (each is replaced, a few times)
@@ -298,16 +312,12 @@ class Sweep:
         n_workers = min(self.jobs, len(self.tasks))
 
         def spawn(index: int) -> None:
-            tasks_in, tasks_out = ctx.Pipe(duplex=False)
-            messages_in, messages_out = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_worker, args=(index, tasks_in, messages_out, threads, os.getpid(),
-                                                        self.reuse))
-            proc.start()
-            tasks_in.close()      # the child has its own copies: its death now closes both pipes
-            messages_out.close()
-            self._workers[index] = _Worker(proc, tasks_out, messages_in)
+            self._workers[index] = _spawn_worker(ctx, index, self.reuse)
         try:
-            for w in range(n_workers):
+            adopted = self.started.take(n_workers) if self.started is not None else []
+            for w, (proc, tasks_out, messages_in) in enumerate(adopted):
+                self._workers[w] = _Worker(proc, tasks_out, messages_in)
+            for w in range(len(adopted), n_workers):
                 spawn(w)
             next_index = n_workers
             while self._workers:
@@ -372,7 +382,7 @@ class Sweep:
         worker.holding = None
         task = self._pending[0] if self._pending and not self.interrupted else None
         try:
-            worker.tasks.send(None if task is None else self.tasks[task].payload())
+            worker.tasks.send(None if task is None else (self.tasks[task].payload(), self.tasks[task].threads))
         except OSError:   # it died after asking: its pipe's end-of-file comes next
             return
         if task is not None:

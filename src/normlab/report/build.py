@@ -12,9 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..rundir import atomic_write_bytes, atomic_write_text, now, write_json
-from . import drawing, evidence, plots, render, setup_table, terminal
+from . import evidence, figcache, render, setup_table, terminal
 from .claims import Trained, evaluate_claims
-from .probe_data import probe_figure_jobs
 from .runs import RunData, by_variant, load_experiment_runs, stack_losses
 from .tables import Row, common_rows, metric_row
 
@@ -27,6 +26,8 @@ def _task(runs: list[RunData]) -> str:
 def loss_figures(groups: dict[str, list[RunData]]) -> dict[str, tuple[object, str]]:
     """Training curves of every experiment: loss panels, cumulative average, validation loss (small
     multiples or a ranking for many variants, with the caption that says so)."""
+    from . import plots
+
     by_task: dict[str, dict[str, list[RunData]]] = {}
     for v, rs in groups.items():
         by_task.setdefault(_task(rs), {})[v] = rs
@@ -77,7 +78,8 @@ def trained_here(info: dict, spec) -> Trained:
 
 
 def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
-    """Tables, claims, sections, figures and notes of one experiment's runs."""
+    """Tables, claims, sections and notes of one experiment's runs (its own figures are a figure job:
+    figure_jobs)."""
     rows = _hook(spec, "rows")
     table = rows(groups) if rows else common_rows(groups)[:2] + [
         metric_row("Avg train loss, last 10% of steps", lambda r: r.summary.get("final_train_loss"), groups),
@@ -85,36 +87,93 @@ def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
     group_defs = spec.groups_resolved if spec is not None and hasattr(spec, "groups_resolved") else {}
     trained = trained_here(info, spec)
     claims = evaluate_claims(spec.claim_specs, groups, group_defs, trained) if spec is not None else []
-    sections, figures, notes = {}, {}, []
-    for name, target in (("sections", sections), ("figures", figures)):
-        hook = _hook(spec, name)
-        if hook:
-            target.update(hook(groups))
+    sections, notes = {}, []
+    hook = _hook(spec, "sections")
+    if hook:
+        sections.update(hook(groups))
     hook = _hook(spec, "notes")
     if hook:
         notes += hook(groups)
-    return {"table": table, "claims": claims, "sections": sections, "figures": figures, "notes": notes,
+    return {"table": table, "claims": claims, "sections": sections, "notes": notes,
             "trained": trained}
 
 
-def figure_groups(groups: dict[str, list[RunData]], own, experiment: str) -> list[render.Section]:
-    """The report's figures in groups: training curves, one group per probe (registry order), the
-    experiment's own (`own`: a function returning them, run here while the children draw the rest);
-    drawn and encoded on every core (drawing.py), each closed once encoded. A probe figure that is a str
-    is the sentence that replaces an all-zero figure (probe_data._draw)."""
-    from ..probes import PROBES, describe
+def figure_jobs(groups: dict[str, list[RunData]], spec) -> dict:
+    """{job name: job} of the report's figures: training curves, each probe figure, the experiment's own."""
+    from .probe_data import probe_figure_jobs
 
-    (losses, *probes), mine = drawing.draw([lambda: loss_figures(groups), *probe_figure_jobs(groups)],
-                                           meanwhile=own)
-    drawn = {file: shown for job in probes for file, shown in job.items()}
-    out = [render.Section("Training curves", level=3, figures=_shown(losses))]
+    jobs = {"loss": lambda: loss_figures(groups), **probe_figure_jobs(groups)}
+    hook = _hook(spec, "figures")
+    if hook:
+        jobs["own"] = lambda: hook(groups)
+    return jobs
+
+
+def figure_groups(groups: dict[str, list[RunData]], meanwhile, experiment: str, spec=None,
+                  cache: figcache.FigureCache | None = None, keys: dict[str, str] | None = None) -> list[render.Section]:
+    """The report's figures in groups: training curves, one group per probe (registry order), the
+    experiment's own; each job taken from `cache` where its key (`keys[job]`) matches, the others drawn and
+    encoded on every core (drawing.py) while `meanwhile` (the claims' statistics) runs here. A probe figure
+    that is a str is the sentence that replaces an all-zero figure (probe_data._draw)."""
+    from ..probes import PROBES, describe
+    from . import drawing
+
+    jobs = figure_jobs(groups, spec)
+    cache = cache or figcache.FigureCache(None)
+    keys = keys or {}
+    encoded = {name: cache.get(name, keys[name]) if name in keys else None for name in jobs}
+    todo = [name for name, got in encoded.items() if got is None]
+    if todo:
+        drawn, _ = drawing.draw([jobs[n] for n in todo], meanwhile=lambda: (meanwhile(), {})[1])
+        encoded.update(zip(todo, drawn))
+        cache.put_all({name: (keys[name], encoded[name]) for name in todo if name in keys})
+    else:
+        meanwhile()
+    probes = {file: shown for name, job in encoded.items() if name.startswith("probe:") for file, shown in job.items()}
+    out = [render.Section("Training curves", level=3, figures=_shown(encoded["loss"]))]
     for name, cls in PROBES.items():
-        here = {f.file: drawn[f.file] for f in cls.figures if f.file in drawn}
+        here = {f.file: probes[f.file] for f in cls.figures if f.file in probes}
         if here:
             out.append(render.Section(f"Probe: {name}", level=3, about=describe(cls), figures=_shown(here)))
-    if mine:
-        out.append(render.Section(f"{experiment}: this experiment's figures", level=3, figures=_shown(mine)))
+    if encoded.get("own"):
+        out.append(render.Section(f"{experiment}: this experiment's figures", level=3, figures=_shown(encoded["own"])))
+    job_of = {file: name for name, figs in encoded.items() for file in figs}
+    cache.put_layout(keys.get(LAYOUT), [{"title": g.title, "level": g.level, "about": g.about,
+                                         "figures": [[f.file, job_of[f.file]] for f in g.figures]} for g in out])
     return out
+
+
+LAYOUT = "layout"   # the figure cache's entry naming the groups, their figures and the job each came from
+
+
+def cached_figure_groups(cache: figcache.FigureCache, keys: dict[str, str]) -> list[render.Section] | None:
+    """The figure groups of an earlier build of the same data and code, from the cache alone (no probe registry, so
+    no torch; no matplotlib), or None where the layout or any of its jobs is missing, stale or corrupt."""
+    layout = cache.get_layout(keys[LAYOUT])
+    if layout is None:
+        return None
+    jobs: dict[str, dict] = {}
+    out = []
+    try:
+        for g in layout:
+            figures = {}
+            for file, job in g["figures"]:
+                if job not in jobs:
+                    got = cache.get(job, figcache.job_key(keys["data"], keys["code"], job))
+                    if got is None:
+                        return None
+                    jobs[job] = got
+                figures[file] = jobs[job][file]
+            out.append(render.Section(g["title"], level=g["level"], about=g["about"], figures=_shown(figures)))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return out
+
+
+def _closing_figures():
+    from . import plots
+
+    return plots.closing_new_figures()
 
 
 def _shown(figures: dict) -> list:
@@ -129,6 +188,12 @@ def missing_runs(runs: list[RunData]) -> list[str]:
 
 def build_report(exp_dir: str | Path, spec=None) -> dict[str, Path]:
     """Write the report files into exp_dir and return their paths."""
+    import sys
+
+    if "matplotlib.pyplot" not in sys.modules:   # a re-report from the cache never imports matplotlib
+        return _build_report(Path(exp_dir), spec)
+    from . import plots
+
     with plots.closing_new_figures():
         return _build_report(Path(exp_dir), spec)
 
@@ -138,11 +203,25 @@ def _build_report(exp_dir: Path, spec) -> dict[str, Path]:
     groups = by_variant(runs, info.get("variants", []))
     result: dict = {}
 
-    def analyzed() -> dict:   # the claims' statistics (~0.8 s for prepost) run while the children draw
+    def analyzed() -> None:   # the claims' statistics (~0.8 s for prepost) run while the children draw
         result.update(analyze(info, groups, spec))
-        return result["figures"]
 
-    shown = figure_groups(groups, analyzed, info.get("name") or exp_dir.name)
+    # Figures are cached only from finished runs (nothing writes their files any more) and only when the files
+    # hashed after drawing are the ones hashed before (figcache.FigureCache.put_if): a run written meanwhile by
+    # another process never leaves an entry whose key names data other than what was drawn.
+    run_dirs = [r.run_dir for r in runs]
+    data = figcache.data_key(exp_dir, run_dirs)
+    code = figcache.code_key([spec.path] if spec is not None and hasattr(spec, "path") else [])
+    cache = figcache.FigureCache(exp_dir / figcache.FOLDER if all(r.finished for r in runs) else None,
+                                 still=lambda: figcache.data_key(exp_dir, run_dirs) == data)
+    keys = {"data": data, "code": code, LAYOUT: figcache.job_key(data, code, LAYOUT)}
+    shown = cached_figure_groups(cache, keys)
+    if shown is None:
+        keys.update({name: figcache.job_key(data, code, name) for name in figure_jobs(groups, spec)})
+        with _closing_figures():
+            shown = figure_groups(groups, analyzed, info.get("name") or exp_dir.name, spec, cache, keys)
+    else:
+        analyzed()
     images = {}
     for f in (f for g in shown for f in g.figures):
         if f.png is None:
@@ -232,8 +311,8 @@ def summary_table(exp_dir: str | Path, spec=None, width: int | None = None) -> s
         return terminal.summary_text(*built[1], width=width)
     info, runs = load_experiment_runs(exp_dir)
     groups = by_variant(runs, info.get("variants", []))
-    with plots.closing_new_figures():  # analyze() also draws the experiment's own figures, unused here
-        return terminal.summary_text(*_summary_parts(analyze(info, groups, spec), groups, runs), width=width)
+    return terminal.summary_text(*_summary_parts(analyze(info, groups, spec), groups, runs),
+                                 width=width)
 
 
 __all__ = ["Row", "build_report", "summary_table"]

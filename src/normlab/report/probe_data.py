@@ -90,21 +90,22 @@ def by_variant(groups: dict) -> dict[str, list[ProbeRun]]:
     return {v: loaded for v, runs in groups.items() if (loaded := [r.probes for r in runs if r.probes is not None])}
 
 
-def probe_figure_jobs(groups: dict) -> list:
-    """One job per figure the registered probes declare (report/drawing.py): each returns {file: (figure,
-    caption)}, or {} where the data has none."""
+def probe_figure_jobs(groups: dict) -> dict:
+    """{job name: job}, one job per figure the registered probes declare (report/drawing.py): each returns
+    {file: (figure, caption)}, or {} where the data has none. The name (`probe:<probe>:<file>`) keys the
+    figure cache (report/figcache.py)."""
     from ..probes import PROBES
 
     data = by_variant(groups)
     if not data:
-        return []
+        return {}
 
     def job(name, f):
         def draw():
             fig = _draw(name, f, data)
             return {f.file: (fig, caption_of(f))} if fig is not None else {}
         return draw
-    return [job(name, f) for name, cls in PROBES.items() for f in cls.figures]
+    return {f"probe:{name}:{f.file}": job(name, f) for name, cls in PROBES.items() for f in cls.figures}
 
 
 SEED_MEAN = "Each variant's curve or cell is the mean over its seeds."

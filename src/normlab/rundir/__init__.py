@@ -7,8 +7,6 @@ Nothing here unpickles: weights and optimizer state are safetensors, the rest JS
 (loaded with allow_pickle=False), and every reader says which file is broken (ConfigError).
 This layer sits just above `config`: training writes it, report and publish read it.
 """
-from .checkpoint import (CheckpointError, latest_checkpoint, load_state, load_weights, read_state, save_checkpoint,
-                         save_state)
 from .files import (atomic_write_bytes, atomic_write_text, git_sha, meta, now, read_json, read_npz, read_text,
                     write_json, write_npz)
 from .lock import RunLock
@@ -18,3 +16,17 @@ from .names import inside
 __all__ = ["CheckpointError", "MetricsWriter", "RunLock", "atomic_write_bytes", "atomic_write_text", "git_sha",
            "inside", "latest_checkpoint", "load_state", "load_weights", "meta", "now", "read_json", "read_metrics",
            "read_npz", "read_state", "read_text", "save_checkpoint", "save_state", "write_json", "write_npz"]
+
+
+_CHECKPOINT = ("CheckpointError", "latest_checkpoint", "load_state", "load_weights", "read_state", "save_checkpoint",
+               "save_state")
+
+
+def __getattr__(name: str):
+    """Checkpoint names on first use: checkpoint.py imports torch, which reading a run's files (a report) does not
+    need (seconds of a re-report)."""
+    if name in _CHECKPOINT:
+        from . import checkpoint
+
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..config import ConfigError
 
@@ -161,6 +160,8 @@ def git_sha() -> str | None:
 
 def meta(device: str) -> dict:
     from ..version import __version__
+
+    import torch   # here: a report reads run directories without torch
 
     return {"normlab": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "git_sha": git_sha(), "device": device,

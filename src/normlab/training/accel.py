@@ -34,6 +34,38 @@ from ..config import TrainConfig
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
+def cpu_has_amx_bf16() -> bool:
+    """The CPU's flags list amx_bf16 (Linux /proc/cpuinfo, what lscpu prints; elsewhere unknown: False).
+    torch.backends.cpu.get_cpu_capability() names the vector ISA torch dispatches to (AVX512 on AMX and non-AMX
+    CPUs alike), so it cannot tell."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def precision(device: torch.device, cfg: TrainConfig) -> dict:
+    """What meta.json records of the run's precision; refuses (ConfigError, one line) bfloat16 on a CPU without
+    AMX-BF16 unless train.cpu_bf16=force."""
+    info = {"dtype": cfg.dtype}
+    if device.type != "cpu":
+        return info
+    amx = cpu_has_amx_bf16()
+    info.update(cpu_amx_bf16=amx, cpu_capability=torch.backends.cpu.get_cpu_capability())
+    if cfg.dtype == "bfloat16":
+        if not amx and cfg.cpu_bf16 != "force":
+            from ..config import ConfigError
+
+            raise ConfigError("train.dtype=bfloat16: this CPU has no AMX-BF16 (bf16 matmuls run at about half the "
+                              "float32 speed on it); use train.dtype=float32, or train.cpu_bf16=force to run it anyway")
+        info["cpu_bf16"] = "amx" if amx else "forced without AMX"
+    return info
+
+
 def setup_backends(device: torch.device, cfg: TrainConfig) -> None:
     """TF32 matmuls and convolutions on CUDA (10-bit mantissa inputs, fp32 accumulation); on the CPU,
     glibc keeps freed tensor memory when train.cpu_malloc=retain."""
@@ -76,7 +108,9 @@ def retain_freed_memory() -> bool:
 
 
 def autocast(device: torch.device, cfg: TrainConfig):
-    """The forward's precision context: bf16 autocast when asked, else a no-op."""
+    """The forward's precision context: bf16 autocast when asked, else a no-op. Autocast keeps each weight's bf16
+    copy for the whole forward (its cast cache holds leaf tensors that require grad), so a weight is cast once a
+    step, not once a use; a stack's weights are one tensor per layer, cast once for all members."""
     if cfg.dtype == "float32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=DTYPES[cfg.dtype])
@@ -89,7 +123,11 @@ def set_compile_cache(path: str) -> None:
     cache = Path(os.path.expanduser(path))
     cache.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
+    import torch._functorch.config
+    import torch._inductor.config
+
     torch._inductor.config.fx_graph_cache = True  # persistent across processes (default in recent torch)
+    torch._functorch.config.enable_autograd_cache = True   # the backward graphs too (AOTAutograd cache)
 
 
 def compile_norms(model: nn.Module) -> int:
@@ -105,18 +143,80 @@ def compile_norms(model: nn.Module) -> int:
     return count
 
 
-def accelerate(model: nn.Module, cfg: TrainConfig) -> nn.Module:
-    """Return the module the training step calls: `model` itself, or a compiled view of it.
+COSTS = Path(__file__).with_name("compile_costs.json")   # measured by benchmarks/compile_breakeven.py
+# Recompiles are bounded by dynamo's recompile_limit (torch's default, 8 graphs per frame, after which that frame runs
+# eagerly; benchmarks raise it to time many models in one process) and logged by accelerate.
+
+
+def compile_costs() -> dict:
+    """The measured break-even of train.compile=auto (compile_costs.json; {} when the file is absent or broken:
+    auto then stays eager)."""
+    import json
+
+    try:
+        costs = json.loads(COSTS.read_text())
+        return costs if isinstance(costs.get("break_even_member_steps"), (int, float)) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def compile_choice(cfg: TrainConfig, device: torch.device, members: int = 1, steps: int | None = None) -> tuple[str, str]:
+    """(mode, why) for train.compile; `auto` resolves to `model` or `none` from the run alone (never from a timing,
+    so a config trains the same way on a busy machine and an idle one): the whole model is compiled when
+    steps x members (the member-steps left to train in this step function) reaches the break-even measured on the
+    CPU, `compile seconds / eager seconds saved per member-step` (compile_costs.json, from
+    benchmarks/compile_breakeven.py). Eager on other devices (unmeasured there)."""
+    if cfg.compile != "auto":
+        return cfg.compile, "asked"
+    steps = cfg.steps if steps is None else steps
+    if device.type != "cpu":
+        return "none", f"auto: eager on {device.type} (the break-even is measured on CPUs only)"
+    need = compile_costs().get("break_even_member_steps")
+    if need is None:
+        return "none", f"auto: eager ({COSTS.name} has no break-even)"
+    work = steps * members
+    if work < need:
+        return "none", f"auto: eager ({steps} steps x {members} member(s) = {work} < break-even {need:.0f})"
+    return "model", f"auto: compiled ({steps} steps x {members} member(s) = {work} >= break-even {need:.0f})"
+
+
+class _EagerOnFailure(nn.Module):
+    """train.compile=auto's compiled view: where torch.compile cannot build the model's graph (an op inductor
+    lacks), the step says so once and goes on eagerly instead of failing a run that was never asked to compile."""
+
+    def __init__(self, model: nn.Module, compiled):
+        super().__init__()
+        self.model = model
+        self.compiled, self.failed = compiled, None
+
+    def forward(self, *args, **kwargs):
+        if self.failed is None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as err:   # noqa: BLE001  (dynamo and inductor raise many kinds)
+                self.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}"
+                print(f"train.compile=auto: compiling failed ({self.failed}); training eagerly", file=sys.stderr)
+        return self.model(*args, **kwargs)
+
+
+def accelerate(model: nn.Module, cfg: TrainConfig, members: int = 1, steps: int | None = None,
+               device: torch.device | None = None) -> nn.Module:
+    """Return the module the training step calls: `model` itself, or a compiled view of it (compile_choice
+    decides `auto`: `members` runs stacked for `steps` more steps).
 
     `model` keeps its eager forward for evaluation, sampling, probes and checkpoints (the compiled
     view shares its parameters)."""
-    if cfg.compile == "none":
+    device = device if device is not None else next(model.parameters()).device
+    mode, _ = compile_choice(cfg, device, members, steps)
+    if mode == "none":
         return model
     set_compile_cache(cfg.compile_cache)
-    if cfg.compile == "norms":
+    torch._logging.set_logs(recompiles=True)   # each recompile is logged (stderr), with its guard failure
+    if mode == "norms":
         compile_norms(model)
         return model
-    return torch.compile(model)
+    compiled = torch.compile(model)
+    return _EagerOnFailure(model, compiled) if cfg.compile == "auto" else compiled
 
 
 def optimizer_flags(cfg: TrainConfig, device: torch.device, cls) -> dict:

@@ -8,6 +8,8 @@ the log flush, then evaluation and checkpoint (which flush first), then progress
 """
 from __future__ import annotations
 
+import time
+
 from typing import Callable
 
 from ..data import bits_per_byte
@@ -47,7 +49,9 @@ class Evaluation(Callback):
 
 
 def record_eval(run, step: int) -> float:
+    t0 = time.perf_counter()
     val = evaluate(run.model, run.corpus.val, run.cfg, run.trainer.device)
+    run.eval_time += time.perf_counter() - t0
     run.val_losses.append((step, val))
     run.log.add({"step": step, "val_loss": val, "val_bpb": bits_per_byte(val, run.corpus.val.bytes_per_token)})
     return val

@@ -155,7 +155,9 @@ def finish(run: TrainingRun, callbacks: list[Callback]) -> dict:
         # checkpoint first: a run killed after it (during the evaluation or the samples) resumes here and
         # repeats the evaluation, so metrics.jsonl gets the final val record once, as in an uninterrupted run
         save(run, cfg.train.steps)
+        periodic = run.eval_time   # inside the loop's train_time; the final evaluation is not
         summary["val_loss"] = record_eval(run, cfg.train.steps)
+        final_eval = run.eval_time - periodic
         run.log.flush()
         summary.update(val_figures(summary["val_loss"], run.corpus.val.bytes_per_token))
         if cfg.data.task == "lm":  # every rank samples (FSDP needs all ranks in each forward)
@@ -166,7 +168,7 @@ def finish(run: TrainingRun, callbacks: list[Callback]) -> dict:
         if run.ranks.is_main:
             atomic_write_text(run_dir / "samples.txt", "".join(s + "\n" for s in samples))
     else:
-        summary["val_loss"] = None
+        summary["val_loss"], final_eval = None, 0.0
     dist.barrier(run.ranks)  # rank 0 has written every record
     losses = [m["loss"] for m in read_metrics(run_dir / "metrics.jsonl") if "loss" in m] if run.ranks.is_main else []
     finite = [x for x in losses if math.isfinite(x)]
@@ -175,13 +177,38 @@ def finish(run: TrainingRun, callbacks: list[Callback]) -> dict:
     for cb in callbacks:
         cb.on_end(run)
     summary.update(run.notes)
+    summary["eval_time_s"] = round(run.eval_time, 3)
     summary["warnings"] = [w for w in (plausibility_warning(summary["val_loss"], summary.get("val_bpb"),
                                                             run.corpus.val.stats["byte_entropy_bits"]),
-                                       overlap_warning(run.corpus.val.stats)) if w] + run.notes.get("warnings", [])
+                                       overlap_warning(run.corpus.val.stats),
+                                       eval_share_warning(run.eval_time, run.train_time + final_eval, cfg.train)) if w] \
+        + run.notes.get("warnings", [])
     summary["data"] = {"train": run.corpus.train.stats, "val": run.corpus.val.stats}
     if run.ranks.is_main:
         write_json(run_dir / "summary.json", summary)
     return summary
+
+
+EVAL_SHARE = 0.10   # evaluations may cost at most this share of a run (issue 28)
+FORWARD_SHARE = 1 / 3   # an evaluation batch (forward only) costs about a third of a training step's
+
+
+def eval_batches_for(steps: int, eval_every: int, share: float = EVAL_SHARE) -> int:
+    """The most validation batches that keep a run's evaluations (every eval_every steps and at the end) under
+    `share` of its training steps, an evaluation batch counted as FORWARD_SHARE of a step: the rule behind
+    eval_share_warning and the shipped experiments' eval_batches (test_eval_share)."""
+    evals = steps // eval_every + 1
+    return max(1, int(share * steps / (FORWARD_SHARE * evals)))
+
+
+def eval_share_warning(eval_s: float, total: float, train_cfg) -> str | None:
+    """Evaluations measured at over EVAL_SHARE of the run's wall time `total` (which holds them all)."""
+    if not total or eval_s / total <= EVAL_SHARE:
+        return None
+    return (f"evaluation took {eval_s:.1f} s of {total:.1f} s ({eval_s / total:.0%}); "
+            f"train.eval_batches={train_cfg.eval_batches} every {train_cfg.eval_every} steps: "
+            f"{eval_batches_for(train_cfg.steps, train_cfg.eval_every)} batches would keep it under "
+            f"{EVAL_SHARE:.0%}")
 
 
 def val_figures(val: float, bytes_per_token: float) -> dict:

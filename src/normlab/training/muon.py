@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from .nodynamo import optimizer_step
+
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)   # torch.optim.Muon's (and Keller Jordan's) quintic
 NS_EPS = 1e-7
 
@@ -80,7 +82,7 @@ class MuonAdamW(torch.optim.Optimizer):
         for group in self.param_groups:
             if group["muon"]:
                 self._muon_group(group)
-        self.adamw.step()
+        optimizer_step(self.adamw)   # nodynamo.py: no torch._dynamo import for an eager run
 
     def _muon_group(self, group: dict) -> None:
         lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]

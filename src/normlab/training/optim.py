@@ -41,6 +41,9 @@ def decay_coefficient(cfg: TrainConfig) -> float:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    from .nodynamo import skip_dynamo_wrappers
+
+    skip_dynamo_wrappers()   # an eager process never imports torch._dynamo through the optimizer (nodynamo.py)
     groups = param_groups(model, decay_coefficient(cfg))
     device = next(model.parameters()).device
     if cfg.optimizer == "sgd":

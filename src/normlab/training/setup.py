@@ -56,6 +56,7 @@ class TrainingRun:
     notes: dict = field(default_factory=dict)          # extra summary.json fields from callbacks
     val_losses: list = field(default_factory=list)
     train_time: float = 0.0
+    eval_time: float = 0.0                              # wall seconds in evaluate() (record_eval)
 
     @property
     def model(self):
@@ -191,11 +192,12 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
     if ranks.is_main:
         check_run_dir(run_dir, resume, overwrite)
     accel.setup_backends(device, cfg.train)
+    precision = accel.precision(device, cfg.train)   # refuses bf16 on a CPU without AMX before anything is written
     cfg, corpus = _prepare(cfg, run_dir, resume)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device)
     _guard(model, corpus, cfg, device)
-    step_model = accel.accelerate(dist.wrap(model, cfg.train, ranks, device), cfg.train)
+    step_model = accel.accelerate(dist.wrap(model, cfg.train, ranks, device), cfg.train, device=device)
     optimizer = build_optimizer(model, cfg.train)
     trainer = Trainer(model, optimizer, device, cfg.train, step_model, ranks)
     ckpt = latest_checkpoint(run_dir, need_state=True) if resume else None
@@ -206,6 +208,7 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
                           "edited, or the run belongs to a longer config")
     info = meta(str(device))
     info["world_size"], info["data"] = ranks.world, corpus.fingerprint
+    info["precision"] = precision
     if ranks.is_main and resume and (run_dir / "meta.json").exists():
         info["start"] = read_json(run_dir / "meta.json").get("start", info["start"])
         info["resumed_at_step"] = start
@@ -216,4 +219,7 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
         _write_run_files(cfg, run_dir, corpus)
         write_json(run_dir / "meta.json", info)
     dist.barrier(ranks)
-    return TrainingRun(cfg, run_dir, corpus, trainer, log, start, info)
+    run = TrainingRun(cfg, run_dir, corpus, trainer, log, start, info)
+    mode, why = accel.compile_choice(cfg.train, device)
+    run.notes["compile"] = {"asked": cfg.train.compile, "used": mode, "why": why}   # a stack's engine may change it
+    return run

@@ -46,14 +46,18 @@ class Engine:
         self.device = runs[0].trainer.device
         self.train_cfg = runs[0].cfg.train
         self.version, self._rows = 0, None
+        mode, why = accel.compile_choice(self.train_cfg, self.device, members=len(runs))
+        for r in runs:   # the stack's step is the one that trains them
+            r.notes["compile"] = {"asked": self.train_cfg.compile, "used": mode, "why": why}
         self._build(list(range(len(runs))), [(r.trainer.model, _torch_state(r)) for r in runs])
 
     def _build(self, members: list[int], states: list[tuple]) -> None:
-        """Stack `members` from their plain models and optimizer states (name -> state)."""
+        """Stack `members` from their plain models and optimizer states (name -> state). Whether to compile is
+        decided for the whole stack as it started (len(self.runs)), so a re-stack does not flip it."""
         runs = [self.runs[k] for k in members]
         self.rows = {k: i for i, k in enumerate(members)}
         self.model, self.flat = stack_models([m for m, _ in states], self.device)
-        self.step_model = accel.accelerate(self.model, self.train_cfg)
+        self.step_model = accel.accelerate(self.model, self.train_cfg, members=len(self.runs), device=self.device)
         self.optimizer = build_stacked_optimizer(self.flat, [r.cfg.train for r in runs], self.device, states[0][0])
         for i, (_, state) in enumerate(states):
             self.optimizer.load(i, {n: dict(s) for n, s in state.items()})

@@ -18,6 +18,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..data import IGNORE
 from . import accel, dist
+from .nodynamo import optimizer_step
 from .optim import lr_at, set_lr
 from .qk_clip import QKClip
 
@@ -87,7 +88,7 @@ def train_step(tr: Trainer, batch, step: int, after_backward: Callable[[], None]
         after_backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(tr.params, t.grad_clip or float("inf"))
     grad_norm = dist.plain_tensor(grad_norm)  # FSDP returns a DTensor
-    tr.optimizer.step()
+    optimizer_step(tr.optimizer)   # not .step(): that imports torch._dynamo (nodynamo.py)
     post_step = getattr(tr.model, "post_step", None)
     if post_step is not None:  # e.g. nGPT renormalizes its matrices after every step
         post_step()

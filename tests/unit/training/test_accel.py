@@ -58,17 +58,41 @@ def test_fused_and_forloop_adam_follow_the_same_curve(tiny, tmp_path):
 
 
 def test_bf16_autocast_trains_close_to_float32(tiny, tmp_path):
-    summary = nl.train(tiny("name=bf16", *SHORT, "train.dtype=bfloat16"))
+    """The bf16 path's numerics on any CPU (forced where it has no AMX): within 0.1 nats of float32 at every one
+    of 10 steps (bf16 keeps 8 bits of mantissa), the precision in meta.json; plain and stacked alike."""
+    import json
+
+    from normlab.training.stacked_loop import train_stacked
+
+    bf16_on = ["train.dtype=bfloat16", "train.cpu_bf16=force"]
+    summary = nl.train(tiny("name=bf16", *SHORT, *bf16_on))
     nl.train(tiny("name=fp32", *SHORT))
     bf16, fp32 = _losses(tmp_path / "bf16"), _losses(tmp_path / "fp32")
     assert summary["status"] == "complete" and bf16 != fp32      # it really ran in bf16
     assert max(abs(x - y) for x, y in zip(bf16, fp32)) < 0.1     # bf16 keeps 8 bits of mantissa
+    meta = json.loads((tmp_path / "bf16" / "meta.json").read_text())["precision"]
+    assert meta["dtype"] == "bfloat16" and meta["cpu_bf16"] in ("amx", "forced without AMX")
+    cfgs = [tiny(f"name=s{k}", *SHORT, *bf16_on, f"train.seed={k}") for k in range(2)]
+    train_stacked(cfgs, [tmp_path / c.name for c in cfgs])
+    assert max(abs(x - y) for x, y in zip(_losses(tmp_path / "s0"), fp32)) < 0.1   # seed 0 is fp32's seed
+
+
+def test_bf16_on_a_cpu_without_amx_is_refused_in_one_line(tiny, tmp_path, monkeypatch):
+    from normlab.training import accel
+
+    monkeypatch.setattr(accel, "cpu_has_amx_bf16", lambda: False)
+    with pytest.raises(nl.ConfigError, match="no AMX-BF16.*train.cpu_bf16=force"):
+        nl.train(tiny("name=refused", *SHORT, "train.dtype=bfloat16"))
+    assert not (tmp_path / "refused" / "metrics.jsonl").exists()
+    monkeypatch.setattr(accel, "cpu_has_amx_bf16", lambda: True)
+    info = accel.precision(torch.device("cpu"), tiny("train.dtype=bfloat16").train)
+    assert info["cpu_amx_bf16"] is True and info["cpu_bf16"] == "amx"
 
 
 def test_config_values_survive_yaml_parsing():
     cfg = nl.load_config("debug", ["train.compile=none", "train.fused_optimizer=forloop", "train.parallel=fsdp"])
     assert (cfg.train.compile, cfg.train.fused_optimizer, cfg.train.parallel) == ("none", "forloop", "fsdp")
-    with pytest.raises(nl.ConfigError, match="choose one of: none, norms, model"):
+    with pytest.raises(nl.ConfigError, match="choose one of: auto, none, norms, model"):
         nl.load_config("debug", ["train.compile=full"])
 
 
@@ -95,6 +119,56 @@ def test_compiled_training_follows_the_eager_curve(tiny, tmp_path, mode):
     nl.train(tiny(f"name={mode}", "train.steps=10", f"train.compile={mode}",
                   f"train.compile_cache={tmp_path / 'cache'}"))
     a, b = _losses(tmp_path / "eager"), _losses(tmp_path / mode)
+    assert len(a) == len(b) == 10 and max(abs(x - y) for x, y in zip(a, b)) < 1e-4
+
+
+def test_auto_compiles_only_past_the_measured_break_even(monkeypatch):
+    from normlab.training import accel
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(accel, "compile_costs", lambda: {"break_even_member_steps": 5000})
+    t = nl.load_config("debug", ["train.steps=1000"]).train
+    assert t.compile == "auto"   # the default
+    assert accel.compile_choice(t, cpu, members=4)[0] == "none"
+    mode, why = accel.compile_choice(t, cpu, members=5)
+    assert mode == "model" and "1000 steps x 5 member(s) = 5000 >= break-even 5000" in why
+    assert accel.compile_choice(t, torch.device("cuda"), members=50)[0] == "none"     # unmeasured there
+    monkeypatch.setattr(accel, "compile_costs", lambda: {})
+    assert accel.compile_choice(t, cpu, members=50)[0] == "none"                        # no measurement: eager
+    model = torch.nn.Linear(2, 2)
+    assert accel.accelerate(model, t, members=50) is model and accel.compile_choice(
+        nl.load_config("debug", ["train.compile=model"]).train, cpu) == ("model", "asked")
+
+
+def test_the_shipped_break_even_file_reads():
+    from normlab.training import accel
+
+    costs = accel.compile_costs()
+    assert costs["break_even_member_steps"] > 0 and costs["measured"]["machine"] and costs["measured"]["rows"]
+
+
+def test_auto_trains_eagerly_where_compiling_fails():
+    from normlab.training.accel import _EagerOnFailure
+
+    model = torch.nn.Linear(3, 2)
+
+    def broken(x):
+        raise RuntimeError("inductor: no kernel for this op")
+    view = _EagerOnFailure(model, broken)
+    x = torch.randn(4, 3)
+    assert torch.equal(view(x), model(x)) and view.failed.startswith("RuntimeError: inductor")
+
+
+@pytest.mark.slow
+def test_auto_past_the_break_even_follows_the_eager_curve(tiny, tmp_path, monkeypatch):
+    """The tolerance stated for eager (test_compiled_training_follows_the_eager_curve): 1e-4 nats a step."""
+    from normlab.training import accel
+
+    monkeypatch.setattr(accel, "compile_costs", lambda: {"break_even_member_steps": 1})
+    nl.train(tiny("name=eager", "train.steps=10", "train.compile=none"))
+    summary = nl.train(tiny("name=auto", "train.steps=10", f"train.compile_cache={tmp_path / 'cache'}"))
+    assert summary["compile"]["used"] == "model"
+    a, b = _losses(tmp_path / "eager"), _losses(tmp_path / "auto")
     assert len(a) == len(b) == 10 and max(abs(x - y) for x, y in zip(a, b)) < 1e-4
 
 

@@ -1,0 +1,138 @@
+"""The stacked step eager vs compiled (train.compile=model), and the break-even train.compile=auto uses.
+
+    python benchmarks/compile_breakeven.py [--shapes prepost bigram normfree] [--members 1 5 25] [--steps 20]
+                                           [--rounds 3] [--threads 1] [--write]
+
+For each shape and stack size E: E runs set up as `normlab run` would (training/setup.py), one stacked Engine
+eager and one compiled (E = 1: the plain train_step, what a run alone uses), the compiled one's first steps timed
+as its compile (a fresh inductor cache: the cold cost a first run pays; `--warm` keeps the default cache), then
+both timed in alternating rounds (benchmarks/common.timed_rounds). Prints a Markdown table; --write stores the
+break-even in src/normlab/training/compile_costs.json:
+
+    break-even member-steps = max over the rows where compiling saves time of
+                              compile seconds / (eager - compiled) seconds per member-step
+
+the most conservative row (a run past it repays its compile at every measured shape). Rows where compiled is not
+faster never repay it and are listed in the file, not used.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+SHAPES = {"prepost": ("prepost", []),
+          "bigram": ("sink-mechanics", []),                       # Bigram-Backcopy (experiments/sink-mechanics)
+          "normfree": ("normfree", ["model.norm.placement=none"])}
+QUIET = ["probes.every=0", "probes.grad_every=0", "probes.forensics=false", "train.eval_every=100000"]
+
+
+def _runs(shape: str, E: int, out: Path, compile_mode: str):
+    import normlab as nl
+    from normlab.training.setup import setup
+
+    name, extra = SHAPES[shape]
+    return [setup(nl.load_config(name, [*extra, *QUIET, f"train.seed={k}", f"name={compile_mode}{k}",
+                                        f"train.compile={compile_mode}", f"out_dir={out}"]), out / f"{compile_mode}{k}")
+            for k in range(E)]
+
+
+def _stepper(runs):
+    from normlab.training.stacked_loop import Engine
+    from normlab.training.step import train_step
+
+    if len(runs) == 1:
+        run = runs[0]
+        return lambda s: train_step(run.trainer, run.batch(s), s)
+    engine = Engine(runs)
+    everyone = list(range(len(runs)))
+    return lambda s: engine.step(s, everyone, lambda: None)
+
+
+def measure(shape: str, E: int, steps: int, rounds: int) -> dict:
+    from common import timed_rounds
+
+    with tempfile.TemporaryDirectory() as tmp:
+        eager = _stepper(_runs(shape, E, Path(tmp), "none"))
+        compiled = _stepper(_runs(shape, E, Path(tmp), "model"))
+        eager(0)
+        t0 = time.perf_counter()
+        compiled(0)
+        compiled(1)   # the second call builds nothing more where the graph is stable
+        compile_s = time.perf_counter() - t0
+        state = {"s": 2}
+
+        def run(fn):
+            for _ in range(steps):
+                fn(state["s"] % 50)
+                state["s"] += 1
+        t = timed_rounds({"eager": lambda: run(eager), "compiled": lambda: run(compiled)}, rounds, per_call=steps)
+    saved = (t["eager"] - t["compiled"]) / E
+    return {"shape": shape, "members": E, "eager_ms": 1e3 * t["eager"], "compiled_ms": 1e3 * t["compiled"],
+            "speedup": t["eager"] / t["compiled"], "compile_s": compile_s,
+            "break_even_member_steps": compile_s / saved if saved > 0 else None}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    p.add_argument("--members", nargs="+", type=int, default=[1, 5, 25])
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--warm", action="store_true", help="keep the inductor cache (default: a fresh one, cold compiles)")
+    p.add_argument("--write", action="store_true", help="store the break-even in training/compile_costs.json")
+    a = p.parse_args()
+    if not a.warm:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-cold-")
+    import torch
+
+    from common import machine, setup_process
+
+    torch.set_num_threads(a.threads)
+    setup_process(a.threads)
+    load = os.getloadavg()
+    print(f"{machine()}; load {load[0]:.1f} at start; {'warm' if a.warm else 'cold'} inductor cache")
+    print("| shape | members | eager ms/step | compiled ms/step | speedup | compile s | break-even member-steps |\n"
+          "|---|---|---|---|---|---|---|")
+    rows = []
+    for shape in a.shapes:
+        for E in a.members:
+            r = measure(shape, E, a.steps, a.rounds)
+            r["load"] = [round(load[0], 1), round(os.getloadavg()[0], 1)]
+            rows.append(r)
+            be = f"{r['break_even_member_steps']:,.0f}" if r["break_even_member_steps"] else "never"
+            print(f"| {shape} | {E} | {r['eager_ms']:.2f} | {r['compiled_ms']:.2f} | {r['speedup']:.2f}x | "
+                  f"{r['compile_s']:.1f} | {be} |", flush=True)
+    end = os.getloadavg()
+    print(f"load {end[0]:.1f} at the end")
+    if a.write:
+        path = ROOT / "src" / "normlab" / "training" / "compile_costs.json"
+        if path.exists():   # rows of other shapes or sizes measured by an earlier call are kept
+            mine = {(r["shape"], r["members"]) for r in rows}
+            rows = [r for r in json.loads(path.read_text())["measured"]["rows"]
+                    if (r["shape"], r["members"]) not in mine] + rows
+        paying = [r["break_even_member_steps"] for r in rows if r["break_even_member_steps"]]
+        out = {"break_even_member_steps": round(max(paying)) if paying else None,
+               "rule": "compile when train.steps x stacked members >= break_even_member_steps",
+               "measured": {"by": "benchmarks/compile_breakeven.py " + " ".join(sys.argv[1:]), "machine": machine(),
+                            "date": datetime.date.today().isoformat(), "load": [round(load[0], 1), round(end[0], 1)],
+                            "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                                                  capture_output=True).stdout.strip(),
+                            "rows": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
+                                     for r in rows]}}
+        path.write_text(json.dumps(out, indent=1) + "\n")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
