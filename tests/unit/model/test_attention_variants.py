@@ -155,7 +155,7 @@ def test_qkv_norm_normalizes_q_k_and_v_per_head(kind):
 def test_qk_scale_is_the_kappa_transplant_by_hand():
     """q, k -> sqrt(kappa) z / rms(z) per head, no learned gain (Wortsman et al. 2023 Fig. 10): E[q^2] = kappa and
     the logits q.k/sqrt(D) grow with kappa; the fused SDPA path computes the written-out softmax."""
-    kappa, eps = 1000.0, _cfg().norm.eps
+    kappa, eps = 1000.0, debug_model_config().norm.eps
     att = _att(f"model.attn.qk_scale={kappa}")
     assert [n for n, _ in att.named_parameters()] == ["qkv.weight", "proj.weight"] and att.fused
     q, k, v, _ = _qkv(att, X)
