@@ -23,11 +23,13 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from normlab.training.loop import WALL_CLOCK_KEYS
+
 KILLABLE = Path(__file__).with_name("killable.py")
 ARGS = ["train.steps=40", "train.ckpt_every=5", "train.eval_every=10", "probes.every=10", "train.log_every=1",
         "train.eval_batches=1", "sample.n=2", "train.threads=1"]
 STEPS = 40
-WALL_CLOCK = ("name", "train_time_s", "tokens_per_s")  # name: the runs are called cut and ref
+WALL_CLOCK = ("name", *WALL_CLOCK_KEYS)  # name: the runs are called cut and ref
 
 
 def _cmd(root: Path, name: str, resume: bool) -> list:

@@ -30,6 +30,7 @@ from normlab.cli import main
 from normlab.experiments import runner
 from normlab.experiments.launchers import ray as ray_launcher
 from normlab.rundir import RunLock, write_json
+from normlab.training.loop import WALL_CLOCK_KEYS
 
 SWEEP = ["prepost", "--seeds", "2", "train.steps=200", "train.ckpt_every=20"]
 
@@ -320,7 +321,7 @@ def test_a_sweep_that_loses_a_node_equals_a_local_sweep(cluster, tmp_path, monke
         _lines(local_results), _lines(ray_results), "local/results.json", "ray/results.json"))
 
 
-WALL_CLOCK = ("built", "train_time_s", "tokens_per_s", "stacked")  # stacked: how many trained together (provenance)
+WALL_CLOCK = ("built", "stacked", *WALL_CLOCK_KEYS)  # stacked: how many trained together (provenance)
 
 
 def _lines(value) -> list[str]:

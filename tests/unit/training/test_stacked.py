@@ -10,23 +10,23 @@ Measured tolerances (prepost's MicroGPT, 100 steps, Adam lr 0.01, batch 1; CPU f
   EPYC (2026-12-02) stacked vs plain was pre 1.4e-3 (plain vs its own formula form 9.5e-4, both first
   above 1e-6 at step 51), none 7e-7, post 2.6e-6 (self 3.1e-6).
 """
-import math
 import json
+import math
 import os
 import signal
 
 import numpy as np
 import pytest
 import torch
+from debugmodels import run_config
 
 import normlab as nl
 import normlab.norms.kernels as kernels
 from normlab.rundir import latest_checkpoint, read_metrics
 from normlab.training import stacked_loop
+from normlab.training.loop import WALL_CLOCK_KEYS
 from normlab.training.stacked import stack_models
 from normlab.training.stacked_loop import stack_key, train_stacked
-
-from debugmodels import run_config
 
 STEPS = ["train.steps=100", "train.eval_every=50", "probes.every=50"]
 
@@ -112,7 +112,7 @@ def test_interrupted_stack_resumes_bitwise_and_resumes_unstacked(tmp_path, monke
         a = (tmp_path / f"cut{s}" / "metrics.jsonl").read_text().splitlines()
         b = (tmp_path / f"full{s}" / "metrics.jsonl").read_text().splitlines()
         assert a == b   # metrics.jsonl byte for byte
-        wall = ("name", "train_time_s", "tokens_per_s", "stacked")
+        wall = ("name", "stacked", *WALL_CLOCK_KEYS)
         ours, ref = ({k: v for k, v in json.loads((tmp_path / f"{r}{s}" / "summary.json").read_text()).items()
                       if k not in wall} for r in ("cut", "full"))
         assert ours == ref   # the probes' peaks too: over all of training, not since the resume
