@@ -18,7 +18,6 @@ import signal
 import numpy as np
 import pytest
 import torch
-from debugmodels import run_config
 
 import normlab as nl
 import normlab.norms.kernels as kernels
@@ -27,6 +26,8 @@ from normlab.training import stacked_loop
 from normlab.training.loop import WALL_CLOCK_KEYS
 from normlab.training.stacked import stack_models
 from normlab.training.stacked_loop import stack_key, train_stacked
+
+from debugmodels import run_config
 
 STEPS = ["train.steps=100", "train.eval_every=50", "probes.every=50"]
 
