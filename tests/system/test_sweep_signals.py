@@ -284,7 +284,7 @@ def test_a_killed_worker_fails_its_task_and_a_replacement_trains_the_rest(tmp_pa
     out.mkdir()
     args = ["run", "prepost", "--seeds", "1", "--jobs", "1", "train.ckpt_every=20", "train.eval_every=100",
             "train.eval_batches=2", "sample.n=1", "--out", out]
-    p = _start(args + ["train.steps=400"], out.parent)   # the kill lands ~10 steps into the first run
+    p = _start(args + ["train.steps=120"], out.parent)   # the kill lands ~10 steps into the first run
     _wait(_training(out, n=1, lines=10), p, "the worker training")
     [victim] = _worker_pids(_exp(out))
     os.kill(victim, signal.SIGKILL)
@@ -296,7 +296,7 @@ def test_a_killed_worker_fails_its_task_and_a_replacement_trains_the_rest(tmp_pa
     assert "worker exited with code -9" in stdout + stderr, (stdout, stderr)
     pids = {json.loads((_exp(out) / r / "meta.json").read_text())["pid"] for r in RUNS if states[r]}
     assert len(pids) == 1 and victim not in pids
-    p = _start(args + ["train.steps=400"], out.parent)
+    p = _start(args + ["train.steps=120"], out.parent)
     stdout, stderr = p.communicate(timeout=600)
     assert p.returncode == 0 and "(1 to train, 2 finished already;" in stdout, (stdout, stderr)
     assert all(json.loads((_exp(out) / r / "summary.json").read_text())["status"] == "complete" for r in RUNS)
