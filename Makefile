@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-system test-all bench clean
 
 $(BIN)/normlab: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,12 +26,17 @@ demo: install
 	$(BIN)/normlab run prepost
 	@echo "next: source $(VENV)/bin/activate   (puts normlab on this shell's PATH; or call $(BIN)/normlab)"
 
-# One pytest worker per core (pytest-xdist), whole files to a worker so module fixtures are built once.
+# One pytest worker per core (pytest-xdist); an idle worker steals tests from a busy one.
 test: install $(VENV)/.test-extras
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
+
+# tests/system: the process-boundary tests (kill -9 and resume, a sweep's signals and pipes, Chromium, benchmark
+# scripts); .ci/run runs them after `make test`.
+test-system: install $(VENV)/.test-extras
+	$(BIN)/python -m pytest -q -n auto --dist worksteal -m "system and not slow and not gpu and not distributed and not ray" tests/system
 
 test-all: install $(VENV)/.test-extras
-	$(BIN)/python -m pytest -q -n auto --dist loadfile -m ""
+	$(BIN)/python -m pytest -q -n auto --dist worksteal -m ""
 
 bench: install
 	$(BIN)/python benchmarks/train_throughput.py
