@@ -9,12 +9,13 @@ from normlab.training.optim import build_optimizer, optimizer_state_by_name, par
 from normlab.training.stacked import stack_models
 from normlab.training.stacked_optim import build_stacked_optimizer
 
-from debugmodels import debug_config, debug_model
+from debugmodels import debug_config
 
 
 def _model(seed, *overrides):
     cfg = debug_config(f"train.seed={seed}", *overrides, vocab=27)
-    return debug_model(f"train.seed={seed}", *overrides, vocab=27, seed=seed), cfg
+    torch.manual_seed(seed)
+    return nl.build_model(cfg.model), cfg
 
 
 def _grads(model, gen):
