@@ -221,10 +221,8 @@ def member_losses(logits: torch.Tensor, y: torch.Tensor, E: int, z_loss: torch.T
     return loss
 
 
-def clip_per_member(grad: torch.Tensor, max_norm: torch.Tensor) -> torch.Tensor:
-    """Each member's gradient norm before clipping, [E]; rescales its gradient to max_norm (0 = no clip),
-    with clip_grad_norm_'s coefficient max_norm / (norm + 1e-6), clamped to 1."""
-    norm = grad.float().pow(2).sum(1).sqrt()
+def clip_per_member(grad: torch.Tensor, norm: torch.Tensor, max_norm: torch.Tensor) -> None:
+    """Rescale each member's gradient (norm [E], stacked_grads.GradGroups.norms) to max_norm (0 = no clip), with
+    clip_grad_norm_'s coefficient max_norm / (norm + 1e-6), clamped to 1."""
     coef = torch.where(max_norm > 0, (max_norm / (norm + 1e-6)).clamp(max=1.0), torch.ones_like(norm))
     grad.mul_(coef[:, None])
-    return norm

@@ -28,7 +28,9 @@ from .loop import Member, conclude, default_callbacks, run_steps, stopped_by_a_w
 from .optim import lr_at
 from .setup import TrainingRun, setup
 from .signals import StopOnInterrupt
+from . import stacked_mix
 from .stacked import clip_per_member, member_losses, stack_models
+from .stacked_grads import GradGroups
 from .stacked_optim import build_stacked_optimizer
 from .step import StepResult
 
@@ -56,15 +58,18 @@ class Engine:
         decided for the whole stack as it started (len(self.runs)), so a re-stack does not flip it."""
         runs = [self.runs[k] for k in members]
         self.rows = {k: i for i, k in enumerate(members)}
-        self.model, self.flat = stack_models([m for m, _ in states], self.device)
+        cfgs = [r.cfg for r in runs]
+        models = stacked_mix.unified([m for m, _ in states], cfgs)   # placements differ: the members' union models
+        self.model, self.flat = stack_models(models, self.device)
+        stacked_mix.mask_slots(self.model, cfgs, self.device)
         self.step_model = accel.accelerate(self.model, self.train_cfg, members=len(self.runs), device=self.device)
-        self.optimizer = build_stacked_optimizer(self.flat, [r.cfg.train for r in runs], self.device, states[0][0])
+        self.optimizer = build_stacked_optimizer(self.flat, [r.cfg.train for r in runs], self.device, models[0])
         for i, (_, state) in enumerate(states):
             self.optimizer.load(i, {n: dict(s) for n, s in state.items()})
         col = lambda xs: torch.tensor(xs, dtype=torch.float32, device=self.device)  # noqa: E731
         self.z_loss = col([r.cfg.train.z_loss for r in runs])
         self.max_norm = col([r.cfg.train.grad_clip for r in runs])
-        self.grad_matrix = _grad_membership(states[0][0], self.flat, self.device)
+        self.grads = GradGroups([m for m, _ in states], self.flat, self.device)
 
     def _restack(self, live: list[int]) -> None:
         """Every member's weights and Adam state into its plain model (the leaving ones keep theirs there for
@@ -97,26 +102,19 @@ class Engine:
         grad = self.flat.grad
         self._rows = None
         after_backward()
-        norms = clip_per_member(grad, self.max_norm)
+        norms = self.grads.norms(grad)
+        clip_per_member(grad, norms, self.max_norm)
         self.optimizer.step(grad, torch.tensor(lrs, device=self.device), torch.ones(len(live), device=self.device))
         self.version += 1
         losses, norms = losses.detach(), norms.detach()
         return {k: (StepResult(losses[i], norms[i], lrs[i]), b.x.numel()) for i, (k, b) in enumerate(zip(live, batches))}
 
-    def grad_rows(self) -> torch.Tensor:
-        """Every member's grad_norms row of this step ([E, K], before clipping), computed once when first asked."""
+    def grad_row(self, k: int) -> torch.Tensor:
+        """Member k's grad_norms row of this step (its own model's keys, before clipping); every member's rows are
+        computed once, when first asked."""
         if self._rows is None:
-            self._rows = self._grad_norms(self.flat.grad)
-        return self._rows
-
-    def _grad_norms(self, grad: torch.Tensor) -> torch.Tensor:
-        """Per-member gradient norms per layer / group / total (the grad_norms probe's keys), [E, K]."""
-        sq = grad.float().pow(2)
-        # the spans tile [0, P) in order: one segmented sum (half the time of an index_add_ over P elements)
-        per_span = torch.segment_reduce(sq, "sum", lengths=self.grad_matrix[0], axis=1)
-        # a masked sum, not per_span @ matrix: a matmul's summation order depends on E (a [1, S] row goes to
-        # another kernel than [2, S]), so a member resumed alone, a stack of one, got per-layer norms 1 ulp apart
-        return (per_span.unsqueeze(-1) * self.grad_matrix[1]).sum(dim=1).sqrt()
+            self._rows = self.grads.rows(self.flat.grad)
+        return self._rows[self.rows[k]]
 
     def sync(self, k: int) -> None:
         """Member k's weights and Adam state into its plain model and torch optimizer (a member no longer
@@ -131,6 +129,8 @@ class Engine:
         state = self.optimizer.state_of(row)
         params = dict(model.named_parameters())
         for name, s in state.items():
+            if name not in params:   # a slot of a mixed stack's union that this member's placement lacks
+                continue
             opt.state[params[name]] = {key: (t.to(params[name].device) if key != "step" else t) for key, t in s.items()}
 
 
@@ -138,22 +138,6 @@ def _torch_state(run: TrainingRun) -> dict:
     from .optim import optimizer_state_by_name
 
     return optimizer_state_by_name(run.trainer.model, run.trainer.optimizer)
-
-
-def _grad_membership(model, flat, device):
-    """The grad_norms probe's (each member's span lengths [E, spans], span x key 0/1 matrix), keys in
-    GradNormTracker's order."""
-    from ..probes.grad_norms import GradNormTracker, group_of
-    from ..probes.recorder import layer_of
-
-    names = GradNormTracker(model).names
-    lengths = torch.tensor([s.numel for s in flat.spans.values()]).expand(flat.E, -1).contiguous()
-    matrix = torch.zeros(len(flat.spans), len(names))
-    for i, (name, s) in enumerate(flat.spans.items()):
-        matrix[i, names.index(layer_of(name))] = 1
-        matrix[i, names.index(f"group/{group_of(name)}")] = 1
-        matrix[i, -1] = 1
-    return lengths.to(device), matrix.to(device)
 
 
 class MemberTrainer:
@@ -185,7 +169,7 @@ class MemberTrainer:
         from ..probes.grad_norms import GradNormTracker
 
         plain = probe.tracker(self.plain_model)
-        if type(plain) is GradNormTracker:   # every member's norms at once (Engine.grad_rows)
+        if type(plain) is GradNormTracker:   # every member's norms at once (Engine.grad_row)
             return _MemberGradNorms(self.engine, self.k, plain.keys)
         return _MemberGradients(self, plain)
 
@@ -200,7 +184,7 @@ class _MemberGradNorms:
         self.engine, self.k, self.keys = engine, k, keys
 
     def measure(self) -> torch.Tensor:
-        return self.engine.grad_rows()[self.engine.rows[self.k]]
+        return self.engine.grad_row(self.k)
 
 
 class _MemberGradients:
@@ -309,6 +293,9 @@ def stack_key(cfg: RunConfig) -> str | None:
     kept = {k: v for k, v in flat.items() if not any(k == p or (p.endswith(".") and k.startswith(p))
                                                        for p in PER_MEMBER)}
     kept["optimizer family"] = OPTIMIZER_FAMILY[cfg.train.optimizer]   # one stacked optimizer per stack
+    if stacked_mix.mixable(cfg):   # generic placements share a stack (stacked_mix.py)
+        for k in stacked_mix.MIXED_KEYS:
+            kept[k] = "generic"
     return json.dumps(kept, sort_keys=True, default=str)
 
 

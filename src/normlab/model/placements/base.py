@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+SLOTS = ("in", "out", "post")   # a generic placement's slots, in the order slot_formula applies them
 
 
 @dataclass(frozen=True)
@@ -21,19 +22,33 @@ class Placement:
     setup: Callable | None = None     # (block, cfg) -> slots of this block; adds per-layer state
     init: Callable | None = None      # (model, cfg) after init_weights
     attn: tuple = ()                  # (model.attn option, value) pairs the placement switches on
+    generic: bool = False             # apply is slot_formula over `slots`: runs may share a stack (stacked_mix)
 
 
 PLACEMENTS: dict[str, Placement] = {}
 
 
-def register_placement(name, slots, final_norm, formula, reference, setup=None, init=None, attn=None):
+def register_placement(name, slots, final_norm, formula, reference, setup=None, init=None, attn=None,
+                       generic=False):
     def wrap(fn):
         if name in PLACEMENTS:
             raise KeyError(f"placement {name!r} is registered twice")
+        if generic and (setup or init or attn or not set(slots) <= set(SLOTS)):
+            raise ValueError(f"placement {name!r}: a generic placement has only the slots {SLOTS} and no hooks")
         PLACEMENTS[name] = Placement(name, tuple(slots), final_norm, formula, reference, fn, setup, init,
-                                     tuple(sorted((attn or {}).items())))
+                                     tuple(sorted((attn or {}).items())), generic)
         return fn
     return wrap
+
+
+def slot_formula(block, sub, x):
+    """[post](x + [out](F([in](x)))) over the norm slots the block has: the residual math of every generic
+    placement (pre: in; post: post; none: no slot; peri: in, out; reorder: out). A stack of runs whose placements
+    differ runs its blocks through this with every slot any member uses (training/stacked_mix.py)."""
+    n_in, n_out, n_post = (getattr(block, f"norm_{sub}_{slot}", None) for slot in SLOTS)
+    h = sublayer(block, sub)(x if n_in is None else n_in(x))
+    y = x + (h if n_out is None else n_out(h))
+    return y if n_post is None else n_post(y)
 
 
 def attention_config(cfg):

@@ -2,6 +2,6 @@
 from .base import register_placement, sublayer
 
 
-@register_placement("none", [], False, "x + F(x); no norms", "CS336 layer_norm_ablation")
+@register_placement("none", [], False, "x + F(x); no norms", "CS336 layer_norm_ablation", generic=True)
 def none(block, sub, x):
     return x + sublayer(block, sub)(x)

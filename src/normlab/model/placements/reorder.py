@@ -10,6 +10,6 @@ from .base import norm, register_placement, sublayer
 
 
 @register_placement("reorder", ["out"], True, "x + N(F(x)); final N",
-                    "OLMo 2 (Walsh et al. 2025), arXiv 2501.00656; HF modeling_olmo2.py")
+                    "OLMo 2 (Walsh et al. 2025), arXiv 2501.00656; HF modeling_olmo2.py", generic=True)
 def reorder(block, sub, x):
     return x + norm(block, sub, "out")(sublayer(block, sub)(x))
