@@ -6,8 +6,9 @@
 For each shape, the runs placements x seeds train (a) as one mixed stack and (b) as one stack per placement,
 one after the other, in this process, alternating the order each round; the time is the stacks' own
 `group_train_time_s` (set-up, evaluation at the end and report excluded). Prints the median of each and the
-ratio. A mixed stack is worth it where (b)/(a) > 1: stacked_mix.MIX_MAX_FLOPS is set from this. Ratios only mean
-something side by side in one run: wall times drift with machine load.
+ratio: a mixed stack is worth it where (b)/(a) > 1 (train.stack_placements is off by default because on CPU it
+measured 1.00 at prepost's size, its best case). Ratios only mean something side by side in one run: wall times
+drift with machine load.
 """
 from __future__ import annotations
 
@@ -23,10 +24,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import normlab as nl  # noqa: E402
-from normlab.training import stacked_mix  # noqa: E402
 from normlab.training.stacked_loop import train_stacked  # noqa: E402
 
 SHAPES = {"prepost": "prepost", "zoo": "zoo"}   # the zoo's width is lr-sweep's and dyt-regime's too
+
+
+def member_flops(cfg) -> float:
+    """A member's matmul FLOPs a step, roughly: 6 x the blocks' weights (12 L d^2) x tokens."""
+    m = cfg.model
+    return 6 * 12 * m.n_layer * m.d_model ** 2 * cfg.train.batch_size * m.block_size
 
 
 def train_time(cfgs, out: Path) -> float:
@@ -62,7 +68,7 @@ def main() -> None:
             for mode in (["mixed", "apart"] if r % 2 == 0 else ["apart", "mixed"]):
                 with tempfile.TemporaryDirectory() as d:
                     by_placement = configs(shape, a.placements, a.seeds, a.steps, Path(d), f"{mode}{r}")
-                    flops = stacked_mix.member_flops(next(iter(by_placement.values()))[0])
+                    flops = member_flops(next(iter(by_placement.values()))[0])
                     if mode == "mixed":
                         t = train_time([c for cs in by_placement.values() for c in cs], Path(d))
                     else:

@@ -246,6 +246,8 @@ class TrainConfig:
     """torch CPU threads; 0 = leave torch's default"""
     compile: Literal["auto", "none", "norms", "model"] = "auto"
     """torch.compile: auto = the whole model where the run is long enough to repay compiling (steps x members past the break-even measured on the CPU, training/compile_costs.json; eager elsewhere and on GPUs); none = eager; norms = each norm module (fused kernels, seconds to build); model = the whole model"""
+    stack_placements: bool = False
+    """stacked runs that differ only in a generic placement (pre, post, none, peri, reorder) share one stack, each slot a member lacks masked to the identity (training/stacked_mix.py; bitwise what a stack of its own placement gives); off by default: measured no faster on CPU, where the union's extra norms cost what a second stack costs (benchmarks/RESULTS.md)"""
     compile_cache: str = "~/.cache/normlab/inductor"
     """persistent inductor cache (FX graphs, kernels) shared by runs and processes; '' = torch's default"""
     dtype: Literal["float32", "bfloat16"] = "float32"

@@ -11,9 +11,11 @@ x through and get exactly zero gradient, so its weights, Adam state and gradient
 its own placement gives (test_stacked_mix.py). The slots a member lacks live only in the stack: Engine.sync
 copies a member's own parameters into its plain model, so checkpoints and probes never see them.
 
-What it costs: every member computes every slot of the union (prepost's pre/post/none: two norms and two
-selections per sublayer where a pure stack has at most one norm); what it saves: one stack instead of one per
-placement (benchmarks/RESULTS.md, issue 28).
+Off by default (train.stack_placements): every member computes every slot of the union (prepost's pre/post/none:
+two norms and two selections per sublayer where a pure stack has at most one), and in a tiny model's
+dispatch-bound step the norms are a large share of the ops, so on CPU one mixed stack of prepost's 15 runs cost
+what its three stacks cost (benchmarks/stack_mix.py, RESULTS.md). Where launches, not norms, dominate (a GPU
+running stacks one after another) it may pay: unmeasured.
 """
 from __future__ import annotations
 
@@ -32,23 +34,9 @@ from ..norms import build_norm
 MIXED_KEYS = ("model.norm.placement", "model.norm.final")
 
 
-# A mixed stack pays for every slot of the union in every member and saves a stack's fixed per-step cost (its
-# ~100 ops a layer dispatched once instead of once per placement): worth it where a member's arithmetic is small
-# beside that fixed cost. The limit is a member's forward + backward FLOPs a step (benchmarks/stack_mix.py).
-MIX_MAX_FLOPS = 20e6
-
-
-def member_flops(cfg) -> float:
-    """A member's matmul FLOPs a step, roughly: 6 x the blocks' weights (12 L d^2) x tokens."""
-    m = cfg.model
-    return 6 * 12 * m.n_layer * m.d_model ** 2 * cfg.train.batch_size * m.block_size
-
-
 def mixable(cfg) -> bool:
-    """Whether the run may share a stack with runs of other generic placements: a GPT with a generic placement,
-    small enough that one stack's step beats one per placement."""
-    return (cfg.model.arch == "gpt" and PLACEMENTS[cfg.model.norm.placement].generic
-            and member_flops(cfg) <= MIX_MAX_FLOPS)
+    """Whether the run may share a stack with runs of other generic placements (train.stack_placements)."""
+    return cfg.train.stack_placements and cfg.model.arch == "gpt" and PLACEMENTS[cfg.model.norm.placement].generic
 
 
 def layout(cfg) -> tuple[tuple[str, ...], bool]:
@@ -97,18 +85,20 @@ def _reorder(module: nn.Module, names: list[str]) -> None:
 
 
 class MaskedNorm(nn.Module):
-    """A norm slot that only some members of a mixed stack use: N(x) on their rows, x on the others' ([E*B, ...]
-    activations are member-major). The others' rows reach the norm as zeros, so a member's blow-up can never
-    put a NaN into the gradient of a slot it does not use."""
+    """A norm slot that only some members of a mixed stack use: N(x) on their rows, x on the others' (activations
+    are [E*B, ...], member-major). One where on the activations as they are, its mask cached per batch size: in a
+    dispatch-bound step every op counts. A member that does not use the slot still runs it, so an activation past
+    float range (~1e19, squared) can make its rows' gradients NaN here where its own placement gave inf: only in a
+    member that has blown up already, and only in its own rows."""
 
     def __init__(self, norm: nn.Module, use: torch.Tensor):
         super().__init__()
-        self.norm, self.use = norm, use[:, None]    # [E, 1] bool
+        self.norm, self.use, self._rows = norm, use, None    # use: [E] bool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(self.use.shape[0], -1)
-        y = self.norm(torch.where(self.use, rows, 0.0).reshape(x.shape))
-        return torch.where(self.use, y.reshape(rows.shape), rows).reshape(x.shape)
+        if self._rows is None or self._rows.shape[0] != x.shape[0]:
+            self._rows = self.use.repeat_interleave(x.shape[0] // self.use.shape[0]).view(-1, *[1] * (x.dim() - 1))
+        return torch.where(self._rows, self.norm(x), x)
 
 
 def mask_slots(stacked: nn.Module, cfgs, device) -> None:

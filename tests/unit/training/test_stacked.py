@@ -157,8 +157,7 @@ def test_stack_keys_group_what_can_share_a_step():
     from normlab.experiments.runner import plan_tasks
 
     tasks, _ = plan_tasks(expand(load_experiment("prepost")))
-    assert sorted(len(t.runs) for t in tasks) == [15]               # pre, post, none: one mixed stack (stacked_mix)
-    assert sorted(len(t.runs) for t in plan_tasks(_three_shapes())[0]) == [5, 5, 5]
+    assert sorted(len(t.runs) for t in tasks) == [5, 5, 5]
     sweep, _ = plan_tasks(expand(load_experiment("lr-sweep")))
     assert sorted(len(t.runs) for t in sweep) == [25] * 7          # a scheme's 5 LRs x 5 seeds share a stack
     assert len(plan_tasks(expand(load_experiment("prepost")), stack=False)[0]) == 15
@@ -169,23 +168,11 @@ def test_stack_keys_group_what_can_share_a_step():
     assert stack_key(nl.load_config("prepost")) != stack_key(nl.load_config("prepost", ["model.n_layer=4"]))
 
 
-def _three_shapes(seeds=None):
-    """prepost's 3 variants x seeds with a norm kind of each variant's own: 3 stacks (its generic placements alone
-    would share one)."""
-    from dataclasses import replace
-
-    from normlab.experiments import expand, load_experiment
-
-    kinds = {"pre": "rmsnorm", "post": "layernorm", "none": "scalenorm"}
-    return [replace(r, cfg=replace(r.cfg, model=replace(r.cfg.model, norm=replace(r.cfg.model.norm, kind=kinds[r.variant]))))
-            for r in expand(load_experiment("prepost"), [], seeds)]
-
-
 def test_stacks_are_split_only_where_that_fills_an_idle_worker():
     from normlab.experiments import expand, load_experiment
     from normlab.experiments.runner import _makespan, balance, plan_tasks
 
-    prepost = _three_shapes()                                       # 3 shapes x 5 seeds: 3 stacks of 5
+    prepost = expand(load_experiment("prepost"))                   # 3 placements x 5 seeds: 3 stacks of 5
     tasks, _ = plan_tasks(prepost, workers=2)                       # on 2 workers the third would run alone
     assert sorted(len(t.runs) for t in tasks) == [2, 3, 5, 5]
     assert sorted(r.cfg.name for t in tasks for r in t.runs) == sorted(r.cfg.name for r in prepost)
@@ -196,11 +183,9 @@ def test_stacks_are_split_only_where_that_fills_an_idle_worker():
     assert sorted(len(t.runs) for t in many) == [2, 2, 2, 3, 3, 3]
     assert _makespan(many, 8) < _makespan(plan_tasks(prepost)[0], 8)
     # never into a lone run: it would train on the plain path, whose rounding differs from a stack's
-    two_seeds = _three_shapes([0, 1])
+    two_seeds = expand(load_experiment("prepost"), [], [0, 1])
     assert sorted(len(t.runs) for t in plan_tasks(two_seeds, workers=2)[0]) == [2, 2, 2]
     pre = [r for r in expand(load_experiment("prepost"), [], list(range(10))) if r.variant == "pre"]
-    mixed, _ = plan_tasks(expand(load_experiment("prepost")), workers=2)   # one mixed stack of 15: 8 + 7
-    assert sorted(len(t.runs) for t in mixed) == [7, 8]
     halves, _ = plan_tasks(pre, workers=2)                          # one 10-member stack: both cores, 5 + 5
     assert sorted(len(t.runs) for t in halves) == [5, 5]
     whole, _ = plan_tasks(pre)

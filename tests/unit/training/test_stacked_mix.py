@@ -39,15 +39,29 @@ def test_the_generic_placements_are_the_ones_slot_formula_computes():
         register_placement("x-generic-test", ["in", "gate"], True, "", "", generic=True)(lambda b, s, x: x)
 
 
-def test_generic_placements_share_a_stack_key_and_the_others_do_not():
-    key = {p: stack_key(nl.load_config("prepost", [f"model.norm.placement={p}"])) for p in
+def test_generic_placements_share_a_stack_key_only_when_asked():
+    on = "train.stack_placements=true"
+    key = {p: stack_key(nl.load_config("prepost", [f"model.norm.placement={p}", on])) for p in
            ("pre", "post", "none", "peri", "reorder", "mixln", "deepnorm")}
     assert len({key[p] for p in GENERIC}) == 1
     assert len({key["pre"], key["mixln"], key["deepnorm"]}) == 3
     # the final-norm override is a placement choice too
-    assert stack_key(nl.load_config("prepost", ["model.norm.placement=none", "model.norm.final=always"])) == key["pre"]
-    # anything else still splits stacks
-    assert stack_key(nl.load_config("prepost", ["model.norm.placement=post", "model.norm.kind=layernorm"])) != key["pre"]
+    final = nl.load_config("prepost", ["model.norm.placement=none", "model.norm.final=always", on])
+    assert stack_key(final) == key["pre"]
+    # anything else still splits stacks, and so does the default (off)
+    layernorm = nl.load_config("prepost", ["model.norm.placement=post", "model.norm.kind=layernorm", on])
+    assert stack_key(layernorm) != key["pre"]
+    assert stack_key(nl.load_config("prepost", ["model.norm.placement=post"])) != stack_key(nl.load_config("prepost"))
+
+
+def test_the_runner_plans_one_mixed_stack_when_asked():
+    from normlab.experiments import expand, load_experiment
+    from normlab.experiments.runner import plan_tasks
+
+    mixed = expand(load_experiment("prepost"), ["train.stack_placements=true"])
+    assert sorted(len(t.runs) for t in plan_tasks(mixed)[0]) == [15]
+    assert sorted(len(t.runs) for t in plan_tasks(mixed, workers=2)[0]) == [7, 8]
+    assert sorted(len(t.runs) for t in plan_tasks(expand(load_experiment("prepost")))[0]) == [5, 5, 5]
 
 
 def test_the_mixed_stack_gives_each_member_its_own_placements_logits():
