@@ -138,6 +138,8 @@ class ModelConfig:
     """share the token embedding with the output head"""
     init_std: Annotated[float, Range(gt=0, le=10)] = 0.02
     """std of the normal init of every linear and embedding weight"""
+    embed_init_std: Annotated[float, Range(ge=0, le=10)] = 0.0
+    """std of the normal init of the embedding tables (tokens, learned positions); 0 = model.init_std (PyTorch's nn.Embedding default, which makemore keeps, is 1.0)"""
     resid_init_scale: Annotated[float, Range(gt=0, le=100)] = 1.0
     """extra factor on the init std of residual output projections (seed 001 uses 0.01)"""
     depth_scaled_init: bool = False

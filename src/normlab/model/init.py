@@ -1,4 +1,5 @@
-"""Weight init: N(0, init_std) everywhere; residual output projections scaled down on request.
+"""Weight init: N(0, init_std) everywhere (embeddings: embed_init_std where set); residual output projections scaled
+down on request.
 
 `resid_init_scale` multiplies the std of attention/MLP output projections (seed 001's fix is 0.01);
 `depth_scaled_init` divides it by sqrt(2 * n_layer) (GPT-2, Radford et al. 2019, section 2.3).
@@ -27,4 +28,4 @@ def init_weights(model: nn.Module, cfg: ModelConfig) -> None:
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, 0.0, cfg.init_std)
+            nn.init.normal_(module.weight, 0.0, cfg.embed_init_std or cfg.init_std)

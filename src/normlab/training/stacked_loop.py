@@ -272,7 +272,8 @@ PER_MEMBER = ("name", "out_dir", "train.seed", "train.lr", "train.weight_decay",
               "train.optimizer", "train.momentum", "train.nesterov", "train.muon_momentum", "train.muon_nesterov",
               "train.weight_decay_mode", "train.schedule", "train.warmup_steps", "train.min_lr_frac", "train.grad_clip",
               "train.z_loss", "train.steps", "train.loss_bound", "train.eval_every", "train.eval_batches",
-              "train.ckpt_every", "train.log_every", "train.threads", "model.init_std", "model.resid_init_scale",
+              "train.ckpt_every", "train.log_every", "train.threads", "model.init_std", "model.embed_init_std",
+              "model.resid_init_scale",
               "model.depth_scaled_init", "probes.", "sample.")
 
 

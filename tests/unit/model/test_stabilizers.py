@@ -1,6 +1,7 @@
 """Attention and stabilizer options against their formulas written out by hand (float64, tiny shapes):
 z-loss, attention soft-cap and hard clamp, output soft-cap, QK-norm, residual-projection and
-depth-scaled init, and the fused SDPA path being the one used when clamp and soft-cap are off."""
+depth-scaled init, the embeddings' own init std, and the fused SDPA path being the one used when clamp
+and soft-cap are off."""
 import math
 
 import pytest
@@ -106,3 +107,13 @@ def test_depth_scaled_and_residual_init_scale():
         assert block.attn.proj.weight.std().item() == pytest.approx(expected, rel=0.08)
         assert block.mlp.proj.weight.std().item() == pytest.approx(expected, rel=0.08)
         assert block.attn.qkv.weight.std().item() == pytest.approx(0.1, rel=0.08)
+
+
+def test_embedding_init_std_is_its_own_where_set():
+    base = ["model.d_model=64", "model.init_std=0.05", "model.pos=learned", "model.tie_embeddings=false"]
+    for extra, embed in (([], 0.05), (["model.embed_init_std=1.0"], 1.0)):
+        model = build_model(debug_model_config(*base, *extra))
+        assert model.wte.weight.std().item() == pytest.approx(embed, rel=0.08)
+        assert model.wpe.weight.std().item() == pytest.approx(embed, rel=0.08)
+        assert model.lm_head.weight.std().item() == pytest.approx(0.05, rel=0.08)   # the head is a linear layer
+        assert model.blocks[0].attn.qkv.weight.std().item() == pytest.approx(0.05, rel=0.08)
