@@ -53,6 +53,9 @@ def unified(models: list[nn.Module], cfgs) -> list[nn.Module]:
     model (a copy with a fresh norm in every slot of the union it lacks)."""
     if not is_mixed(cfgs):
         return models
+    odd = sorted({c.model.norm.placement for c in cfgs if not PLACEMENTS[c.model.norm.placement].generic})
+    if odd or any(c.model.arch != "gpt" for c in cfgs):
+        raise ValueError(f"only GPTs with generic placements share a stack across placements, not {odd or 'nGPT'}")
     slots = {s for c in cfgs for s in layout(c)[0]}
     final = any(layout(c)[1] for c in cfgs)
     return [_union_model(m, c.model, slots, final) for m, c in zip(models, cfgs)]

@@ -92,6 +92,9 @@ def test_the_mixed_stack_gives_each_member_its_own_placements_logits():
     for k, m in enumerate(models):
         torch.testing.assert_close(out[k], m(x[k]), rtol=1e-10, atol=1e-10)
     assert not stacked_mix.is_mixed(cfgs[:1]) and stacked_mix.unified(models[:1], cfgs[:1])[0] is models[0]
+    mixln = nl.load_config("debug", ["model.vocab_size=11", "model.norm.placement=mixln"])
+    with pytest.raises(ValueError, match="generic placements"):
+        stacked_mix.unified([models[0], nl.build_model(mixln.model).double()], [cfgs[0], mixln])
 
 
 STEPS = ["train.steps=60", "train.eval_every=30", "probes.every=30", "train.log_every=10"]
