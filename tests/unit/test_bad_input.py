@@ -10,7 +10,7 @@ runs trained once per module (complete, interrupted, diverged with forensics) an
 
 Cases per family (as of issue 24: the schema walk runs in process; 11 more are -m slow):
   cli arguments         58  run/train/sample/report/replay/push/pull/list/show and the top level, bad arguments
-  schema overrides    472  every numeric field of RunConfig: below/above its Range, nan, inf, a string, a bool, a
+  schema overrides    480  every numeric field of RunConfig: below/above its Range, nan, inf, a string, a bool, a
                             list, through load_config in process (7 per field); 7 of them through `train` and
                             every 8th field below its Range through `run`, the CLI paths
   other overrides       61  sections replaced, lists, run names, registries, cross-field rules, syntax,
