@@ -331,6 +331,8 @@ def _lines(value) -> list[str]:
 def _report(exp_dir: Path) -> tuple[dict, str]:
     def drop_wall_clock(value):
         if isinstance(value, dict):
+            if set(value) == {"asked", "used", "why"}:   # train.compile's choice: its reason names the stack's size,
+                value = {k: v for k, v in value.items() if k != "why"}   # which a retried task may change
             return {k: drop_wall_clock(v) for k, v in value.items() if k not in WALL_CLOCK}
         return [drop_wall_clock(v) for v in value] if isinstance(value, list) else value
     results = drop_wall_clock(json.loads((exp_dir / "results.json").read_text()))
