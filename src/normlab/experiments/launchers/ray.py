@@ -96,9 +96,26 @@ def run_task(payload: list[tuple[dict, str]], threads: int, send: Callable[[tupl
     return results
 
 
-def _ray_body(payload: list[tuple[dict, str]], threads: int, cwd: str, inbox) -> dict[str, dict]:
+class _StopFlag:
+    """Set by the driver on Ctrl-C before it cancels the tasks. A queued task whose cancel races its dispatch can
+    still start (seen in CI: a stack began a second after the stop and trained to its end); it reads this first
+    and trains nothing."""
+
+    def __init__(self):
+        self.stopped = False
+
+    def set(self) -> None:
+        self.stopped = True
+
+    def is_set(self) -> bool:
+        return self.stopped
+
+
+def _ray_body(payload: list[tuple[dict, str]], threads: int, cwd: str, inbox, stop) -> dict[str, dict]:
     import ray
 
+    if ray.get(stop.is_set.remote()):
+        return {}
     if os.path.isdir(cwd):  # relative paths in a config (data.source=text:...) mean what they meant to the driver
         os.chdir(cwd)
     where = f"{ray.util.get_node_ip_address()} ({ray.get_runtime_context().get_node_id()[:8]})"
@@ -235,6 +252,8 @@ class RaySweep:
 
         here = ray.get_runtime_context().get_node_id()  # the inbox lives with the driver, not on a node we may lose
         inbox = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(here, False)})
+        self._stop = ray.remote(_StopFlag).options(
+            num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, False)).remote()
         planned, at_once = len(self.tasks), slots(ray.cluster_resources(), self.tasks, self.jobs)
         self.tasks = runner.balanced(self.tasks, at_once)
         gpus = self._describe(ray)
@@ -266,7 +285,7 @@ class RaySweep:
         payload = [(cfg, str(Path(run_dir).absolute())) for cfg, run_dir in task.payload()]
         options = {"num_cpus": task.threads, "num_gpus": 1 if needs_gpu(payload, gpus) else 0,
                    "max_retries": MAX_RETRIES, "retry_exceptions": RETRY_EXCEPTIONS, "name": f"normlab:{task.name}"}
-        return remote.options(**options).remote(payload, task.threads, cwd, inbox)
+        return remote.options(**options).remote(payload, task.threads, cwd, inbox, self._stop)
 
     def _describe(self, ray) -> float:
         """Say what the sweep runs on; refuse CUDA runs on a cluster without a GPU before any task starts."""
@@ -326,6 +345,7 @@ class RaySweep:
     def _cancel(self, ray, refs: dict, queue: list) -> None:
         self.interrupted = True
         queue.clear()
+        ray.get(self._stop.set.remote())   # before the cancels: a task Ray starts anyway sees it (_StopFlag)
         self.echo(f"stopping: {len(refs)} Ray task(s) cancelled; running runs save a checkpoint first "
                   "(Ctrl-C again to kill them)")
         for ref in refs:
