@@ -348,7 +348,9 @@ class RaySweep:
         ray.get(self._stop.set.remote())   # before the cancels: a task Ray starts anyway sees it (_StopFlag)
         self.echo(f"stopping: {len(refs)} Ray task(s) cancelled; running runs save a checkpoint first "
                   "(Ctrl-C again to kill them)")
-        for ref in refs:
+        # the last submitted first: the queued tasks are cancelled before a running one stops and frees the slot
+        # Ray would hand them (a cancel that reaches a task as it is dispatched can be lost)
+        for ref in reversed(list(refs)):
             ray.cancel(ref, force=False)
 
     def _print_progress(self) -> None:
