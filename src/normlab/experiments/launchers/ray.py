@@ -6,11 +6,13 @@ way, byte for byte. Stacks are split to fill the tasks the cluster runs at once 
 launcher fills its workers. Run directories live on the shared --out. A lost node: Ray retries the task
 (MAX_RETRIES) elsewhere; the retry skips the task's runs that already finished and resumes the rest
 from their last checkpoint. Ctrl-C cancels the tasks: queued ones never start, running ones get a
-KeyboardInterrupt, which train() turns into a checkpointed stop; a second Ctrl-C kills them.
+KeyboardInterrupt, which train() turns into a checkpointed stop (a stop flag read by each task covers a cancel
+Ray loses); a second Ctrl-C kills them.
 Ray docs: https://docs.ray.io/en/latest/ray-core/fault_tolerance/tasks.html
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -97,9 +99,10 @@ def run_task(payload: list[tuple[dict, str]], threads: int, send: Callable[[tupl
 
 
 class _StopFlag:
-    """Set by the driver on Ctrl-C before it cancels the tasks. A queued task whose cancel races its dispatch can
-    still start (seen in CI: a stack began a second after the stop and trained to its end); it reads this first
-    and trains nothing."""
+    """Set by the driver on Ctrl-C before it cancels the tasks. Ray's cancel can miss a task: one whose dispatch
+    races it, or one whose worker is still starting (seen in CI: a stack began a second after the stop and trained
+    to its end). A task reads the flag before it trains, and a watcher thread (`_watch_stop`) reads it while the
+    task runs, asking the loop for the same checkpointed stop a cancel would."""
 
     def __init__(self):
         self.stopped = False
@@ -109,6 +112,38 @@ class _StopFlag:
 
     def is_set(self) -> bool:
         return self.stopped
+
+
+STOP_POLL_S = 0.5   # how often a running task reads the driver's stop flag
+
+
+@contextlib.contextmanager
+def _watch_stop(is_set: Callable[[], bool], every_s: float = STOP_POLL_S):
+    """While the body runs, poll `is_set` on a thread; once it is true, ask the training loop to stop after its
+    step (signals.request_stop: not a second interrupt, so Ray's own cancel, if it also lands, is still the
+    first and the run saves its checkpoint). The request is cleared on the way out: Ray reuses the process."""
+    from ...training import signals
+
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(every_s):
+            try:
+                if is_set():
+                    signals.request_stop()
+                    return
+            except Exception:  # noqa: BLE001  (the flag's actor is gone with the driver: Ray ends the task itself)
+                return
+
+    signals.clear_stop_request()
+    watcher = threading.Thread(target=watch, name="normlab-stop-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        signals.clear_stop_request()
 
 
 def _ray_body(payload: list[tuple[dict, str]], threads: int, cwd: str, inbox, stop) -> dict[str, dict]:
@@ -126,7 +161,8 @@ def _ray_body(payload: list[tuple[dict, str]], threads: int, cwd: str, inbox, st
             inbox.put_nowait(message)
         except Exception:  # noqa: BLE001  (ray.exceptions.*, queue.Full: the task's return value carries the results)
             pass
-    return run_task(payload, threads, send, where)
+    with _watch_stop(lambda: ray.get(stop.is_set.remote())):
+        return run_task(payload, threads, send, where)
 
 
 def needs_gpu(payload: list[tuple[dict, str]], cluster_gpus: float) -> bool:
