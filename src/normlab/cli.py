@@ -26,6 +26,9 @@ import click
 
 from .config import ConfigError, RunConfig, dump_yaml, load_config
 
+FIGURES_HELP = ("summary: training curves, the experiment's own figures and the probes it names in full, every other "
+                "probe collapsed into one overview figure; all: every probe figure in full (slower)")
+
 
 def _debug() -> bool:
     return os.environ.get("NORMLAB_DEBUG", "") not in ("", "0") or "--debug" in sys.argv
@@ -127,12 +130,15 @@ def main(debug):
 @click.option("--replicate", type=click.Path(file_okay=False),
               help="an earlier run of this experiment on other seeds: write a replication table of the verdicts")
 @click.option("--no-stack", is_flag=True, help="one process per run (default: same-shape runs train stacked)")
+@click.option("--figures", type=click.Choice(["summary", "all"]), default="summary", show_default=True,
+              help=FIGURES_HELP)
 @click.option("--launcher", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: processes on this machine; ray: one Ray task per run on a Ray cluster, retried on a lost "
                    "node (pip install 'normlab[ray]'; --out must be a filesystem every node mounts)")
 @click.option("--address", help="with --launcher ray: the cluster, auto (the one `ray start` began on this machine) "
                                 "or host:port; default: start a local Ray for this sweep")
-def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replicate, launcher, address, no_stack):
+def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replicate, launcher, address, no_stack,
+        figures):
     """Train every variant x seed of EXPERIMENT (resuming unfinished runs) and write its report."""
     from .prestart import Prestarted
 
@@ -145,7 +151,7 @@ def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replic
 
         result = run_experiment(experiment, list(overrides), seeds, jobs, out_dir, preset, skip_failed, replicate,
                                 launcher=launcher, address=address, echo=click.echo, stack=not no_stack,
-                                display="auto", started=started)
+                                display="auto", started=started, figures=figures)
     if result.interrupted:
         sys.exit(exit_code(result))
     failed = failed_runs(result)
@@ -264,7 +270,9 @@ def _sample_seq2seq(model, tok, cfg, prompt: str, n: int) -> None:
 
 @main.command()
 @click.argument("exp_dir", type=click.Path(exists=True, file_okay=False))
-def report(exp_dir):
+@click.option("--figures", type=click.Choice(["summary", "all"]), default="summary", show_default=True,
+              help=FIGURES_HELP)
+def report(exp_dir, figures):
     """Rebuild the report of EXP_DIR from its run directories (finished ones; a partial sweep says what is missing);
     a run directory gets a report of that one run, written into it."""
     from .experiments import list_experiments, load_experiment
@@ -274,7 +282,7 @@ def report(exp_dir):
     info_path = Path(exp_dir) / "experiment.json"
     name = read_json(info_path).get("name") if info_path.exists() else None
     spec = load_experiment(name) if isinstance(name, str) and name in list_experiments() else None
-    for path in build_report(exp_dir, spec).values():
+    for path in build_report(exp_dir, spec, figures).values():
         click.echo(path)
 
 

@@ -45,8 +45,8 @@ def reports(tmp_path_factory):
                             seed_ref="003", preset=None, overrides=[])
     zoo = list(load_experiment("zoo").variants)[:ZOO_VARIANTS]
     write_probed_experiment(root / "zoo", "zoo", zoo, range(2), config_of=_zoo_config, preset=None, overrides=[])
-    for name in ("prepost", "zoo"):
-        out[name] = (root / name, build_report(root / name, load_experiment(name)))
+    for name in ("prepost", "zoo"):   # every probe figure in full: the pages with the most images and groups
+        out[name] = (root / name, build_report(root / name, load_experiment(name), "all"))
     return out
 
 
@@ -118,6 +118,10 @@ def test_page_has_contents_anchors_groups_and_no_emoji(reports, name):
     assert set(links) <= ids, set(links) - ids
     for group in ("Training curves", "Probe: attn_entropy", "Probe: nan_counts", "Probe: massive_activations"):
         assert f">{group}</h3>" in html, group
+    summary = shutil.copytree(reports[name][0], reports[name][0].parent / f"{name}-summary")
+    short = build_report(summary, load_experiment(name))["report.html"].read_text()   # the default set
+    assert '<h3 id="probes-at-a-glance">Probes at a glance</h3>' in short and ">Probe: nan_counts</h3>" in short
+    assert short.count("<img ") < html.count("<img ") and "probe_overview.png" in short
     if name == "zoo":  # prepost's figures.py draws none of its own
         assert "zoo: this experiment&#x27;s figures</h3>" in html and "ranking.png" in html
     assert html.count("<figure") == html.count("<img ") == html.count("<figcaption>")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError
+from ..report import FIGURE_SETS
 from ..rundir import RunLock, write_json
 from .progress import SweepProgress
 from .runner import Sweep, cores, plan_tasks, workers_and_threads
@@ -38,11 +39,14 @@ LAUNCHERS = ("local", "ray")
 def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None = None, jobs: int | None = None,
                    out: str | None = None, preset: str | None = None, skip_failed: bool = False,
                    replicate: str | None = None, launcher: str = "local", address: str | None = None,
-                   echo=_console, stack: bool = True, display: str = "none", started=None) -> ExperimentResult:
+                   echo=_console, stack: bool = True, display: str = "none", started=None,
+                   figures: str = "summary") -> ExperimentResult:
     """`display`: how the sweep shows its progress (progress.SweepProgress): "auto" (a live table on a terminal,
     periodic lines elsewhere; what the CLI passes), "bar", "lines" or "none". `started`: workers the CLI started
     before importing torch (normlab.prestart.Prestarted), adopted by a local sweep."""
     _check_launcher(launcher, address)
+    if figures not in FIGURE_SETS:
+        raise ConfigError(f"figures={figures!r}: allowed: {', '.join(FIGURE_SETS)}")
     spec = load_experiment(name)
     seed_list = parse_seeds(seeds, spec.seeds)
     planned = expand(spec, list(overrides), seed_list, out, preset)
@@ -100,12 +104,12 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
         if replicate is not None:
             from ..report.replication import write_replication
 
-            build_report(exp_dir, spec)  # results.json with this seed set's verdicts first
+            build_report(exp_dir, spec, figures)  # results.json with this seed set's verdicts first
             rows = write_replication(Path(replicate), exp_dir)
             counts = {o: sum(r["outcome"] == o for r in rows) for o in ("replicated", "failed to replicate", "not decided")}
             echo(f"replication of {replicate}: " + ", ".join(f"{n} {o}" for o, n in counts.items() if n)
                  + f" of {len(rows)} claims ({exp_dir / 'replication.md'})")
-        paths = build_report(exp_dir, spec)
+        paths = build_report(exp_dir, spec, figures)
         return ExperimentResult(exp_dir, results, wall, report=paths)
 
 
@@ -197,8 +201,18 @@ def _sweep(launcher: str, tasks: list, jobs: int, jobs_asked: int | None, addres
     n_jobs, threads = workers_and_threads(jobs, len(tasks))
     for task in tasks:
         task.threads = threads
-    return Sweep(tasks, n_jobs, on_done=on_done, reuse=reuse, started=started,
+    return Sweep(tasks, n_jobs, on_done=on_done, reuse=reuse, started=started, on_idle_core=_warm_up_report,
                  **({"on_progress": shown.progress} if shown is not None else {}))
+
+
+def _warm_up_report() -> None:
+    """Import what the report needs (scipy.stats for the claims, matplotlib and the probe registry for the figures:
+    ~2 s) on the core the sweep's tail leaves free, so the report after the last run starts drawing at once."""
+    import importlib
+
+    for module in ("scipy.stats", "matplotlib.pyplot", "normlab.report.build", "normlab.report.drawing",
+                   "normlab.report.probe_data", "normlab.probes"):
+        importlib.import_module(module)
 
 
 def _done_line(run: str, s: dict) -> str:

@@ -294,6 +294,9 @@ class Sweep:
     interrupted: bool = False
     reuse: bool = True   # False (--no-stack): one fresh process per task, as before stacking existed
     started: object = None   # normlab.prestart.Prestarted: workers started before the sweep was planned
+    # called once, in this process, when no task is left to hand out and a core no worker trains on is free (the
+    # sweep's tail): the CLI warms up its report's imports there instead of after the last run
+    on_idle_core: Callable[[], None] | None = None
 
     def run(self) -> dict[str, dict]:
         # Each worker has two pipes of its own, no multiprocessing.Queue: a Queue's locks are shared by every
@@ -322,6 +325,10 @@ class Sweep:
             next_index = n_workers
             while self._workers:
                 self._drain()
+                if self.on_idle_core is not None and not self._pending and not self.interrupted and sum(
+                        w.holding is not None for w in self._workers.values()) < cores():
+                    idle, self.on_idle_core = self.on_idle_core, None
+                    idle()
                 if (self._lost or not self.reuse) and self._pending and not self.interrupted \
                         and self._broken is None and len(self._workers) < n_workers:
                     self._lost = False

@@ -65,6 +65,9 @@ class ExperimentSpec:
     """the source's own setup (data, params, steps, tokens ...), shown beside ours in the report"""
     claims: list = field(default_factory=list)
     """the source's claims as data (experiments/claims.py)"""
+    probe_figures: list = field(default_factory=list)
+    """probes (registry names) whose figures the report draws in full by default; every other probe's per-layer
+    curves are collapsed into one overview figure (`normlab report DIR --figures all` draws them all)"""
     folder: str = ""
     """filled by the loader: the experiment's folder"""
 
@@ -150,6 +153,7 @@ def load_experiment(name: str) -> ExperimentSpec:
     spec.variants = all_variants(spec, path)
     check_presets(spec, path)
     groups = resolve_groups(spec)   # a bad group is refused now, not after training (the report resolves them)
+    _check_probe_figures(spec, path)
     spec.module("metrics")  # registers the folder's metrics and preconditions before the claims are checked
     for claim in spec.claim_specs:
         claim.check_sides(spec.variants, groups)
@@ -187,6 +191,20 @@ def _check_shapes(spec: ExperimentSpec, path: Path) -> None:
         if isinstance(changes, dict) and "train.seed" in changes:
             raise ConfigError(f"{path}: {what} sets train.seed; the seeds come from `seeds:` and `normlab run "
                               "--seeds` (e.g. --seeds 10-14 or --seeds 3,7,11), so remove it")
+
+
+PROBE_DIR = Path(__file__).resolve().parent.parent / "probes"   # one module per probe, named as registered
+NOT_PROBES = ("__init__", "base", "recorder")
+
+
+def _check_probe_figures(spec: ExperimentSpec, path: Path) -> None:
+    """probe_figures names registered probes; checked by their module files (the registry would import torch)."""
+    known = sorted(f.stem for f in PROBE_DIR.glob("*.py") if f.stem not in NOT_PROBES)
+    names = spec.probe_figures if isinstance(spec.probe_figures, list) else [spec.probe_figures]
+    bad = [n for n in names if not isinstance(n, str) or n not in known]
+    if bad:
+        raise ConfigError(f"{path}: probe_figures: {', '.join(map(repr, bad))} is not a probe; allowed: "
+                          f"{', '.join(known)}")
 
 
 def _variant_count(spec: ExperimentSpec) -> int:

@@ -6,6 +6,11 @@
 """
 import importlib
 
+# Which figures a report draws (build.py): summary: training curves, the experiment's own figures, its
+# probe_figures (and nan_counts) in full, every other probe's per-layer curves collapsed into one overview
+# figure; all: every probe figure in full. Here, not in build.py: the CLI checks it before a sweep trains.
+FIGURE_SETS = ("summary", "all")
+
 # Names resolve on first use (PEP 562): importing report.claims for its specs (every sweep worker does, via
 # experiments/spec.py) must not import build.py's matplotlib (~0.6 s of each worker's start-up).
 _EXPORTS = {"build_report": "build", "summary_table": "build", "ClaimSpec": "claims", "evaluate_claims": "claims",
@@ -18,5 +23,5 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
 
 
-__all__ = ["ClaimSpec", "RunData", "build_report", "evaluate_claims", "load_experiment_runs", "load_run",
+__all__ = ["FIGURE_SETS", "ClaimSpec", "RunData", "build_report", "evaluate_claims", "load_experiment_runs", "load_run",
            "summary_table"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..rundir import atomic_write_bytes, atomic_write_text, now, write_json
-from . import evidence, figcache, render, setup_table, terminal
+from . import FIGURE_SETS, evidence, figcache, render, setup_table, terminal
 from .claims import Trained, evaluate_claims
 from .runs import RunData, by_variant, load_experiment_runs, stack_losses
 from .tables import Row, common_rows, metric_row
@@ -98,19 +98,39 @@ def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
             "trained": trained}
 
 
-def figure_jobs(groups: dict[str, list[RunData]], spec) -> dict:
-    """{job name: job} of the report's figures: training curves, each probe figure, the experiment's own."""
-    from .probe_data import probe_figure_jobs
 
-    jobs = {"loss": lambda: loss_figures(groups), **probe_figure_jobs(groups)}
+
+def full_probes(spec, figures: str) -> tuple[str, ...] | None:
+    """The probes drawn in full: None for all of them, else the experiment's probe_figures."""
+    if figures not in FIGURE_SETS:
+        from ..config import ConfigError
+
+        raise ConfigError(f"figures={figures!r}: allowed: {', '.join(FIGURE_SETS)}")
+    return None if figures == "all" else tuple(getattr(spec, "probe_figures", None) or ())
+
+
+def figure_jobs(groups: dict[str, list[RunData]], spec, figures: str = "summary") -> dict:
+    """{job name: job} of the report's figures: training curves, the probe figures drawn in full, the overview of
+    the others, the experiment's own."""
+    from .probe_data import overview_job, probe_figure_jobs
+
+    full = full_probes(spec, figures)
+    jobs = {"loss": lambda: loss_figures(groups), **probe_figure_jobs(groups, full)}
+    overview = overview_job(groups, full)
+    if overview is not None:
+        jobs[OVERVIEW] = overview
     hook = _hook(spec, "figures")
     if hook:
         jobs["own"] = lambda: hook(groups)
     return jobs
 
 
+OVERVIEW = "probes-overview"   # the job of the collapsed probes' figure
+
+
 def figure_groups(groups: dict[str, list[RunData]], meanwhile, experiment: str, spec=None,
-                  cache: figcache.FigureCache | None = None, keys: dict[str, str] | None = None) -> list[render.Section]:
+                  cache: figcache.FigureCache | None = None, keys: dict[str, str] | None = None,
+                  figures: str = "summary") -> list[render.Section]:
     """The report's figures in groups: training curves, one group per probe (registry order), the
     experiment's own; each job taken from `cache` where its key (`keys[job]`) matches, the others drawn and
     encoded on every core (drawing.py) while `meanwhile` (the claims' statistics) runs here. A probe figure
@@ -118,7 +138,7 @@ def figure_groups(groups: dict[str, list[RunData]], meanwhile, experiment: str, 
     from ..probes import PROBES, describe
     from . import drawing
 
-    jobs = figure_jobs(groups, spec)
+    jobs = figure_jobs(groups, spec, figures)
     cache = cache or figcache.FigureCache(None)
     keys = keys or {}
     encoded = {name: cache.get(name, keys[name]) if name in keys else None for name in jobs}
@@ -131,6 +151,9 @@ def figure_groups(groups: dict[str, list[RunData]], meanwhile, experiment: str, 
         meanwhile()
     probes = {file: shown for name, job in encoded.items() if name.startswith("probe:") for file, shown in job.items()}
     out = [render.Section("Training curves", level=3, figures=_shown(encoded["loss"]))]
+    if encoded.get(OVERVIEW):
+        out.append(render.Section(render.OVERVIEW_TITLE, level=3, about=_collapsed_note(spec, figures),
+                                  figures=_shown(encoded[OVERVIEW])))
     for name, cls in PROBES.items():
         here = {f.file: probes[f.file] for f in cls.figures if f.file in probes}
         if here:
@@ -146,7 +169,32 @@ def figure_groups(groups: dict[str, list[RunData]], meanwhile, experiment: str, 
 LAYOUT = "layout"   # the figure cache's entry naming the groups, their figures and the job each came from
 
 
-def cached_figure_groups(cache: figcache.FigureCache, keys: dict[str, str]) -> list[render.Section] | None:
+def _collapsed_note(spec, figures: str) -> str:
+    from .probe_data import collapsed_figures
+
+    files = [f.file for _, f in collapsed_figures(full_probes(spec, figures))]
+    return (f"{len(files)} probe figures are collapsed into this overview (not drawn: {', '.join(files)}); "
+            "`normlab report <this folder> --figures all` draws each in full.")
+
+
+def selection_key(data: str, code: str, name: str, spec, figures: str) -> str:
+    """A job's cache key; the layout's and the overview's also name the probes drawn in full (experiment.yaml's
+    probe_figures is not in the code key)."""
+    full = full_probes(spec, figures)
+    chosen = "all" if full is None else ",".join(sorted(full))
+    return figcache.job_key(data, code, f"{name}|{chosen}" if name in (LAYOUT, OVERVIEW) else name)
+
+
+def _remove_undrawn_probe_figures(exp_dir: Path, images: dict) -> None:
+    """A probe figure an earlier build drew (`--figures all`) that this one did not: its file would sit beside the
+    report as if it belonged to it."""
+    for path in exp_dir.glob("probe_*.png"):
+        if path.name not in images:
+            path.unlink(missing_ok=True)
+
+
+def cached_figure_groups(cache: figcache.FigureCache, keys: dict[str, str],
+                         job_key=None) -> list[render.Section] | None:
     """The figure groups of an earlier build of the same data and code, from the cache alone (no probe registry, so
     no torch; no matplotlib), or None where the layout or any of its jobs is missing, stale or corrupt."""
     layout = cache.get_layout(keys[LAYOUT])
@@ -159,7 +207,7 @@ def cached_figure_groups(cache: figcache.FigureCache, keys: dict[str, str]) -> l
             figures = {}
             for file, job in g["figures"]:
                 if job not in jobs:
-                    got = cache.get(job, figcache.job_key(keys["data"], keys["code"], job))
+                    got = cache.get(job, job_key(job) if job_key else figcache.job_key(keys["data"], keys["code"], job))
                     if got is None:
                         return None
                     jobs[job] = got
@@ -186,19 +234,20 @@ def missing_runs(runs: list[RunData]) -> list[str]:
     return [f"{r.run_dir.name} ({r.status})" for r in runs if not r.finished]
 
 
-def build_report(exp_dir: str | Path, spec=None) -> dict[str, Path]:
-    """Write the report files into exp_dir and return their paths."""
+def build_report(exp_dir: str | Path, spec=None, figures: str = "summary") -> dict[str, Path]:
+    """Write the report files into exp_dir and return their paths. `figures`: FIGURE_SETS."""
     import sys
 
+    full_probes(spec, figures)   # a bad choice is refused before anything is read
     if "matplotlib.pyplot" not in sys.modules:   # a re-report from the cache never imports matplotlib
-        return _build_report(Path(exp_dir), spec)
+        return _build_report(Path(exp_dir), spec, figures)
     from . import plots
 
     with plots.closing_new_figures():
-        return _build_report(Path(exp_dir), spec)
+        return _build_report(Path(exp_dir), spec, figures)
 
 
-def _build_report(exp_dir: Path, spec) -> dict[str, Path]:
+def _build_report(exp_dir: Path, spec, figures: str) -> dict[str, Path]:
     info, runs = load_experiment_runs(exp_dir)
     groups = by_variant(runs, info.get("variants", []))
     result: dict = {}
@@ -214,12 +263,12 @@ def _build_report(exp_dir: Path, spec) -> dict[str, Path]:
     code = figcache.code_key([spec.path] if spec is not None and hasattr(spec, "path") else [])
     cache = figcache.FigureCache(exp_dir / figcache.FOLDER if all(r.finished for r in runs) else None,
                                  still=lambda: figcache.data_key(exp_dir, run_dirs) == data)
-    keys = {"data": data, "code": code, LAYOUT: figcache.job_key(data, code, LAYOUT)}
-    shown = cached_figure_groups(cache, keys)
+    keys = {"data": data, "code": code, LAYOUT: selection_key(data, code, LAYOUT, spec, figures)}
+    shown = cached_figure_groups(cache, keys, lambda job: selection_key(data, code, job, spec, figures))
     if shown is None:
-        keys.update({name: figcache.job_key(data, code, name) for name in figure_jobs(groups, spec)})
+        keys.update({name: selection_key(data, code, name, spec, figures) for name in figure_jobs(groups, spec, figures)})
         with _closing_figures():
-            shown = figure_groups(groups, analyzed, info.get("name") or exp_dir.name, spec, cache, keys)
+            shown = figure_groups(groups, analyzed, info.get("name") or exp_dir.name, spec, cache, keys, figures)
     else:
         analyzed()
     images = {}
@@ -229,6 +278,7 @@ def _build_report(exp_dir: Path, spec) -> dict[str, Path]:
             continue
         images[f.file] = f.png
         atomic_write_bytes(exp_dir / f.file, f.png)
+    _remove_undrawn_probe_figures(exp_dir, images)
     setup_md, setup = setup_table.markdown(info, runs, getattr(spec, "seed_setup", {}) or {})
     replication = (exp_dir / "replication.md").read_text() if (exp_dir / "replication.md").exists() else ""
     lead = _hook(spec, "LEAD_FIGURE")  # figures.py names the figure that answers the experiment's question

@@ -156,6 +156,39 @@ def layer_curves(series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], ti
     return fig
 
 
+OVERVIEW_COLUMNS = 5
+
+
+def probe_overview(panels: list[tuple[str, dict[str, tuple[np.ndarray, np.ndarray]], bool]], order: list[str]):
+    """panels: [(title, {variant: (steps, values)}, log)]: one small panel per probe curve, a line per variant in
+    its report colour, each panel on its own y scale (log where the values span decades and `log` allows)."""
+    from .plots import color_of
+
+    fig, axes = small_multiples(len(panels), OVERVIEW_COLUMNS, panel_w=2.15, panel_h=1.5, sharey=False,
+                                right_in=1.1 if not many(order) else 1.6, top_in=0.75)
+    for ax, (title, curves, log) in zip(axes, panels):
+        for variant, (steps, values) in curves.items():
+            ax.plot(steps, values, lw=1.0, color=color_of(variant, order), label=variant)
+        positive = np.concatenate([v[np.isfinite(v) & (v > 0)] for _, v in curves.values()] or [np.zeros(0)])
+        if log and positive.size and positive.max() >= 10 * positive.min():
+            _log_y(ax)
+        ax.set_title(_short(title), fontsize=6.5)
+        ax.grid(alpha=0.3)
+    fig.supxlabel("probe step", fontsize=8)
+    figure_legend(fig, axes, "variant")
+    suptitle(fig, "Probes at a glance: mean over layers")
+    return fig
+
+
+def _short(title: str, width: int = 34) -> str:
+    """A panel title: the figure's title without "per layer" (every panel is a mean over layers), on two lines at
+    most."""
+    import textwrap
+
+    lines = textwrap.wrap(title.replace(", per layer", "").replace(" per layer", ""), width)
+    return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
+
+
 def massive_profile(data: dict[str, tuple[list[str], np.ndarray, np.ndarray]], title: str = ""):
     """data: {variant: (layer labels, top3 (L x 3), median (L,))}: top-1/2/3 and median |h| per layer, log y."""
     fig, axes = _panels(list(data))

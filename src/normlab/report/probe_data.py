@@ -9,6 +9,7 @@ divergence, are left out of that step's mean).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,10 +21,29 @@ from . import plots_probes as pp
 _LAYER = re.compile(r"^(?:.*\.)?layer\d+$")
 
 
+class StepArrays(Mapping):
+    """{step: {key: array}} read from probes/step_N.npz on first access, one file at a time: a report that draws no
+    per-head or per-channel figure (the summary set) reads none of them (prepost: 165 files, ~1 s)."""
+
+    def __init__(self, paths: dict[int, Path]):
+        self._paths, self._read = dict(sorted(paths.items())), {}
+
+    def __getitem__(self, step: int) -> dict[str, np.ndarray]:
+        if step not in self._read:
+            self._read[step] = read_npz(self._paths[step])
+        return self._read[step]
+
+    def __iter__(self):
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
 @dataclass
 class ProbeRun:
     scalars: dict[str, dict[int, float]] = field(default_factory=dict)   # "attn_entropy/layer0" -> {step: v}
-    arrays: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # step -> "attn_entropy/per_head" -> a
+    arrays: Mapping[int, dict[str, np.ndarray]] = field(default_factory=dict)  # step -> "attn_entropy/per_head" -> a
 
     def array(self, key: str, step: int | None = None) -> np.ndarray | None:
         """The array at `step` (default: the last step that has it)."""
@@ -40,9 +60,8 @@ def load_probes(run_dir: Path, metrics: list[dict] | None = None) -> ProbeRun | 
         for key, value in record.items():
             if key.startswith("probe/") and isinstance(value, (int, float)):
                 out.scalars.setdefault(key[6:], {})[record["step"]] = float(value)
-    for path in sorted((run_dir / "probes").glob("step_*.npz")):
-        if path.stem[5:].isdigit():
-            out.arrays[int(path.stem[5:])] = read_npz(path)
+    out.arrays = StepArrays({int(path.stem[5:]): path for path in (run_dir / "probes").glob("step_*.npz")
+                             if path.stem[5:].isdigit()})
     return out if (out.scalars or out.arrays) else None
 
 
@@ -90,10 +109,10 @@ def by_variant(groups: dict) -> dict[str, list[ProbeRun]]:
     return {v: loaded for v, runs in groups.items() if (loaded := [r.probes for r in runs if r.probes is not None])}
 
 
-def probe_figure_jobs(groups: dict) -> dict:
-    """{job name: job}, one job per figure the registered probes declare (report/drawing.py): each returns
-    {file: (figure, caption)}, or {} where the data has none. The name (`probe:<probe>:<file>`) keys the
-    figure cache (report/figcache.py)."""
+def probe_figure_jobs(groups: dict, full: tuple[str, ...] | None = None) -> dict:
+    """{job name: job}, one job per figure the registered probes declare (report/drawing.py) that the report draws
+    in full (`full_figure`): each returns {file: (figure, caption)}, or {} where the data has none. The name
+    (`probe:<probe>:<file>`) keys the figure cache (report/figcache.py)."""
     from ..probes import PROBES
 
     data = by_variant(groups)
@@ -105,7 +124,60 @@ def probe_figure_jobs(groups: dict) -> dict:
             fig = _draw(name, f, data)
             return {f.file: (fig, caption_of(f))} if fig is not None else {}
         return draw
-    return {f"probe:{name}:{f.file}": job(name, f) for name, cls in PROBES.items() for f in cls.figures}
+    return {f"probe:{name}:{f.file}": job(name, f) for name, cls in PROBES.items() for f in cls.figures
+            if full_figure(name, full)}
+
+
+ALWAYS_FULL = ("nan_counts",)   # what breaks is shown whatever the experiment (a healthy run's: one sentence)
+
+
+def full_figure(probe: str, full: tuple[str, ...] | None) -> bool:
+    """Whether the report draws `probe`'s figures in full: all of them (full None: `--figures all`), else the
+    experiment's probe_figures and ALWAYS_FULL; the rest are collapsed into the overview (`overview_job`)."""
+    return full is None or probe in full or probe in ALWAYS_FULL
+
+
+def collapsed_figures(full: tuple[str, ...] | None) -> list[tuple[str, object]]:
+    """(probe, Figure) of every registered figure the report does not draw in full."""
+    from ..probes import PROBES
+
+    return [(name, f) for name, cls in PROBES.items() for f in cls.figures if not full_figure(name, full)]
+
+
+OVERVIEW_FILE = "probe_overview.png"
+OVERVIEW_CAPTION = ("Every other probe at a glance: each panel is one probe's per-layer curve collapsed to its mean "
+                    "over layers (and over seeds), per variant, against the probe step. Panels without data, or "
+                    "that would only draw zeros, are left out. The per-layer and per-head figures: `normlab report "
+                    "<this folder> --figures all`.")
+
+
+def overview_job(groups: dict, full: tuple[str, ...] | None):
+    """The job drawing one figure for the collapsed probes' per-layer curves, or None when nothing is collapsed."""
+    collapsed = [(name, f) for name, f in collapsed_figures(full) if f.kind == "layers"]
+    if not collapsed:
+        return None
+
+    def draw():
+        data = by_variant(groups)
+        panels = []
+        for probe, f in collapsed:
+            key = f"{probe}/{f.key}".rstrip("/")
+            curves = {v: c for v, rs in data.items() if (c := _layer_mean(layer_series(rs, key))) is not None}
+            if curves and not all(np.all(np.nan_to_num(v) == 0) for _, v in curves.values()):
+                panels.append((f.title, curves, f.log))
+        return {OVERVIEW_FILE: (pp.probe_overview(panels, list(groups)), OVERVIEW_CAPTION)} if panels else {}
+    return draw
+
+
+def _layer_mean(layers: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, mean over layers) of layer_series' curves; a step some layer lacks averages the layers that have it."""
+    if not layers:
+        return None
+    steps = np.array(sorted({int(s) for st, _ in layers.values() for s in st}))
+    grid = np.full((len(layers), len(steps)), np.nan)
+    for i, (st, values) in enumerate(layers.values()):
+        grid[i, np.searchsorted(steps, st)] = values
+    return steps, _nanmean0(grid)
 
 
 SEED_MEAN = "Each variant's curve or cell is the mean over its seeds."

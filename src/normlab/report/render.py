@@ -163,6 +163,9 @@ def _runs_table(runs) -> str:
     return "\n".join(lines)
 
 
+OVERVIEW_TITLE = "Probes at a glance"   # build.py's overview group: shown open, first of the probe figures
+
+
 @dataclass
 class Shown:
     """One entry of a figure group: the PNG `file` beside the report with its caption, or, where the
@@ -227,7 +230,7 @@ def page(info, result, groups, runs, figure_groups: list[Section], setup_md: str
     if warnings:
         sections.append(Section("Warnings", "\n".join(warnings)))
     shown = [g for g in figure_groups if g.figures]
-    probes = [g for g in shown if g.title.startswith("Probe: ")]
+    probes = [g for g in shown if g.title.startswith("Probe: ") or g.title == OVERVIEW_TITLE]
     own = [g for g in shown if g not in probes]
     own.sort(key=lambda g: g.title == "Training curves")   # the experiment's own figures first
     if own:
@@ -239,11 +242,13 @@ def page(info, result, groups, runs, figure_groups: list[Section], setup_md: str
                       + ", ".join(trained.changed) + ". The table has the values used.)*")
     sections.append(Section("Setup vs the source", "\n\n".join(x for x in [described, setup_md] if x)))
     if probes:
-        sections.append(Section("Probe figures", about=f"{len(probes)} groups of the generic probes every run "
-                                "records, each collapsed: open one to see its figures."))
-        for g in probes:
+        full = [g for g in probes if g.title != OVERVIEW_TITLE]
+        parts = (["first an overview of their per-layer curves"] if len(full) < len(probes) else []) + (
+            [f"{len(full)} groups drawn in full, each collapsed (open one to see its figures)"] if full else [])
+        sections.append(Section("Probe figures", about=f"The probes every run records: {'; '.join(parts)}."))
+        for g in full:
             g.collapsed = True
-        sections += probes
+        sections += sorted(probes, key=lambda g: g.title != OVERVIEW_TITLE)
     samples = _samples(groups)
     if samples:
         sections.append(Section("Samples (first seed of each variant)", samples, collapsed=True))

@@ -46,19 +46,20 @@ def test_a_failing_job_raises_its_error(monkeypatch):
         drawing.draw([_line(0), broken, _line(1), _line(2)])
 
 
-def test_a_report_is_byte_identical_drawn_in_parallel_or_not(tmp_path, monkeypatch):
+@pytest.mark.parametrize("figures,most", [("all", 10), ("summary", 3)])
+def test_a_report_is_byte_identical_drawn_in_parallel_or_not(tmp_path, monkeypatch, figures, most):
     write_probed_experiment(tmp_path / "prepost", "prepost", ["pre", "post", "none"], range(2),
                             seed_ref="003", preset=None, overrides=[])
     pngs = {}
     for processes in ("1", "2"):
         monkeypatch.setenv("NORMLAB_REPORT_PROCESSES", processes)
-        build_report(tmp_path / "prepost", load_experiment("prepost"))
+        build_report(tmp_path / "prepost", load_experiment("prepost"), figures)
         pngs[processes] = {p.name: p.read_bytes() for p in sorted((tmp_path / "prepost").glob("*.png"))}
         html = re.sub(r"Built \S+ from", "Built <time> from", (tmp_path / "prepost" / "report.html").read_text())
         for p in (tmp_path / "prepost").glob("*.png"):
             p.unlink()
         pngs[processes]["report.html"] = html.encode()
-    assert len(pngs["1"]) > 10 and pngs["1"] == pngs["2"]
+    assert len(pngs["1"]) > most and pngs["1"] == pngs["2"]
 
 
 FORK_CHECK = """

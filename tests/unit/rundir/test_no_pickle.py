@@ -123,7 +123,7 @@ def _plant(run: Path, rel: str, content: bytes) -> Path:
 
 
 def _command(cmd: str, root: Path) -> list:
-    return {"resume": resume_args(root), "sample": ["sample", root / "done"], "report": ["report", root],
+    return {"resume": resume_args(root), "sample": ["sample", root / "done"], "report": ["report", root, "--figures", "all"],
             "replay": ["replay", root / "div"]}[cmd]
 
 
@@ -231,7 +231,7 @@ def test_run_rerun_reports_refuse_pickled_probe_arrays(sweep, tmp_path, marker):
     shutil.copytree(out, tmp_path / "out")
     run = tmp_path / "out" / "tiny" / "a-seed0"
     (run / "probes" / "step_000003.npz").write_bytes(object_npz(marker, "attn_entropy/per_head"))
-    refused(invoke("run", spec, "--out", tmp_path / "out"), "step_000003.npz")
+    refused(invoke("run", spec, "--out", tmp_path / "out", "--figures", "all"), "step_000003.npz")   # all: reads every npz
 
 
 # ---------------------------------------------------------------- a tampered Hub repo
@@ -269,7 +269,7 @@ def test_pull_then_report_an_experiment_with_pickled_probes(runs, tmp_path, mark
     (exp / "done" / "probes" / "step_000000.npz").write_bytes(object_npz(marker, "attn_entropy/per_head"))
     _push(exp, "mallory/exp")
     assert invoke("pull", "mallory/exp", "--out", tmp_path / "pulled").exit_code == 0
-    refused(invoke("report", tmp_path / "pulled"), "step_000000.npz")
+    refused(invoke("report", tmp_path / "pulled", "--figures", "all"), "step_000000.npz")
 
 
 # ---------------------------------------------------------------- the source never unpickles

@@ -86,11 +86,17 @@ def test_normfree_report_has_probe_figures_and_claims(tmp_path):
     (exp / "experiment.json").write_text(json.dumps({
         "name": "normfree", "title": spec.title, "seed_ref": "004", "variants": list(spec.variants), "seeds": [0, 1, 2],
         "runs": [{"variant": p.variant, "seed": p.seed, "dir": p.run_dir.name} for p in planned]}))
-    paths = build_report(exp, spec)
+    paths = build_report(exp, spec)   # the summary: normfree's own probes (seed 004's entropy figures) in full
+    for name in ("probe_entropy_heads.png", "probe_entropy_layers.png", "probe_ffn_pr.png", "probe_overview.png",
+                 "entropic_overload.png"):
+        assert paths[name].stat().st_size > 0, name
+    assert "probe_sinks.png" not in paths and "probe_sinks.png" in paths["report.md"].read_text()   # named as collapsed
+    paths = build_report(exp, spec, "all")
     for name in ("probe_entropy_heads.png", "probe_entropy_layers.png", "probe_norm_weights.png",
                  "probe_massive_activations.png", "probe_sinks.png", "probe_grad_norms.png",
                  "probe_embedding_norms.png", "entropic_overload.png"):
         assert paths[name].stat().st_size > 0, name
+    assert "probe_overview.png" not in paths and not (exp / "probe_overview.png").exists()
     md = paths["report.md"].read_text()
     for name in ("probe_nan_attention.png", "probe_nan_activations.png"):  # a healthy run: a sentence, no figure
         assert name in paths or "no non-finite values in any layer, at any probe step" in md, name
