@@ -24,6 +24,11 @@ def test_norm_kernels_prints_every_kind():
         assert f"| {kind} (eager) |" in out
 
 
+def test_stacked_norms_prints_both_kinds():
+    out = _run("stacked_norms.py", "--shapes", "2x8x16", "--rounds", "1")
+    assert "| 2x8x16 | rmsnorm |" in out and "| 2x8x16 | layernorm |" in out
+
+
 def test_gpu_benchmark_smoke_on_cpu():
     out = _run("gpu_124m.py", "--cpu-smoke", "--compile", "none", "--steps", "2", "--warmup", "1")
     assert "tokens/s" in out and "MFU" in out

@@ -10,7 +10,8 @@ input (DyT, identity): the validity matrix (model/validity.py) keeps it off the 
 Stacked training (training/stacked.py) runs a kind with x of shape [E, N, C] and every parameter
 with a leading member axis broadcast against it ([E, 1, C] for a per-channel vector, [E, 1, 1] for
 a scalar): a forward must be written so that broadcasting does the right thing, and take a fused
-path (kernels.py, F.rms_norm, F.layer_norm) only when `kernels.plain(*params)`.
+path (kernels.py, F.rms_norm, F.layer_norm) with its parameters only when `kernels.plain(*params)`
+(RMSNorm and LayerNorm run the fused kernel without them, then apply the members' broadcast ones).
 """
 from ..registry import import_all
 from .base import NORMS, build_norm, describe, norm_options, register_norm

@@ -20,7 +20,13 @@ class LayerNorm(nn.Module):
     def forward(self, x):
         if kernels.plain(self.weight, self.bias):
             return F.layer_norm(x, (self.dim,), self.weight, self.bias, self.eps)
-        # a stacked run's per-member [E, 1, C] parameters: the same formula, broadcast (training/stacked.py)
+        # a stacked run's per-member [E, 1, C] parameters (training/stacked.py): the fused kernel without them, then
+        # each member's affine (about half the formula's cost at any size: benchmarks/stacked_norms.py)
+        if x.dtype in (torch.float32, torch.float64):
+            y = F.layer_norm(x, (self.dim,), None, None, self.eps)
+            if self.weight is not None and self.bias is not None:
+                return torch.addcmul(self.bias, y, self.weight)
+            return y * self.weight if self.weight is not None else y + self.bias if self.bias is not None else y
         xf = x.to(torch.promote_types(x.dtype, torch.float32))  # statistics in at least float32
         mean = xf.mean(-1, keepdim=True)
         y = ((xf - mean) * torch.rsqrt((xf - mean).square().mean(-1, keepdim=True) + self.eps)).to(x.dtype)

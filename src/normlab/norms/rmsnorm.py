@@ -18,6 +18,8 @@ def rms_normalize(x: torch.Tensor, eps: float, weight: torch.Tensor | None = Non
     """
     if kernels.use_cpu_kernels(x, weight):
         return kernels.rms_norm(x, weight, eps)
+    if weight is not None and x.numel() >= kernels.STACKED_MIN_NUMEL and kernels.use_cpu_kernels(x):
+        return kernels.rms_norm(x, None, eps) * weight   # a stack's [E, 1, C] gains: fused kernel, then each member's
     if x.dtype in (torch.float32, torch.float64) and kernels.plain(weight):
         return F.rms_norm(x, (x.shape[-1],), weight, eps)
     xf = x.to(torch.promote_types(x.dtype, torch.float32))  # statistics in at least float32

@@ -194,3 +194,33 @@ def test_stacked_parameters_broadcast_per_member(kind):
         stacked[name] = tensors.view(E, 1, *p.shape) if p.dim() == 1 else tensors.view(E, 1, 1)
     got = torch.func.functional_call(build_norm(cfg, C), stacked, (x,))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind,affine,bias", [("rmsnorm", True, False), ("layernorm", True, True),
+                                              ("layernorm", True, False), ("layernorm", False, True)])
+@pytest.mark.parametrize("N", [5, 2048])   # below and above kernels.STACKED_MIN_NUMEL (E x N x C)
+def test_stacked_fused_paths_match_the_formula_and_its_gradients(kind, affine, bias, N):
+    """A stack's RMSNorm / LayerNorm with [E, 1, C] parameters (the fused kernel without them, then the members'
+    affine) equals the written-out formula per member, forward and every gradient, in float64."""
+    from normlab.norms import kernels
+
+    E, C, eps = 3, 16, 1e-5
+    assert (E * N * C >= kernels.STACKED_MIN_NUMEL) == (N == 2048)
+    x = torch.randn(E, N, C, dtype=torch.float64, requires_grad=True)
+    w = (1 + 0.3 * torch.randn(E, 1, C, dtype=torch.float64)).requires_grad_()
+    b = (0.3 * torch.randn(E, 1, C, dtype=torch.float64)).requires_grad_()
+    params = {**({"weight": w} if affine else {}), **({"bias": b} if bias and kind == "layernorm" else {})}
+    norm = build_norm(NormConfig(kind=kind, affine=affine, bias=bias, eps=eps), C).double()
+    got = torch.func.functional_call(norm, params, (x,))
+    if kind == "rmsnorm":
+        want = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    else:
+        mean = x.mean(-1, keepdim=True)
+        want = (x - mean) / torch.sqrt(((x - mean) ** 2).mean(-1, keepdim=True) + eps)
+    want = want * params["weight"] if "weight" in params else want
+    want = want + params["bias"] if "bias" in params else want
+    up = torch.randn_like(want)
+    inputs = (x, *params.values())
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for g, h in zip(torch.autograd.grad(got, inputs, up), torch.autograd.grad(want, inputs, up)):
+        torch.testing.assert_close(g, h, rtol=1e-10, atol=1e-10)
