@@ -272,13 +272,9 @@ class _Worker:
 
 
 def _spawn_worker(ctx, index: int, reuse: bool) -> _Worker:
-    tasks_in, tasks_out = ctx.Pipe(duplex=False)
-    messages_in, messages_out = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(index, tasks_in, messages_out, os.getpid(), reuse))
-    proc.start()
-    tasks_in.close()      # the child has its own copies: its death now closes both pipes
-    messages_out.close()
-    return _Worker(proc, tasks_out, messages_in)
+    from ..prestart import spawn_worker
+
+    return _Worker(*spawn_worker(ctx, index, reuse, target=_worker))
 
 
 @dataclass
