@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from normlab.cli import main
 from normlab.config import ConfigError
 from normlab.experiments import load_experiment
-from normlab.report import build_report, drawing
+from normlab.report import build_report
 from normlab.report import probe_data
 from normlab.report.probe_data import ProbeRun, _layer_mean, collapsed_figures, full_figure, layer_series
 
@@ -58,21 +58,13 @@ def test_the_summary_draws_named_probes_in_full_and_one_overview_of_the_rest(pro
     assert again["probe_overview.png"].read_bytes() == paths["probe_overview.png"].read_bytes()
 
 
-def test_each_figure_set_is_cached_apart(probed, monkeypatch):
+def test_each_figure_set_is_cached_apart(probed, drawn):
     spec = load_experiment("prepost")
-    calls = []
-    real = drawing.draw
-
-    def counting(jobs, meanwhile=None):
-        out, mine = real(jobs, meanwhile)
-        calls.append(sorted(f for job in out for f in job))
-        return out, mine
-    monkeypatch.setattr(drawing, "draw", counting)
     build_report(probed, spec)
     build_report(probed, spec, "all")
     build_report(probed, spec)
     build_report(probed, spec, "all")
-    assert len(calls) == 2 and "probe_overview.png" in calls[0] and "probe_sinks.png" in calls[1]
+    assert len(drawn) == 2 and "probe_overview.png" in drawn[0] and "probe_sinks.png" in drawn[1]
 
 
 def test_the_summary_reads_no_npz_it_does_not_draw(probed, monkeypatch):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from normlab.experiments import load_experiment
-from normlab.report import build_report, drawing, figcache
+from normlab.report import build_report, figcache
 
 from runfixtures import decaying, write_experiment, write_run
 
@@ -21,20 +21,6 @@ def exp_dir(tmp_path):
             for v, level in {"pre": 2.0, "post": 2.6}.items() for s in range(2)]
     return write_experiment(root, "prepost", ["pre", "post"], runs, [0, 1], seed_ref="003", preset=None,
                             overrides=[])
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """The names of the figure files drawn (not taken from the cache) by each build."""
-    calls = []
-    real = drawing.draw
-
-    def counting(jobs, meanwhile=None):
-        out, mine = real(jobs, meanwhile)
-        calls.append(sorted(f for job in out for f in job))
-        return out, mine
-    monkeypatch.setattr(drawing, "draw", counting)
-    return calls
 
 
 def _pngs(exp_dir):
