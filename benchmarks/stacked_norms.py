@@ -4,7 +4,7 @@ written-out formula (what they ran before), forward + backward, float32, 1 threa
 
     python benchmarks/stacked_norms.py [--shapes 5x16x16 5x256x32 5x2048x32 5x1024x64] [--rounds 21]
 
-Cells are medians of interleaved rounds (common.timed_rounds); RMSNorm's crossover sets kernels.STACKED_MIN_NUMEL.
+Cells are medians of interleaved rounds (common.timed_rounds); RMSNorm's crossover sets kernels.RMS_KERNEL_MIN_NUMEL.
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ reads end-of-file exits.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
+
+from .workers import spawn_worker
 
 
 def _start(index: int, inbox, outbox, parent: int, reuse: bool) -> None:
@@ -20,22 +21,10 @@ def _start(index: int, inbox, outbox, parent: int, reuse: bool) -> None:
     _worker(index, inbox, outbox, parent, reuse)
 
 
-def spawn_worker(ctx, index: int, reuse: bool, target=_start) -> tuple:
-    """(process, task pipe, message pipe) of a started worker: two one-way pipes of its own (runner.Sweep says why
-    not a Queue); `target(index, inbox, outbox, parent pid, reuse)` runs in the child."""
-    tasks_in, tasks_out = ctx.Pipe(duplex=False)
-    messages_in, messages_out = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=target, args=(index, tasks_in, messages_out, os.getpid(), reuse))
-    proc.start()
-    tasks_in.close()      # the child has its own copies: its death now closes both pipes
-    messages_out.close()
-    return proc, tasks_out, messages_in
-
-
 class Prestarted:
     def __init__(self, n: int, reuse: bool = True):
         ctx = mp.get_context("spawn")
-        self.workers = [spawn_worker(ctx, index, reuse) for index in range(n)]
+        self.workers = [spawn_worker(ctx, _start, index, reuse) for index in range(n)]
 
     def take(self, n: int) -> list[tuple]:
         """(process, task pipe, message pipe) of up to n workers, for the Sweep; the others are ended."""

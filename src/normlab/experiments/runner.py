@@ -31,6 +31,7 @@ from typing import Callable
 from ..config import ConfigError, RunConfig, from_dict
 from ..rundir import RunLock, read_json, write_json
 from ..rundir.lock import LockHeld
+from ..workers import spawn_worker
 from .spec import PlannedRun
 
 FINISHED = ("complete", "diverged")
@@ -272,9 +273,7 @@ class _Worker:
 
 
 def _spawn_worker(ctx, index: int, reuse: bool) -> _Worker:
-    from ..prestart import spawn_worker
-
-    return _Worker(*spawn_worker(ctx, index, reuse, target=_worker))
+    return _Worker(*spawn_worker(ctx, _worker, index, reuse))
 
 
 @dataclass

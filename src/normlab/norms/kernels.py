@@ -31,9 +31,10 @@ from torch.autograd.function import once_differentiable
 
 
 ENABLED = True  # False: every norm runs its written-out autograd formula (e.g. for double backward)
-# A stack's RMSNorm ([E, 1, C] gains) runs the unweighted kernel then multiplies by the gains from this many
-# elements of x on; below it the formula's tiny ops cost less than the kernel's Python (benchmarks/stacked_norms.py)
-STACKED_MIN_NUMEL = 32_768
+# RMSNorm takes rms_norm from this many elements of x on (a stack's [E, 1, C] gains: the unweighted kernel, then
+# the gains); below it F.rms_norm's or the formula's few tiny ops cost less than the kernel's Python (at 256
+# elements 105-110 vs 146 us forward + backward; even at 32k; 3x faster at 1M: benchmarks/stacked_norms.py, RESULTS.md)
+RMS_KERNEL_MIN_NUMEL = 32_768
 
 
 def use_cpu_kernels(x: torch.Tensor, *params: torch.Tensor | None, min_numel: int = 0) -> bool:

@@ -11,14 +11,14 @@ def rms_normalize(x: torch.Tensor, eps: float, weight: torch.Tensor | None = Non
     """weight * x / sqrt(mean(x^2) + eps), statistics in at least float32 (HF Llama/OLMo 2 convention).
 
     Three forms, one formula (they agree to float rounding; tests/unit/norms/test_kernels.py):
-    eager float32/64 on the CPU takes kernels.rms_norm (fused LayerNorm backward, ~1.55x
-    F.layer_norm where F.rms_norm's composite costs 4-10x; benchmarks/norm_kernels.py);
+    eager float32/64 on the CPU takes kernels.rms_norm from kernels.RMS_KERNEL_MIN_NUMEL elements on (fused
+    LayerNorm backward, ~1.55x F.layer_norm where F.rms_norm's composite costs 4-10x; benchmarks/norm_kernels.py);
     float32/64 elsewhere takes F.rms_norm (fused kernels on CUDA; under torch.compile inductor fuses
     it); lower precisions are upcast by hand so the statistics are float32 whatever the kernel does.
     """
-    if kernels.use_cpu_kernels(x, weight):
+    if kernels.use_cpu_kernels(x, weight, min_numel=kernels.RMS_KERNEL_MIN_NUMEL):
         return kernels.rms_norm(x, weight, eps)
-    if weight is not None and x.numel() >= kernels.STACKED_MIN_NUMEL and kernels.use_cpu_kernels(x):
+    if weight is not None and x.numel() >= kernels.RMS_KERNEL_MIN_NUMEL and kernels.use_cpu_kernels(x):
         return kernels.rms_norm(x, None, eps) * weight   # a stack's [E, 1, C] gains: fused kernel, then each member's
     if x.dtype in (torch.float32, torch.float64) and kernels.plain(weight):
         return F.rms_norm(x, (x.shape[-1],), weight, eps)

@@ -198,14 +198,14 @@ def test_stacked_parameters_broadcast_per_member(kind):
 
 @pytest.mark.parametrize("kind,affine,bias", [("rmsnorm", True, False), ("layernorm", True, True),
                                               ("layernorm", True, False), ("layernorm", False, True)])
-@pytest.mark.parametrize("N", [5, 2048])   # below and above kernels.STACKED_MIN_NUMEL (E x N x C)
+@pytest.mark.parametrize("N", [5, 2048])   # below and above kernels.RMS_KERNEL_MIN_NUMEL (E x N x C)
 def test_stacked_fused_paths_match_the_formula_and_its_gradients(kind, affine, bias, N):
     """A stack's RMSNorm / LayerNorm with [E, 1, C] parameters (the fused kernel without them, then the members'
     affine) equals the written-out formula per member, forward and every gradient, in float64."""
     from normlab.norms import kernels
 
     E, C, eps = 3, 16, 1e-5
-    assert (E * N * C >= kernels.STACKED_MIN_NUMEL) == (N == 2048)
+    assert (E * N * C >= kernels.RMS_KERNEL_MIN_NUMEL) == (N == 2048)
     x = torch.randn(E, N, C, dtype=torch.float64, requires_grad=True)
     w = (1 + 0.3 * torch.randn(E, 1, C, dtype=torch.float64)).requires_grad_()
     b = (0.3 * torch.randn(E, 1, C, dtype=torch.float64)).requires_grad_()
