@@ -210,8 +210,8 @@ def _warm_up_report() -> None:
     ~2 s) on the core the sweep's tail leaves free, so the report after the last run starts drawing at once."""
     import importlib
 
-    for module in ("scipy.stats", "matplotlib.pyplot", "normlab.report.build", "normlab.report.drawing",
-                   "normlab.report.probe_data", "normlab.probes"):
+    for module in ("scipy.stats", "normlab.report.build", "normlab.report.drawing",   # drawing -> plots: Agg before
+                   "normlab.report.probe_data", "normlab.probes"):                     # pyplot, as the report does
         importlib.import_module(module)
 
 
