@@ -212,7 +212,10 @@ def _warm_up_report() -> None:
 
     for module in ("scipy.stats", "normlab.report.build", "normlab.report.drawing",   # drawing -> plots: Agg before
                    "normlab.report.probe_data", "normlab.probes"):                     # pyplot, as the report does
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001  (a broken install must not stop the runs; the report says it, after them)
+            return
 
 
 def _done_line(run: str, s: dict) -> str:
