@@ -98,8 +98,6 @@ def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
             "trained": trained}
 
 
-
-
 def full_probes(spec, figures: str) -> tuple[str, ...] | None:
     """The probes drawn in full: None for all of them, else the experiment's probe_figures."""
     if figures not in FIGURE_SETS:
