@@ -9,13 +9,13 @@ report and the failed run's summary.json). The broken run directories are copies
 runs trained once per module (complete, interrupted, diverged with forensics) and of one sweep.
 
 Cases per family (as of issue 24: the schema walk runs in process; 11 more are -m slow):
-  cli arguments         58  run/train/sample/report/replay/push/pull/list/show and the top level, bad arguments
+  cli arguments         60  run/train/sample/report/replay/push/pull/list/show and the top level, bad arguments
   schema overrides    480  every numeric field of RunConfig: below/above its Range, nan, inf, a string, a bool, a
                             list, through load_config in process (7 per field); 7 of them through `train` and
                             every 8th field below its Range through `run`, the CLI paths
   other overrides       61  sections replaced, lists, run names, registries, cross-field rules, syntax,
                             synthetic sources' parameters (name, range, type, repeats, tokenizer/task/val_source)
-  yaml files            30  duplicate keys, aliases / billion laughs, non-UTF-8, lists, 5 MB, tags, depth, experiments
+  yaml files            31  duplicate keys, aliases / billion laughs, non-UTF-8, lists, 5 MB, tags, depth, experiments
   data files            18  corrupt/truncated .gz and .parquet, non-string text, cache_dir a file, short data
   run directories       27  out_dir/--out a file, unwritable or under a file; a user's folder; checkpoints/latest
   corrupt run files    114  every file each command reads x {garbage, truncated, empty}, hand edits, a torn last
@@ -66,6 +66,7 @@ def _cli_cases():
     add(["run", "prepost", "--preset", "nosuch"], "nosuch", id="run-unknown-preset")
     add(["run", "prepost", "--replicate", "nowhere"], "nowhere", id="run-replicate-missing")
     add(["run", "prepost", "--bogus"], "--bogus", id="run-unknown-flag")
+    add(["run", "prepost", "--figures", "some"], "--figures", "'summary', 'all'", id="run-figures-unknown")
     add(["run"], "EXPERIMENT", id="run-no-argument")
     add(["train", "nosuch"], "nosuch", id="train-unknown-config")
     add(["train", "nosuch.yaml"], "nosuch.yaml", id="train-missing-yaml")
@@ -81,6 +82,7 @@ def _cli_cases():
         add(["sample", ".", "--temperature", t], "--temperature", id=f"sample-temperature-{t}")
     add(["report", "nowhere"], "nowhere", id="report-missing-dir")
     add(["report", "."], "has no run directories", id="report-empty-dir")
+    add(["report", ".", "--figures", "every"], "--figures", "'summary', 'all'", id="report-figures-unknown")
     add(["replay", "nowhere"], "nowhere", id="replay-missing-dir")
     add(["replay", "."], "no forensics.json", id="replay-no-forensics")
     for repo in ("noslash", "a/b/c", "/name", "user/", "a b/c", "_x/y", "u/" + "n" * 100):
@@ -326,6 +328,8 @@ YAML_CASES = [pytest.param(cmd, name, content, names, id=name) for cmd, name, co
     ("run", "exp-vname.yaml", _experiment(variants={"../x": {}}), ["'../x'"]),
     ("run", "exp-name.yaml", _experiment(name="../../evil"), ["'../../evil'", "one folder name"]),
     ("run", "exp-preset.yaml", _experiment(presets={"../up": {}}), ["'../up'"]),
+    ("run", "exp-probe-figures.yaml", _experiment(probe_figures=["attn_sinkz"]),
+     ["probe_figures", "'attn_sinkz' is not a probe", "allowed: act_kurtosis"]),
 ]]
 
 
