@@ -171,8 +171,8 @@ def _collapsed_note(spec, figures: str) -> str:
     from .probe_data import collapsed_figures
 
     files = [f.file for _, f in collapsed_figures(full_probes(spec, figures))]
-    return (f"{len(files)} probe figures are collapsed into this overview (not drawn: {', '.join(files)}); "
-            "`normlab report <this folder> --figures all` draws each in full.")
+    return (f"{len(files)} probe figures are not drawn in full ({', '.join(files)}); their per-layer curves are "
+            "this overview's panels, and `normlab report <this folder> --figures all` draws each in full.")
 
 
 def selection_key(data: str, code: str, name: str, spec, figures: str) -> str:
