@@ -25,9 +25,13 @@ from pathlib import Path
 import click
 
 from .config import ConfigError, RunConfig, dump_yaml, load_config
+from .report import FIGURE_SETS
 
-FIGURES_HELP = ("summary: training curves, the experiment's own figures and the probes it names in full, every other "
-                "probe collapsed into one overview figure; all: every probe figure in full (slower)")
+# `run` and `report` take the same figure set (report.FIGURE_SETS)
+figures_option = click.option(
+    "--figures", type=click.Choice(FIGURE_SETS), default="summary", show_default=True,
+    help="summary: training curves, the experiment's own figures and the probes it names in full, every other "
+         "probe collapsed into one overview figure; all: every probe figure in full (slower)")
 
 
 def _debug() -> bool:
@@ -130,8 +134,7 @@ def main(debug):
 @click.option("--replicate", type=click.Path(file_okay=False),
               help="an earlier run of this experiment on other seeds: write a replication table of the verdicts")
 @click.option("--no-stack", is_flag=True, help="one process per run (default: same-shape runs train stacked)")
-@click.option("--figures", type=click.Choice(["summary", "all"]), default="summary", show_default=True,
-              help=FIGURES_HELP)
+@figures_option
 @click.option("--launcher", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: processes on this machine; ray: one Ray task per run on a Ray cluster, retried on a lost "
                    "node (pip install 'normlab[ray]'; --out must be a filesystem every node mounts)")
@@ -270,8 +273,7 @@ def _sample_seq2seq(model, tok, cfg, prompt: str, n: int) -> None:
 
 @main.command()
 @click.argument("exp_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--figures", type=click.Choice(["summary", "all"]), default="summary", show_default=True,
-              help=FIGURES_HELP)
+@figures_option
 def report(exp_dir, figures):
     """Rebuild the report of EXP_DIR from its run directories (finished ones; a partial sweep says what is missing);
     a run directory gets a report of that one run, written into it."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError
-from ..report import FIGURE_SETS
+from ..report import check_figure_set
 from ..rundir import RunLock, write_json
 from .progress import SweepProgress
 from .runner import Sweep, cores, plan_tasks, workers_and_threads
@@ -45,8 +45,7 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
     periodic lines elsewhere; what the CLI passes), "bar", "lines" or "none". `started`: workers the CLI started
     before importing torch (normlab.prestart.Prestarted), adopted by a local sweep."""
     _check_launcher(launcher, address)
-    if figures not in FIGURE_SETS:
-        raise ConfigError(f"figures={figures!r}: allowed: {', '.join(FIGURE_SETS)}")
+    check_figure_set(figures)
     spec = load_experiment(name)
     seed_list = parse_seeds(seeds, spec.seeds)
     planned = expand(spec, list(overrides), seed_list, out, preset)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..rundir import atomic_write_bytes, atomic_write_text, now, write_json
-from . import FIGURE_SETS, evidence, figcache, render, setup_table, terminal
+from . import check_figure_set, evidence, figcache, render, setup_table, terminal
 from .claims import Trained, evaluate_claims
 from .runs import RunData, by_variant, load_experiment_runs, stack_losses
 from .tables import Row, common_rows, metric_row
@@ -100,10 +100,7 @@ def analyze(info: dict, groups: dict[str, list[RunData]], spec) -> dict:
 
 def full_probes(spec, figures: str) -> tuple[str, ...] | None:
     """The probes drawn in full: None for all of them, else the experiment's probe_figures."""
-    if figures not in FIGURE_SETS:
-        from ..config import ConfigError
-
-        raise ConfigError(f"figures={figures!r}: allowed: {', '.join(FIGURE_SETS)}")
+    check_figure_set(figures)
     return None if figures == "all" else tuple(getattr(spec, "probe_figures", None) or ())
 
 

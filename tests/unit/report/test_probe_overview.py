@@ -88,3 +88,12 @@ def test_a_bad_figure_set_or_probe_name_is_one_line(probed, tmp_path):
     r = CliRunner().invoke(main, ["run", str(bad), "--out", str(tmp_path / "out")])
     assert r.exit_code == 2 and "probe_figures: 'sinkz' is not a probe; allowed: act_kurtosis" in r.output
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_probe_figures_are_checked_against_exactly_the_registered_probes():
+    """experiments/spec.py checks probe_figures by the probes folder's module names (the registry imports torch):
+    that holds only while every registered probe is one module of its own name and no other module there is one."""
+    from normlab.experiments.spec import NOT_PROBES, PROBE_DIR
+    from normlab.probes import PROBES
+
+    assert sorted(f.stem for f in PROBE_DIR.glob("*.py") if f.stem not in NOT_PROBES) == sorted(PROBES)
