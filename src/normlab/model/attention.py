@@ -6,7 +6,7 @@ clamp / soft-cap, softmax / softpick / sigmoid / relu, sink): the explicit path 
 probes call it on the tapped q and k, so what is probed is what the model computes. The fused SDPA
 kernel runs whenever it can express the variant: plain softmax with no clamp or cap, and the sink
 too (a zero key and zero value appended, the sink logit as that column of a float attn_mask);
-softpick, sigmoid, relu, clamp and soft-cap take the explicit path. `tap_q` / `tap_k` / `tap_v` are
+softpick, sigmoid, relu, clamp and soft-cap take the explicit path. SDPA runs through `sdpa.sdpa` (float32 for bf16 on the CPU). `tap_q` / `tap_k` / `tap_v` are
 nn.Identity tap points (after RoPE and the q/k/v norms) so probes read them without editing the model.
 Options (model.attn): qk_norm / qkv_norm / qk_scale (the kappa transplant), an output gate, the weight function,
 a sink; QK-Clip
@@ -23,6 +23,7 @@ from torch import nn
 from ..config import ModelConfig, NormConfig
 from ..norms import build_norm
 from .rope import Rotary
+from .sdpa import sdpa
 
 SOFTPICK_EPS = 1e-8  # softpick's epsilon in its denominator (Zuhri et al. 2025); only matters for all-zero rows
 
@@ -151,7 +152,7 @@ class SelfAttention(nn.Module):
                 scores, hidden = self._scores(q, k)
                 self._keep_max_logits(scores.masked_fill(hidden, float("-inf")))
         if self.sink is None:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return sdpa(q, k, v, is_causal=True)
         return self._sdpa_with_sink(q, k, v)
 
     def _sdpa_with_sink(self, q, k, v):
@@ -164,7 +165,7 @@ class SelfAttention(nn.Module):
         causal = torch.zeros(T, S, dtype=q.dtype, device=q.device).masked_fill(hidden, float("-inf"))
         sink = self.sink(q.new_zeros(B, H)).view(B, H, 1, 1).expand(B, H, T, 1)
         mask = torch.cat([causal.expand(B, H, T, S), sink], dim=-1)                     # B,H,T,S+1
-        return F.scaled_dot_product_attention(q, torch.cat([k, zeros], -2), torch.cat([v, zeros], -2), attn_mask=mask)
+        return sdpa(q, torch.cat([k, zeros], -2), torch.cat([v, zeros], -2), attn_mask=mask)
 
     def _scores(self, q, k):
         """(raw logits q.k/sqrt(D) in float32 or wider, B,H,T,S; the hidden (future) keys, T,S)."""

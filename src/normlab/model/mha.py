@@ -18,6 +18,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .rope import Rotary
+from .sdpa import sdpa
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:
@@ -106,5 +107,5 @@ class MultiHeadAttention(nn.Module):
         if pad is not None:
             pad = self.tap_pad(pad)
         mask = None if pad is None else ~pad[:, None, None, :]                            # B,1,1,S
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.causal, scale=scale)
+        y = sdpa(q, k, v, attn_mask=mask, is_causal=self.causal, scale=scale)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
