@@ -13,7 +13,8 @@ break-even in src/normlab/training/compile_costs.json:
                               compile seconds / (eager - compiled) seconds per member-step
 
 the most conservative row (a run past it repays its compile at every measured shape). Rows where compiled is not
-faster never repay it and are listed in the file, not used.
+faster never repay it and are listed in the file, not used. Each row also keeps its size (member_gflop: 6 N x
+tokens per member-step), by which train.compile=auto finds the measured row nearest a run (training/accel.py).
 """
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ sys.path.insert(0, str(ROOT / "src"))
 SHAPES = {"prepost": ("prepost", []),
           "bigram": ("sink-mechanics", []),                       # Bigram-Backcopy (experiments/sink-mechanics)
           "normfree": ("normfree", ["model.norm.placement=none"])}
+RULE = ("train.compile=auto: the row nearest the run (log member_gflop, log members) decides: eager where compiling "
+        "was slower there, else compile once steps x members reaches its break_even_member_steps; without a size, "
+        "the top-level break_even_member_steps (the largest paying row's)")
 QUIET = ["probes.every=0", "probes.grad_every=0", "probes.forensics=false", "train.eval_every=100000"]
 
 
@@ -62,7 +66,11 @@ def measure(shape: str, E: int, steps: int, rounds: int) -> dict:
     from common import timed_rounds
 
     with tempfile.TemporaryDirectory() as tmp:
-        eager = _stepper(_runs(shape, E, Path(tmp), "none"))
+        from normlab.training.accel import member_gflop
+
+        runs = _runs(shape, E, Path(tmp), "none")
+        gflop = member_gflop(runs[0].trainer.model, 1, runs[0].cfg.train.batch_size)
+        eager = _stepper(runs)
         compiled = _stepper(_runs(shape, E, Path(tmp), "model"))
         eager(0)
         t0 = time.perf_counter()
@@ -77,7 +85,7 @@ def measure(shape: str, E: int, steps: int, rounds: int) -> dict:
                 state["s"] += 1
         t = timed_rounds({"eager": lambda: run(eager), "compiled": lambda: run(compiled)}, rounds, per_call=steps)
     saved = (t["eager"] - t["compiled"]) / E
-    return {"shape": shape, "members": E, "eager_ms": 1e3 * t["eager"], "compiled_ms": 1e3 * t["compiled"],
+    return {"shape": shape, "members": E, "member_gflop": gflop, "eager_ms": 1e3 * t["eager"], "compiled_ms": 1e3 * t["compiled"],
             "speedup": t["eager"] / t["compiled"], "compile_s": compile_s,
             "break_even_member_steps": compile_s / saved if saved > 0 else None}
 
@@ -117,18 +125,19 @@ def main() -> None:
     print(f"load {end[0]:.1f} at the end")
     if a.write:
         path = ROOT / "src" / "normlab" / "training" / "compile_costs.json"
-        if path.exists():   # rows of other shapes or sizes measured by an earlier call are kept
+        earlier = json.loads(path.read_text())["measured"] if path.exists() else {}
+        if earlier.get("machine") == machine():   # rows of other shapes or sizes measured here earlier are kept
             mine = {(r["shape"], r["members"]) for r in rows}
-            rows = [r for r in json.loads(path.read_text())["measured"]["rows"]
-                    if (r["shape"], r["members"]) not in mine] + rows
+            rows = [r for r in earlier["rows"] if (r["shape"], r["members"]) not in mine] + rows
         paying = [r["break_even_member_steps"] for r in rows if r["break_even_member_steps"]]
         out = {"break_even_member_steps": round(max(paying)) if paying else None,
-               "rule": "compile when train.steps x stacked members >= break_even_member_steps",
+               "rule": RULE,
                "measured": {"by": "benchmarks/compile_breakeven.py " + " ".join(sys.argv[1:]), "machine": machine(),
                             "date": datetime.date.today().isoformat(), "load": [round(load[0], 1), round(end[0], 1)],
                             "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                                                   capture_output=True).stdout.strip(),
-                            "rows": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
+                            "rows": [{k: (round(v, 6) if k == "member_gflop" else round(v, 3) if isinstance(v, float)
+                                      else v) for k, v in r.items()}
                                      for r in rows]}}
         path.write_text(json.dumps(out, indent=1) + "\n")
         print(f"wrote {path}")

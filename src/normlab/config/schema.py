@@ -247,15 +247,15 @@ class TrainConfig:
     threads: Annotated[int, Range(ge=0, le=4096)] = 0
     """torch CPU threads; 0 = leave torch's default"""
     compile: Literal["auto", "none", "norms", "model"] = "auto"
-    """torch.compile: auto = the whole model where the run is long enough to repay compiling (steps x members past the break-even measured on the CPU, training/compile_costs.json; eager elsewhere and on GPUs); none = eager; norms = each norm module (fused kernels, seconds to build); model = the whole model"""
+    """torch.compile: auto = the whole model where compiling paid at the measured shape nearest the run and the run is long enough to repay it (steps x members past that shape's break-even, training/compile_costs.json; eager elsewhere and on GPUs); none = eager; norms = each norm module (fused kernels, seconds to build); model = the whole model"""
     stack_placements: bool = False
     """stacked runs that differ only in a generic placement (pre, post, none, peri, reorder) share one stack, each slot a member lacks masked to the identity (training/stacked_mix.py; bitwise what a stack of its own placement gives); off by default: measured no faster on CPU, where the union's extra norms cost what a second stack costs (benchmarks/RESULTS.md)"""
     compile_cache: str = "~/.cache/normlab/inductor"
     """persistent inductor cache (FX graphs, kernels) shared by runs and processes; '' = torch's default"""
     dtype: Literal["float32", "bfloat16"] = "float32"
-    """forward compute dtype: bfloat16 = autocast (matmuls in bf16, each weight cast once per forward; weights, grads, optimizer stay float32); the GPU path, and on CPUs with AMX-BF16 (train.cpu_bf16); the numbers differ from float32"""
+    """forward compute dtype: bfloat16 = autocast (matmuls in bf16, each weight cast once per forward; weights, grads, optimizer stay float32; on the CPU attention and the loss run in float32: faster there); the GPU path, and on CPUs with AMX-BF16 (train.cpu_bf16); the numbers differ from float32. Measured on an AMX Xeon, 2 threads, vs float32: 1.9x a step at d 256 x 6 layers (V 8192, T 256), 1.5x at d 128 x 4, 1.2x at proxies' d 128, T 64, V 27; stacks of 5 gain more (2.0x, 1.8x, 1.5x) (benchmarks/bf16.py, RESULTS.md)"""
     cpu_bf16: Literal["amx", "force"] = "amx"
-    """train.dtype=bfloat16 on a CPU: amx = only where the CPU has AMX-BF16 (refused elsewhere: there bf16 matmuls run at about half the float32 speed); force = run it anyway (numerics checks); speed on AMX: unmeasured here (benchmarks/RESULTS.md)"""
+    """train.dtype=bfloat16 on a CPU: amx = only where the CPU has AMX-BF16 (refused elsewhere: there bf16 matmuls run at about half the float32 speed); force = run it anyway (numerics checks)"""
     fused_optimizer: Literal["auto", "fused", "foreach", "forloop"] = "auto"
     """Adam implementation: auto = fused (one kernel over all params) where the device has it, else foreach"""
     cpu_malloc: Literal["retain", "default"] = "retain"

@@ -160,24 +160,54 @@ def compile_costs() -> dict:
         return {}
 
 
-def compile_choice(cfg: TrainConfig, device: torch.device, members: int = 1, steps: int | None = None) -> tuple[str, str]:
+def member_gflop(model: nn.Module, members: int, batch_size: int) -> float:
+    """The size compile_costs.json's rows are matched by: 6 N x tokens GFLOP per member-step (N = parameters per
+    member, tokens = batch x the model's context; the usual training-FLOPs estimate, embeddings included)."""
+    cfg = getattr(model, "cfg", None)
+    tokens = batch_size * getattr(cfg, "block_size", 1)
+    return 6 * sum(p.numel() for p in model.parameters()) / max(members, 1) * tokens / 1e9
+
+
+def _nearest_row(rows: list, gflop: float, members: int) -> dict | None:
+    """The measured row closest to this step in log size and log stack size (None when no row has a size)."""
+    import math
+
+    sized = [r for r in rows if r.get("member_gflop")]
+    if not sized or gflop <= 0:
+        return None
+    return min(sized, key=lambda r: abs(math.log(gflop / r["member_gflop"])) + abs(math.log(members / r["members"])))
+
+
+def compile_choice(cfg: TrainConfig, device: torch.device, members: int = 1, steps: int | None = None,
+                   gflop: float | None = None) -> tuple[str, str]:
     """(mode, why) for train.compile; `auto` resolves to `model` or `none` from the run alone (never from a timing,
-    so a config trains the same way on a busy machine and an idle one): the whole model is compiled when
-    steps x members (the member-steps left to train in this step function) reaches the break-even measured on the
-    CPU, `compile seconds / eager seconds saved per member-step` (compile_costs.json, from
-    benchmarks/compile_breakeven.py). Eager on other devices (unmeasured there)."""
+    so a config trains the same way on a busy machine and an idle one), with the measurements of
+    compile_costs.json (benchmarks/compile_breakeven.py, on a CPU):
+    - given the step's size (`gflop`, member_gflop) and the file's rows carry sizes: the row nearest in size and
+      stack size decides. Where compiling was slower there, eager; else compiled once steps x members (the
+      member-steps left to train in this step function) reaches that row's break-even, `compile seconds /
+      eager seconds saved per member-step`;
+    - otherwise the file's one break-even (the largest of its paying rows) for every shape.
+    Eager on other devices (unmeasured there)."""
     if cfg.compile != "auto":
         return cfg.compile, "asked"
     steps = cfg.steps if steps is None else steps
     if device.type != "cpu":
         return "none", f"auto: eager on {device.type} (the break-even is measured on CPUs only)"
-    need = compile_costs().get("break_even_member_steps")
+    costs = compile_costs()
+    need, where = costs.get("break_even_member_steps"), ""
+    row = _nearest_row(costs.get("measured", {}).get("rows", []), gflop or 0.0, members) if gflop else None
+    if row is not None:
+        where = f" at the nearest measured shape, {row['shape']} x{row['members']}"
+        need = row.get("break_even_member_steps")
+        if not need:
+            return "none", f"auto: eager (compiling was slower{where}: {row['speedup']:.2f}x)"
     if need is None:
         return "none", f"auto: eager ({COSTS.name} has no break-even)"
     work = steps * members
     if work < need:
-        return "none", f"auto: eager ({steps} steps x {members} member(s) = {work} < break-even {need:.0f})"
-    return "model", f"auto: compiled ({steps} steps x {members} member(s) = {work} >= break-even {need:.0f})"
+        return "none", f"auto: eager ({steps} steps x {members} member(s) = {work} < break-even {need:.0f}{where})"
+    return "model", f"auto: compiled ({steps} steps x {members} member(s) = {work} >= break-even {need:.0f}{where})"
 
 
 class _EagerOnFailure(nn.Module):
@@ -200,14 +230,16 @@ class _EagerOnFailure(nn.Module):
 
 
 def accelerate(model: nn.Module, cfg: TrainConfig, members: int = 1, steps: int | None = None,
-               device: torch.device | None = None) -> nn.Module:
+               device: torch.device | None = None, gflop: float | None = None) -> nn.Module:
     """Return the module the training step calls: `model` itself, or a compiled view of it (compile_choice
-    decides `auto`: `members` runs stacked for `steps` more steps).
+    decides `auto`: `members` runs stacked for `steps` more steps, each `gflop` a step, by default measured on
+    `model`).
 
     `model` keeps its eager forward for evaluation, sampling, probes and checkpoints (the compiled
     view shares its parameters)."""
     device = device if device is not None else next(model.parameters()).device
-    mode, _ = compile_choice(cfg, device, members, steps)
+    gflop = member_gflop(model, members, cfg.batch_size) if gflop is None else gflop
+    mode, _ = compile_choice(cfg, device, members, steps, gflop)
     if mode == "none":
         return model
     set_compile_cache(cfg.compile_cache)

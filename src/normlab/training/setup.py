@@ -197,7 +197,8 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device)
     _guard(model, corpus, cfg, device)
-    step_model = accel.accelerate(dist.wrap(model, cfg.train, ranks, device), cfg.train, device=device)
+    gflop = accel.member_gflop(model, 1, cfg.train.batch_size)   # what train.compile=auto matches measurements by
+    step_model = accel.accelerate(dist.wrap(model, cfg.train, ranks, device), cfg.train, device=device, gflop=gflop)
     optimizer = build_optimizer(model, cfg.train)
     trainer = Trainer(model, optimizer, device, cfg.train, step_model, ranks)
     ckpt = latest_checkpoint(run_dir, need_state=True) if resume else None
@@ -220,6 +221,6 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool = False, overwrite: bool =
         write_json(run_dir / "meta.json", info)
     dist.barrier(ranks)
     run = TrainingRun(cfg, run_dir, corpus, trainer, log, start, info)
-    mode, why = accel.compile_choice(cfg.train, device)
+    mode, why = accel.compile_choice(cfg.train, device, gflop=gflop)
     run.notes["compile"] = {"asked": cfg.train.compile, "used": mode, "why": why}   # a stack's engine may change it
     return run

@@ -48,7 +48,8 @@ class Engine:
         self.device = runs[0].trainer.device
         self.train_cfg = runs[0].cfg.train
         self.version, self._rows = 0, None
-        mode, why = accel.compile_choice(self.train_cfg, self.device, members=len(runs))
+        self.gflop = accel.member_gflop(runs[0].trainer.model, 1, self.train_cfg.batch_size)
+        mode, why = accel.compile_choice(self.train_cfg, self.device, members=len(runs), gflop=self.gflop)
         for r in runs:   # the stack's step is the one that trains them
             r.notes["compile"] = {"asked": self.train_cfg.compile, "used": mode, "why": why}
         self._build(list(range(len(runs))), [(r.trainer.model, _torch_state(r)) for r in runs])
@@ -62,7 +63,8 @@ class Engine:
         models = stacked_mix.unified([m for m, _ in states], cfgs)   # placements differ: the members' union models
         self.model, self.flat = stack_models(models, self.device)
         stacked_mix.mask_slots(self.model, cfgs, self.device)
-        self.step_model = accel.accelerate(self.model, self.train_cfg, members=len(self.runs), device=self.device)
+        self.step_model = accel.accelerate(self.model, self.train_cfg, members=len(self.runs), device=self.device,
+                                           gflop=self.gflop)
         self.optimizer = build_stacked_optimizer(self.flat, [r.cfg.train for r in runs], self.device, models[0])
         for i, (_, state) in enumerate(states):
             self.optimizer.load(i, {n: dict(s) for n, s in state.items()})

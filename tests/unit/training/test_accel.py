@@ -140,11 +140,46 @@ def test_auto_compiles_only_past_the_measured_break_even(monkeypatch):
         nl.load_config("debug", ["train.compile=model"]).train, cpu) == ("model", "asked")
 
 
+def test_auto_follows_the_measured_row_nearest_the_run(monkeypatch):
+    """Rows carry their size: the nearest one (log size, log stack size) decides; where compiling was slower there,
+    eager at any length. Without a size, the file's one break-even."""
+    from normlab.training import accel
+
+    rows = [{"shape": "small", "members": 5, "member_gflop": 0.01, "speedup": 1.8, "break_even_member_steps": 3000},
+            {"shape": "small", "members": 25, "member_gflop": 0.01, "speedup": 1.3, "break_even_member_steps": 90000},
+            {"shape": "wide", "members": 5, "member_gflop": 1.0, "speedup": 0.9, "break_even_member_steps": None}]
+    monkeypatch.setattr(accel, "compile_costs", lambda: {"break_even_member_steps": 90000, "measured": {"rows": rows}})
+    cpu = torch.device("cpu")
+    t = nl.load_config("debug", ["train.steps=1000"]).train
+    mode, why = accel.compile_choice(t, cpu, members=4, gflop=0.012)
+    assert mode == "model" and "4000 >= break-even 3000 at the nearest measured shape, small x5" in why
+    assert accel.compile_choice(t, cpu, members=2, gflop=0.012)[0] == "none"              # 2000 < 3000
+    assert accel.compile_choice(t, cpu, members=20, gflop=0.012)[0] == "none"             # small x25: 20000 < 90000
+    mode, why = accel.compile_choice(nl.load_config("debug", ["train.steps=10000000"]).train, cpu, 5, gflop=0.5)
+    assert mode == "none" and "compiling was slower at the nearest measured shape, wide x5: 0.90x" in why
+    assert accel.compile_choice(t, cpu, members=4)[0] == "none"                             # no size: 4000 < 90000
+    for r in rows:
+        r.pop("member_gflop")
+    assert accel.compile_choice(t, cpu, members=4, gflop=0.012)[0] == "none"               # unsized rows: the same
+
+
+def test_member_gflop_is_six_n_times_the_tokens():
+    from normlab.training import accel
+
+    cfg = nl.load_config("debug", ["model.vocab_size=40"])
+    model = nl.build_model(cfg.model)
+    n = sum(p.numel() for p in model.parameters())
+    want = 6 * n * cfg.train.batch_size * cfg.model.block_size / 1e9
+    assert accel.member_gflop(model, 1, cfg.train.batch_size) == pytest.approx(want)
+    assert accel.member_gflop(model, 4, cfg.train.batch_size) == pytest.approx(want / 4)
+
+
 def test_the_shipped_break_even_file_reads():
     from normlab.training import accel
 
     costs = accel.compile_costs()
     assert costs["break_even_member_steps"] > 0 and costs["measured"]["machine"] and costs["measured"]["rows"]
+    assert all(r["member_gflop"] > 0 for r in costs["measured"]["rows"])   # auto matches runs to rows by size
 
 
 def test_auto_trains_eagerly_where_compiling_fails():
