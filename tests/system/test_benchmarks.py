@@ -32,3 +32,8 @@ def test_stacked_norms_prints_both_kinds():
 def test_gpu_benchmark_smoke_on_cpu():
     out = _run("gpu_124m.py", "--cpu-smoke", "--compile", "none", "--steps", "2", "--warmup", "1")
     assert "tokens/s" in out and "MFU" in out
+
+
+def test_bf16_prints_plain_and_stacked_rows():
+    out = _run("bf16.py", "--shapes", "proxies", "--members", "1", "2", "--steps", "1", "--rounds", "1")
+    assert "AMX-BF16:" in out and "| proxies (d 128 x 4, T 64, B 16, V 27) | 1 |" in out and " | 2 | " in out
