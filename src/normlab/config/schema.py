@@ -253,7 +253,7 @@ class TrainConfig:
     compile_cache: str = "~/.cache/normlab/inductor"
     """persistent inductor cache (FX graphs, kernels) shared by runs and processes; '' = torch's default"""
     dtype: Literal["float32", "bfloat16"] = "float32"
-    """forward compute dtype: bfloat16 = autocast (matmuls in bf16, each weight cast once per forward; weights, grads, optimizer stay float32; on the CPU attention and the loss run in float32: faster there); the GPU path, and on CPUs with AMX-BF16 (train.cpu_bf16); the numbers differ from float32. Measured on an AMX Xeon, 2 threads, vs float32: 1.9x a step at d 256 x 6 layers (V 8192, T 256), 1.5x at d 128 x 4, 1.2x at proxies' d 128, T 64, V 27; stacks of 5 gain more (2.0x, 1.8x, 1.5x) (benchmarks/bf16.py, RESULTS.md)"""
+    """forward compute dtype: bfloat16 = autocast (matmuls in bf16, each weight cast once per forward; weights, grads, optimizer stay float32; on the CPU attention and the loss run in float32: faster there); the GPU path, and on CPUs with AMX-BF16 (train.cpu_bf16); the numbers differ from float32. Measured on an AMX Xeon, 2 threads, a step vs float32: 1.9x at d 256 x 6 layers (V 8192, T 256, B 16), 1.6x at d 128 x 4, 1.25x at proxies' d 128, T 64; a stack of 5: 2.2x, 1.7x, 1.6x; slower at the other shipped experiments' widths, d 16-32 (0.5-1.0x: the casts outweigh the matmuls) (benchmarks/bf16.py, RESULTS.md)"""
     cpu_bf16: Literal["amx", "force"] = "amx"
     """train.dtype=bfloat16 on a CPU: amx = only where the CPU has AMX-BF16 (refused elsewhere: there bf16 matmuls run at about half the float32 speed); force = run it anyway (numerics checks)"""
     fused_optimizer: Literal["auto", "fused", "foreach", "forloop"] = "auto"
