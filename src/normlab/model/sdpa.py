@@ -4,7 +4,8 @@ On the CPU, SDPA's bf16 flash kernel is slower than its float32 one, mostly in t
 AMX-BF16 Xeon, forward + backward at B 16, D 32: 1.2x slower at H 8, T 256 and 4.4x at H 4, T 64;
 benchmarks/RESULTS.md, "bf16"). Under train.dtype=bfloat16 the q, k, v that come out of the bf16 projections
 are therefore cast up, attended in float32 and the output cast back: the step gets faster and the attention more
-exact, not less. CPU autocast runs SDPA in bf16 whatever its inputs are, so the call sits outside it. CUDA keeps bf16 (its flash kernel is the fast path there).
+exact, not less. CPU autocast runs SDPA in bf16 whatever its inputs are, so the call sits outside it. CUDA keeps
+bf16 (its flash kernel is the fast path there).
 """
 from __future__ import annotations
 

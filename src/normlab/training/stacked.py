@@ -30,7 +30,7 @@ from torch import nn
 
 from ..data import IGNORE
 from .optim import param_groups
-from .token_loss import bf16_token_losses
+from .token_loss import bf16_lm_losses
 
 # The flat gradient buffer's span views are strided (row stride P): autograd accumulates into them in
 # place all the same; its one-time note that this "may impair performance" is about a copy we measured.
@@ -209,19 +209,17 @@ def stack_models(models: list[nn.Module], device) -> tuple[nn.Module, Flat]:
 
 def member_losses(logits: torch.Tensor, y: torch.Tensor, E: int, z_loss: torch.Tensor) -> torch.Tensor:
     """Per-member mean cross-entropy over non-ignored targets (+ z-loss), [E]; lm_loss per member."""
-    V = logits.shape[-1]
-    target = y.reshape(-1)
     if logits.dtype == torch.bfloat16:   # blockwise in float32, no float32 copy of the logits (token_loss.py)
-        ce, lse = bf16_token_losses(logits.reshape(-1, V), target)
-    else:
-        flat = logits.float().reshape(-1, V)
-        ce, lse = F.cross_entropy(flat, target, ignore_index=IGNORE, reduction="none"), None
-    ce = ce.view(E, -1)
+        return bf16_lm_losses(logits, y, E, z_loss)
+    V = logits.shape[-1]
+    flat = logits.float().reshape(-1, V)
+    target = y.reshape(-1)
+    ce = F.cross_entropy(flat, target, ignore_index=IGNORE, reduction="none").view(E, -1)
     keep = (target != IGNORE).view(E, -1).float()
     count = keep.sum(1).clamp(min=1)
     loss = ce.sum(1) / count
     if bool((z_loss != 0).any()):
-        lse = (torch.logsumexp(flat, dim=-1) if lse is None else lse).view(E, -1)
+        lse = torch.logsumexp(flat, dim=-1).view(E, -1)
         loss = loss + z_loss * ((lse.square() * keep).sum(1) / count)
     return loss
 

@@ -21,17 +21,13 @@ from . import accel, dist
 from .nodynamo import optimizer_step
 from .optim import lr_at, set_lr
 from .qk_clip import QKClip
-from .token_loss import bf16_token_losses
+from .token_loss import bf16_lm_losses
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 0.0) -> torch.Tensor:
     """Mean next-token cross-entropy over non-ignored targets (+ z-loss, PaLM / OLMo form)."""
     if logits.dtype == torch.bfloat16:   # blockwise in float32, no float32 copy of the logits (token_loss.py)
-        ce, lse = bf16_token_losses(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-        keep = targets.reshape(-1) != IGNORE
-        count = keep.sum()
-        loss = ce.sum() / count
-        return loss + z_loss * (lse.square() * keep).sum() / count if z_loss else loss
+        return bf16_lm_losses(logits, targets, 1, z_loss)[0]
     flat = logits.float().view(-1, logits.shape[-1])
     loss = F.cross_entropy(flat, targets.view(-1), ignore_index=IGNORE)
     if z_loss:

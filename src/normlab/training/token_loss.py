@@ -6,7 +6,8 @@ zero-filled float32 gradient and a cast back, each a full pass over memory: at V
 of an AMX-BF16 step, more than the head's matmul (benchmarks/RESULTS.md, "bf16"). Here each block of rows is cast,
 reduced and differentiated while it sits in cache; nothing of size N x V is made in float32, and the gradient is
 written once, in bf16. The arithmetic is float32 throughout, as in the plain route (the logits are the same bf16
-values), so the loss agrees with it to float32 rounding (tested against float64).
+values), so the loss agrees with it to float32 rounding (tested against float64). A target of IGNORE adds
+nothing; a member with no target left has loss 0 (as a stack's member_losses has always had).
 """
 from __future__ import annotations
 
@@ -54,6 +55,18 @@ class _BlockwiseCrossEntropy(torch.autograd.Function):
 
 def bf16_token_losses(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(cross-entropy per row, 0 where the target is IGNORE; log-sum-exp per row), float32 [N], from bf16 logits
-    [N, V] and targets [N]. Float32 logits keep F.cross_entropy (the callers branch), so their runs stay bit for bit
-    what they were."""
+    [N, V] and targets [N]."""
     return _BlockwiseCrossEntropy.apply(logits, target)
+
+
+def bf16_lm_losses(logits: torch.Tensor, targets: torch.Tensor, E: int, z_loss) -> torch.Tensor:
+    """Each member's mean cross-entropy over its non-ignored targets (+ z_loss x its mean squared log-sum-exp), [E],
+    from bf16 logits [..., V] whose rows are member-major (E = 1: a run alone); z_loss a float or [E]. The float32
+    route stays in step.lm_loss / stacked.member_losses, so float32 runs are bit for bit what they were."""
+    ce, lse = bf16_token_losses(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    keep = (targets.reshape(-1) != IGNORE).view(E, -1).float()
+    count = keep.sum(1).clamp(min=1)
+    loss = ce.view(E, -1).sum(1) / count
+    if bool((z_loss != 0).any()) if torch.is_tensor(z_loss) else z_loss:
+        loss = loss + z_loss * (lse.view(E, -1).square() * keep).sum(1) / count
+    return loss

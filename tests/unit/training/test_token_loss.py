@@ -91,3 +91,13 @@ def test_member_losses_of_bf16_logits_equal_each_member_alone(blocks):
     got = member_losses(logits4.reshape(E * 2, 4, 11), y.reshape(E * 2, 4), E, z)
     want = torch.stack([lm_loss(logits4[e].float(), y[e], float(z[e])) for e in range(E)])
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_a_member_with_no_target_left_has_loss_zero_and_no_gradient():
+    logits, target = _case(N=24, seed=6)
+    target[12:] = IGNORE                                # the second of two members has nothing to predict
+    x = logits.clone().requires_grad_()
+    loss = token_loss.bf16_lm_losses(x, target, 2, torch.tensor([1e-2, 1e-2]))
+    assert loss[1] == 0 and loss[0] > 0
+    loss.sum().backward()
+    assert torch.all(x.grad[12:] == 0) and torch.any(x.grad[:12] != 0)
