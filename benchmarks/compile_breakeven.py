@@ -3,7 +3,7 @@
     python benchmarks/compile_breakeven.py [--shapes prepost bigram normfree] [--members 1 5 25] [--steps 20]
                                            [--rounds 3] [--threads 1] [--write]
 
-For each shape and stack size E: E runs set up as `normlab run` would (training/setup.py), one stacked Engine
+For each shape and stack size E, in a fresh process: E runs set up as `normlab run` would (training/setup.py), one stacked Engine
 eager and one compiled (E = 1: the plain train_step, what a run alone uses), the compiled one's first steps timed
 as its compile (a fresh inductor cache: the cold cost a first run pays; `--warm` keeps the default cache), then
 both timed in alternating rounds (benchmarks/common.timed_rounds). Prints a Markdown table; --write stores the
@@ -90,6 +90,30 @@ def measure(shape: str, E: int, steps: int, rounds: int) -> dict:
             "break_even_member_steps": compile_s / saved if saved > 0 else None}
 
 
+def _row_in_child(shape: str, E: int, a) -> dict:
+    """One row measured in a fresh process: in one process, every model after the first timed 1.5x slower, eager
+    too (bigram x5: 93.8 vs 62.1 ms eager, 98.2 vs 53.8 compiled), which turned paying rows into "never"."""
+    cmd = [sys.executable, __file__, "--one", shape, str(E), "--steps", str(a.steps), "--rounds", str(a.rounds),
+           "--threads", str(a.threads)] + (["--warm"] if a.warm else [])
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("ROW ")), None)
+    if out.returncode != 0 or line is None:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+    return json.loads(line[4:])
+
+
+def _one_row(shape: str, E: int, a) -> None:
+    if not a.warm:   # a fresh inductor cache per row: the cold cost a first run pays
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-cold-")
+    import torch
+
+    from common import setup_process
+
+    torch.set_num_threads(a.threads)
+    setup_process(a.threads)
+    print("ROW " + json.dumps(measure(shape, E, a.steps, a.rounds)), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
@@ -99,23 +123,25 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warm", action="store_true", help="keep the inductor cache (default: a fresh one, cold compiles)")
     p.add_argument("--write", action="store_true", help="store the break-even in training/compile_costs.json")
+    p.add_argument("--one", nargs=2, metavar=("SHAPE", "E"), help=argparse.SUPPRESS)   # a row, in a child process
     a = p.parse_args()
-    if not a.warm:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-cold-")
+    if a.one:
+        _one_row(a.one[0], int(a.one[1]), a)
+        return
     import torch
 
-    from common import machine, setup_process
+    from common import machine
 
-    torch.set_num_threads(a.threads)
-    setup_process(a.threads)
+    torch.set_num_threads(a.threads)   # what machine() names (the rows run in children with the same setting)
     load = os.getloadavg()
-    print(f"{machine()}; load {load[0]:.1f} at start; {'warm' if a.warm else 'cold'} inductor cache")
+    print(f"{machine()}; load {load[0]:.1f} at start; "
+          f"{'warm' if a.warm else 'cold'} inductor cache; each row in a fresh process")
     print("| shape | members | eager ms/step | compiled ms/step | speedup | compile s | break-even member-steps |\n"
           "|---|---|---|---|---|---|---|")
     rows = []
     for shape in a.shapes:
         for E in a.members:
-            r = measure(shape, E, a.steps, a.rounds)
+            r = _row_in_child(shape, E, a)
             r["load"] = [round(load[0], 1), round(os.getloadavg()[0], 1)]
             rows.append(r)
             be = f"{r['break_even_member_steps']:,.0f}" if r["break_even_member_steps"] else "never"

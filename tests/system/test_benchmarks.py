@@ -37,3 +37,9 @@ def test_gpu_benchmark_smoke_on_cpu():
 def test_bf16_prints_plain_and_stacked_rows():
     out = _run("bf16.py", "--shapes", "proxies", "--members", "1", "2", "--steps", "1", "--rounds", "1")
     assert "AMX-BF16:" in out and "| proxies (d 128 x 4, T 64, B 16, V 27) | 1 |" in out and " | 2 | " in out
+
+
+def test_compile_breakeven_measures_a_row_in_a_child_process():
+    out = _run("compile_breakeven.py", "--shapes", "prepost", "--members", "1", "--steps", "1", "--rounds", "1",
+               timeout=600)
+    assert "each row in a fresh process" in out and "| prepost | 1 |" in out
