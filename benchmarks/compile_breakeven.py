@@ -152,7 +152,8 @@ def main() -> None:
     if a.write:
         path = ROOT / "src" / "normlab" / "training" / "compile_costs.json"
         earlier = json.loads(path.read_text())["measured"] if path.exists() else {}
-        if earlier.get("machine") == machine():   # rows of other shapes or sizes measured here earlier are kept
+        same = lambda m: m.rsplit(", ", 1)[0]   # noqa: E731  (machine() ends with the date)
+        if same(earlier.get("machine", "")) == same(machine()):   # rows measured here earlier, other shapes: kept
             mine = {(r["shape"], r["members"]) for r in rows}
             rows = [r for r in earlier["rows"] if (r["shape"], r["members"]) not in mine] + rows
         paying = [r["break_even_member_steps"] for r in rows if r["break_even_member_steps"]]
