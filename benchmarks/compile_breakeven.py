@@ -3,11 +3,11 @@
     python benchmarks/compile_breakeven.py [--shapes prepost bigram normfree] [--members 1 5 25] [--steps 20]
                                            [--rounds 3] [--threads 1] [--write]
 
-For each shape and stack size E, in a fresh process: E runs set up as `normlab run` would (training/setup.py), one stacked Engine
-eager and one compiled (E = 1: the plain train_step, what a run alone uses), the compiled one's first steps timed
-as its compile (a fresh inductor cache: the cold cost a first run pays; `--warm` keeps the default cache), then
-both timed in alternating rounds (benchmarks/common.timed_rounds). Prints a Markdown table; --write stores the
-break-even in src/normlab/training/compile_costs.json:
+For each shape and stack size E, in a fresh process: E runs set up as `normlab run` would (training/setup.py),
+one stacked Engine eager and one compiled (E = 1: the plain train_step, what a run alone uses), the compiled one's
+first steps timed as its compile (a fresh inductor cache: the cold cost a first run pays; `--warm` keeps the default
+cache), then both timed in alternating rounds (benchmarks/common.timed_rounds). Prints a Markdown table; --write
+stores the break-even in src/normlab/training/compile_costs.json:
 
     break-even member-steps = max over the rows where compiling saves time of
                               compile seconds / (eager - compiled) seconds per member-step
@@ -85,7 +85,8 @@ def measure(shape: str, E: int, steps: int, rounds: int) -> dict:
                 state["s"] += 1
         t = timed_rounds({"eager": lambda: run(eager), "compiled": lambda: run(compiled)}, rounds, per_call=steps)
     saved = (t["eager"] - t["compiled"]) / E
-    return {"shape": shape, "members": E, "member_gflop": gflop, "eager_ms": 1e3 * t["eager"], "compiled_ms": 1e3 * t["compiled"],
+    return {"shape": shape, "members": E, "member_gflop": gflop, "eager_ms": 1e3 * t["eager"],
+            "compiled_ms": 1e3 * t["compiled"],
             "speedup": t["eager"] / t["compiled"], "compile_s": compile_s,
             "break_even_member_steps": compile_s / saved if saved > 0 else None}
 
