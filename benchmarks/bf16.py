@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import LARGE, Shape, machine, matmul_peak, setup_process, timed_rounds  # noqa: E402
+from common import LARGE, Shape, machine, matmul_peak, setup_process, step_function, timed_rounds  # noqa: E402
 
 SHAPES = {"d256": LARGE,                                              # 8192 vocab, d 256 x 6 layers, T 256, B 16
           "d128": Shape("d128", 8192, 128, 4, 4, 256, 16),            # the same data, d 128 x 4 layers
@@ -56,22 +56,10 @@ def describe(name: str, runs) -> str:
     return f"{name} (d {m.d_model} x {m.n_layer}, T {m.block_size}, B {t.batch_size}, V {m.vocab_size})"
 
 
-def _stepper(runs):
-    from normlab.training.stacked_loop import Engine
-    from normlab.training.step import train_step
-
-    if len(runs) == 1:
-        run = runs[0]
-        return lambda s: train_step(run.trainer, run.batch(s), s).loss.item()
-    engine = Engine(runs)
-    everyone = list(range(len(runs)))
-    return lambda s: engine.step(s, everyone, lambda: None)
-
-
 def measure(name: str, E: int, steps: int, rounds: int, compile_mode: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         runs = {dtype: _runs(name, E, Path(tmp), dtype, compile_mode) for dtype in ("float32", "bfloat16")}
-        fns = {dtype: _stepper(r) for dtype, r in runs.items()}
+        fns = {dtype: step_function(r) for dtype, r in runs.items()}
         state = {"s": 0}
 
         def run(fn):

@@ -154,6 +154,20 @@ class NormlabRunner:
         self.step += n
 
 
+def step_function(runs: list):
+    """`fn(step)` training `runs` (TrainingRuns from training/setup.py) one step: the plain train_step for one run
+    (what a run alone uses), the stacked Engine's step for several."""
+    from normlab.training.stacked_loop import Engine
+    from normlab.training.step import train_step
+
+    if len(runs) == 1:
+        run = runs[0]
+        return lambda s: train_step(run.trainer, run.batch(s), s)
+    engine = Engine(runs)
+    everyone = list(range(len(runs)))
+    return lambda s: engine.step(s, everyone, lambda: None)
+
+
 def synthetic_data(block: int) -> TokenData:
     """A packed stream of the embedded names corpus (both runners sample the same batches)."""
     from normlab.data.corpora import load_documents

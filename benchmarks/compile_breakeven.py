@@ -50,28 +50,16 @@ def _runs(shape: str, E: int, out: Path, compile_mode: str):
             for k in range(E)]
 
 
-def _stepper(runs):
-    from normlab.training.stacked_loop import Engine
-    from normlab.training.step import train_step
-
-    if len(runs) == 1:
-        run = runs[0]
-        return lambda s: train_step(run.trainer, run.batch(s), s)
-    engine = Engine(runs)
-    everyone = list(range(len(runs)))
-    return lambda s: engine.step(s, everyone, lambda: None)
-
-
 def measure(shape: str, E: int, steps: int, rounds: int) -> dict:
-    from common import timed_rounds
+    from common import step_function, timed_rounds
 
     with tempfile.TemporaryDirectory() as tmp:
         from normlab.training.accel import member_gflop
 
         runs = _runs(shape, E, Path(tmp), "none")
         gflop = member_gflop(runs[0].trainer.model, 1, runs[0].cfg.train.batch_size)
-        eager = _stepper(runs)
-        compiled = _stepper(_runs(shape, E, Path(tmp), "model"))
+        eager = step_function(runs)
+        compiled = step_function(_runs(shape, E, Path(tmp), "model"))
         eager(0)
         t0 = time.perf_counter()
         compiled(0)

@@ -173,7 +173,7 @@ def _nearest_row(rows: list, gflop: float, members: int) -> dict | None:
     import math
 
     sized = [r for r in rows if r.get("member_gflop")]
-    if not sized or gflop <= 0:
+    if not sized:
         return None
     return min(sized, key=lambda r: abs(math.log(gflop / r["member_gflop"])) + abs(math.log(members / r["members"])))
 
@@ -196,7 +196,7 @@ def compile_choice(cfg: TrainConfig, device: torch.device, members: int = 1, ste
         return "none", f"auto: eager on {device.type} (the break-even is measured on CPUs only)"
     costs = compile_costs()
     need, where = costs.get("break_even_member_steps"), ""
-    row = _nearest_row(costs.get("measured", {}).get("rows", []), gflop or 0.0, members) if gflop else None
+    row = _nearest_row(costs.get("measured", {}).get("rows", []), gflop, members) if gflop else None
     if row is not None:
         where = f" at the nearest measured shape, {row['shape']} x{row['members']}"
         need = row.get("break_even_member_steps")
