@@ -10,6 +10,7 @@ statistics that bits per byte and the leakage guard use.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 from dataclasses import dataclass
@@ -124,7 +125,33 @@ def data_fingerprint(cfg: DataConfig) -> str:
     return cache_key(cfg, src, val_src) if cfg.tokenizer == "bpe" else _char_fingerprint(src, val_src)
 
 
+_SHARED: dict | None = None   # build_corpus's memo while `shared_corpora` is open
+
+
+@contextlib.contextmanager
+def shared_corpora():
+    """Within this block build_corpus returns one Corpus per (data config, block size): the members of a stack set
+    up together read the same text, and a Corpus is read-only (each batch a pure function of (seed, step)). Scoped
+    to one set-up, not the process, so a text file edited between two runs of a long-lived process is read again."""
+    global _SHARED
+    outer = _SHARED
+    _SHARED = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _SHARED = outer
+
+
 def build_corpus(cfg: DataConfig, block_size: int) -> Corpus:
+    if _SHARED is None:
+        return _build_corpus(cfg, block_size)
+    key = (repr(cfg), block_size)
+    if key not in _SHARED:
+        _SHARED[key] = _build_corpus(cfg, block_size)
+    return _SHARED[key]
+
+
+def _build_corpus(cfg: DataConfig, block_size: int) -> Corpus:
     if is_synthetic(cfg.source):   # token ids generated per (split, seed, step): data/synthetic.py
         process = parse_synthetic(cfg.source)
         return Corpus(CharTokenizer(process.symbols), SyntheticData(process, "train", block_size),

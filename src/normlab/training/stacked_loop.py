@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from ..config import RunConfig
+from ..data.batching import shared_corpora
 from ..rundir import RunLock, now, write_json
 from . import accel
 from .loop import Member, conclude, default_callbacks, run_steps, stopped_by_a_write
@@ -230,7 +231,8 @@ def train_stacked(cfgs: list[RunConfig], run_dirs: list[Path],
         for d in run_dirs:
             stack.enter_context(RunLock(d))
         stack.enter_context(stopped_by_a_write([Path(d) for d in run_dirs]))
-        runs = [setup(cfg, Path(d), resume=True) for cfg, d in zip(cfgs, run_dirs)]
+        with shared_corpora():   # the members read the same text: tokenize it once
+            runs = [setup(cfg, Path(d), resume=True) for cfg, d in zip(cfgs, run_dirs)]
         results: dict[str, dict] = {}
         for start in sorted({r.start_step for r in runs}):
             group = [r for r in runs if r.start_step == start]

@@ -135,3 +135,40 @@ def test_a_split_left_empty_is_a_config_error(tmp_path, batching):
     path.write_text("first\nsecond\n")
     with pytest.raises(ConfigError, match=r"the train split has no documents .*val_frac=0.9"):
         build_corpus(DataConfig(source=f"text:{path}", val_frac=0.9, batching=batching), block_size=8)
+
+
+def test_shared_corpora_builds_each_corpus_once_and_only_inside_its_block(tmp_path):
+    from normlab.data import batching
+
+    names = load_config("prepost").data
+    with batching.shared_corpora():
+        a, b = batching.build_corpus(names, 16), batching.build_corpus(names, 16)
+        assert a is b                                                  # one text, tokenized once
+        assert batching.build_corpus(names, 8) is not a               # another block size is another corpus
+        with batching.shared_corpora():                                # nested: the same memo
+            assert batching.build_corpus(names, 16) is a
+    assert batching.build_corpus(names, 16) is not a                  # outside: built afresh
+    text = tmp_path / "t.txt"
+    text.write_text("abc\nabd\n")
+    cfg = load_config("prepost", [f"data.source=text:{text}"]).data
+    with batching.shared_corpora():
+        first = batching.build_corpus(cfg, 16)
+    text.write_text("xyz\nxyw\n")                                       # edited between two set-ups
+    with batching.shared_corpora():
+        again = batching.build_corpus(cfg, 16)
+    assert again.fingerprint != first.fingerprint and again.tokenizer.decode(again.tokenizer.encode("xyz")) == "xyz"
+
+
+def test_a_stack_tokenizes_its_text_once(tmp_path, monkeypatch):
+    from normlab.data import batching
+    from normlab.training.stacked_loop import train_stacked
+
+    built = []
+    real = batching._build_corpus
+    monkeypatch.setattr(batching, "_build_corpus", lambda cfg, block: built.append(block) or real(cfg, block))
+    cfgs = [load_config("prepost", [f"out_dir={tmp_path}", f"name=m{s}", f"train.seed={s}", "train.steps=2",
+                                       "train.eval_every=2", "train.eval_batches=1", "probes.every=0",
+                                       "sample.n=0"]) for s in range(3)]
+    train_stacked(cfgs, [tmp_path / c.name for c in cfgs])
+    assert built == [16]
+    assert all((tmp_path / c.name / "summary.json").exists() for c in cfgs)
