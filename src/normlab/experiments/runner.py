@@ -478,25 +478,26 @@ def balanced(tasks: list[Task], workers: int) -> list[Task]:
 
 
 def balance(tasks: list[Task], workers: int) -> list[Task]:
-    """Split stacks in two while that shortens the sweep: three same-size stacks on two workers take two stack
-    lengths with a core idle for one of them; a 5-stack split 3 + 2 fills it. Both halves stay stacks (a stack
-    of 4 or more is split, never into a lone run, which would train on the plain path and round differently):
-    a member computes the same bits in a stack of any size, so a split changes no result. The makespan is estimated
-    by `_cost` and the workers' longest-first order (Sweep hands tasks out in that order); a split is kept if it
-    lowers it, or keeps it while a worker would otherwise idle (then splitting the next equal stack lowers it: 3
-    stacks on 8 workers)."""
-    tasks = list(tasks)
-    while True:
-        best = _makespan(tasks, workers)
-        big = max((t for t in tasks if len(t.runs) >= 4), key=_cost, default=None)
+    """Split stacks in two where that ends the sweep sooner: three 5-stacks of a wide model on two workers take two
+    stack lengths with a core idle for one of them; a 5-stack split 3 + 2 fills it. Both halves stay stacks (a stack
+    of 4 or more is split, never into a lone run, which would train on the plain path and round differently): a
+    member computes the same bits in a stack of any size, so a split changes no result. The makespan is estimated
+    by `_cost` and the workers' longest-first order (Sweep hands tasks out in that order). The longest splittable
+    stack is split again and again, down to stacks of 2-3, and the plan kept is the first with the shortest
+    makespan: a split that only helps after a second one (calibration's two 5-stacks on two workers) is found,
+    and where splitting only moves work (a tie), the stacks stay whole."""
+    best, best_span = list(tasks), _makespan(tasks, workers)
+    trial = list(tasks)
+    while workers > 1:
+        big = max((t for t in trial if len(t.runs) >= 4), key=_cost, default=None)
         if big is None:
-            return tasks
+            break
         half = (len(big.runs) + 1) // 2
-        trial = [t for t in tasks if t is not big] + [Task(big.runs[:half]), Task(big.runs[half:])]
+        trial = [t for t in trial if t is not big] + [Task(big.runs[:half]), Task(big.runs[half:])]
         span = _makespan(trial, workers)
-        if span > best or (span == best and len(trial) > workers):
-            return tasks
-        tasks = trial
+        if span < best_span * (1 - 1e-9):
+            best, best_span = list(trial), span
+    return best
 
 
 def _makespan(tasks: list[Task], workers: int) -> float:
@@ -507,7 +508,31 @@ def _makespan(tasks: list[Task], workers: int) -> float:
 
 
 def _cost(task: Task) -> float:
-    """A task's wall time, roughly: steps x layers x (10 + members). A stacked step of a tiny model costs
-    about 6.5 ms + 0.6 ms a member (prepost, benchmarks/stacked.py), so one member adds a tenth of a step."""
+    """A task's wall time in ms, roughly: its stack's base for as long as any member trains, plus each member's share
+    for its own steps (a member that reaches its end leaves the stack)."""
     cfg = task.runs[0].cfg
-    return max(r.cfg.train.steps for r in task.runs) * max(1, cfg.model.n_layer) * (10 + len(task.runs))
+    base, member = step_ms(cfg)
+    return max(r.cfg.train.steps for r in task.runs) * base + sum(r.cfg.train.steps for r in task.runs) * member
+
+
+# A stacked step on one CPU thread, ms, fitted to measured group times on 2-core CPUs (benchmarks/RESULTS.md,
+# "Session 14"): a base per layer that grows with the norms a block runs (a tiny model's step is the dispatch of its
+# ops, and a norm is several ops each way), plus a share per member that grows with its arithmetic, sublinearly
+# because small matmuls run far below the CPU's peak (~20 GFLOP/s at the zoo's width, ~40 at nanoGPT's).
+LAYER_MS, NORM_MS, MEMBER_LAYER_MS, MEMBER_GFLOP_MS, GFLOP_POWER = 0.48, 0.165, 0.05, 33.0, 0.79
+
+
+def step_ms(cfg: RunConfig) -> tuple[float, float]:
+    """(base, per member) of a stacked step: L (0.48 + 0.165 norms a block) and 0.05 L + 33 GFLOP^0.79 (GFLOP = 6 x
+    the blocks' weights x tokens). Fitted to prepost (pre x2/x3/x5 7.8/8.4/9.8 s and none x5 7.2 s for 1,000
+    steps), the zoo's width (9.6 ms a step alone, 39 x5) and nanoGPT's (a 5-stack 900 s for 2,000 steps). What it
+    decides is where to split: a split pays a second base, most of a stack at prepost's size and next to nothing
+    at nanoGPT's."""
+    from ..model.placements import PLACEMENTS
+
+    m = cfg.model
+    placement = PLACEMENTS.get(m.norm.placement)
+    norms = 2 * len(placement.slots) if placement is not None else 2
+    layers = max(1, m.n_layer)
+    gflop = 6 * layers * (4 + 2 * m.mlp_ratio) * m.d_model ** 2 * cfg.train.batch_size * m.block_size / 1e9
+    return layers * (LAYER_MS + NORM_MS * norms), MEMBER_LAYER_MS * layers + MEMBER_GFLOP_MS * gflop ** GFLOP_POWER

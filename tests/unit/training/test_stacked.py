@@ -170,19 +170,24 @@ def test_stack_keys_group_what_can_share_a_step():
     assert stack_key(nl.load_config("prepost")) != stack_key(nl.load_config("prepost", ["model.n_layer=4"]))
 
 
-def test_stacks_are_split_only_where_that_fills_an_idle_worker():
+def test_stacks_are_split_only_where_that_ends_the_sweep_sooner():
     from normlab.experiments import expand, load_experiment
-    from normlab.experiments.runner import _makespan, balance, plan_tasks
+    from normlab.experiments.runner import _cost, _makespan, balance, plan_tasks
 
     prepost = expand(load_experiment("prepost"))                   # 3 placements x 5 seeds: 3 stacks of 5
-    tasks, _ = plan_tasks(prepost, workers=2)                       # on 2 workers the third would run alone
-    assert sorted(len(t.runs) for t in tasks) == [2, 3, 5, 5]
-    assert sorted(r.cfg.name for t in tasks for r in t.runs) == sorted(r.cfg.name for r in prepost)
-    assert all(len({r.variant for r in t.runs}) == 1 for t in tasks)   # a split keeps one shape per stack
+    # At prepost's size a stack's step is mostly its base (dispatch): a 3 + 2 split pays that base twice, and
+    # none (no norms) is the cheaper stack, so on 2 workers the model sees no gain in splitting (measured: a wash,
+    # within the +-1-2 s the same plan varies by; RESULTS.md, session 14)
+    tasks, _ = plan_tasks(prepost, workers=2)
+    assert sorted(len(t.runs) for t in tasks) == [5, 5, 5]
+    by_variant = {t.runs[0].variant: _cost(t) for t in tasks}
+    assert by_variant["none"] < by_variant["pre"] == by_variant["post"]
     for workers in (1, 3):                                          # nothing to gain: one worker, or one each
         assert sorted(len(t.runs) for t in plan_tasks(prepost, workers=workers)[0]) == [5, 5, 5]
-    many, _ = plan_tasks(prepost, workers=8)                        # 8 workers: every stack split
-    assert sorted(len(t.runs) for t in many) == [2, 2, 2, 3, 3, 3]
+    many, _ = plan_tasks(prepost, workers=8)                        # 8 workers: the costly stacks split
+    assert sorted(len(t.runs) for t in many) == [2, 2, 3, 3, 5]
+    assert sorted(r.cfg.name for t in many for r in t.runs) == sorted(r.cfg.name for r in prepost)
+    assert all(len({r.variant for r in t.runs}) == 1 for t in many)   # a split keeps one shape per stack
     assert _makespan(many, 8) < _makespan(plan_tasks(prepost)[0], 8)
     # never into a lone run: it would train on the plain path, whose rounding differs from a stack's
     two_seeds = expand(load_experiment("prepost"), [], [0, 1])
@@ -192,6 +197,24 @@ def test_stacks_are_split_only_where_that_fills_an_idle_worker():
     assert sorted(len(t.runs) for t in halves) == [5, 5]
     whole, _ = plan_tasks(pre)
     assert _makespan(halves, 2) < _makespan(whole, 2) and balance(whole, 1) == whole
+    # wide members cost most of a stack: both of calibration's 5-stacks split, which only pays once both are
+    # (splitting one alone leaves the other whole on its worker)
+    calibration, _ = plan_tasks(expand(load_experiment("calibration")), workers=2)
+    assert sorted(len(t.runs) for t in calibration) == [2, 2, 3, 3]
+
+
+def test_a_member_counts_for_its_own_steps_in_a_stacks_cost():
+    from normlab.experiments import expand, load_experiment
+    from normlab.experiments.runner import Task, _cost, step_ms
+
+    runs = expand(load_experiment("prepost"), [], [0, 1, 2])
+    pre = [r for r in runs if r.variant == "pre"]
+    base, member = step_ms(pre[0].cfg)
+    assert _cost(Task(pre)) == pytest.approx(1000 * base + 3000 * member)
+    short = expand(load_experiment("prepost"), ["train.steps=10"], [3])[0]
+    assert _cost(Task(pre + [short])) == pytest.approx(1000 * base + 3010 * member)   # it leaves at step 10
+    assert step_ms(nl.load_config("prepost", ["model.norm.placement=none"]))[0] < base   # no norms: fewer ops
+    assert step_ms(nl.load_config("prepost", ["model.d_model=64"]))[1] > member          # wider: more arithmetic
 
 
 def test_per_member_clipping_and_learning_rates(tmp_path):
