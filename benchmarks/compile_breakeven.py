@@ -36,7 +36,8 @@ SHAPES = {"prepost": ("prepost", []),
           "normfree": ("normfree", ["model.norm.placement=none"])}
 RULE = ("train.compile=auto: the row nearest the run (log member_gflop, log members) decides: eager where compiling "
         "was slower there, else compile once steps x members reaches its break_even_member_steps; without a size, "
-        "the top-level break_even_member_steps (the largest paying row's)")
+        "the top-level break_even_member_steps (the largest paying row's); one entry per CPU model (lscpu's model "
+        "name): a CPU not listed takes the most cautious row of each shape")
 QUIET = ["probes.every=0", "probes.grad_every=0", "probes.forensics=false", "train.eval_every=100000"]
 
 
@@ -139,24 +140,34 @@ def main() -> None:
     end = os.getloadavg()
     print(f"load {end[0]:.1f} at the end")
     if a.write:
-        path = ROOT / "src" / "normlab" / "training" / "compile_costs.json"
-        earlier = json.loads(path.read_text())["measured"] if path.exists() else {}
-        same = lambda m: m.rsplit(", ", 1)[0]   # noqa: E731  (machine() ends with the date)
-        if same(earlier.get("machine", "")) == same(machine()):   # rows measured here earlier, other shapes: kept
-            mine = {(r["shape"], r["members"]) for r in rows}
-            rows = [r for r in earlier["rows"] if (r["shape"], r["members"]) not in mine] + rows
-        paying = [r["break_even_member_steps"] for r in rows if r["break_even_member_steps"]]
-        out = {"break_even_member_steps": round(max(paying)) if paying else None,
-               "rule": RULE,
-               "measured": {"by": "benchmarks/compile_breakeven.py " + " ".join(sys.argv[1:]), "machine": machine(),
-                            "date": datetime.date.today().isoformat(), "load": [round(load[0], 1), round(end[0], 1)],
-                            "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                                                  capture_output=True).stdout.strip(),
-                            "rows": [{k: (round(v, 6) if k == "member_gflop" else round(v, 3) if isinstance(v, float)
-                                      else v) for k, v in r.items()}
-                                     for r in rows]}}
-        path.write_text(json.dumps(out, indent=1) + "\n")
-        print(f"wrote {path}")
+        write(rows, load, end)
+
+
+def write(rows: list, load, end, path: Path = ROOT / "src" / "normlab" / "training" / "compile_costs.json") -> None:
+    """This CPU's entry of compile_costs.json (the other CPUs' entries kept): its earlier rows of other shapes are
+    kept where they were measured the same way (same CPU, threads, torch and ISA)."""
+    from common import machine
+    from normlab.training.accel import cpu_name
+
+    data = json.loads(path.read_text()) if path.exists() else {}
+    machines = data.get("machines", [])
+    cpu = cpu_name()
+    earlier = next((m["measured"] for m in machines if m.get("cpu") == cpu), {})
+    same = lambda m: m.rsplit(", ", 1)[0]   # noqa: E731  (machine() ends with the date)
+    if same(earlier.get("machine", "")) == same(machine()):
+        mine = {(r["shape"], r["members"]) for r in rows}
+        rows = [r for r in earlier["rows"] if (r["shape"], r["members"]) not in mine] + rows
+    paying = [r["break_even_member_steps"] for r in rows if r["break_even_member_steps"]]
+    entry = {"cpu": cpu, "break_even_member_steps": round(max(paying)) if paying else None,
+             "measured": {"by": "benchmarks/compile_breakeven.py " + " ".join(sys.argv[1:]), "machine": machine(),
+                          "date": datetime.date.today().isoformat(), "load": [round(load[0], 1), round(end[0], 1)],
+                          "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                                                capture_output=True).stdout.strip(),
+                          "rows": [{k: (round(v, 6) if k == "member_gflop" else round(v, 3) if isinstance(v, float)
+                                    else v) for k, v in r.items()} for r in rows]}}
+    out = {"rule": RULE, "machines": [m for m in machines if m.get("cpu") != cpu] + [entry]}
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

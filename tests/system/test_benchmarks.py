@@ -43,3 +43,27 @@ def test_compile_breakeven_measures_a_row_in_a_child_process():
     out = _run("compile_breakeven.py", "--shapes", "prepost", "--members", "1", "--steps", "1", "--rounds", "1",
                timeout=600)
     assert "each row in a fresh process" in out and "| prepost | 1 |" in out
+
+
+def test_compile_breakeven_writes_this_cpus_entry_and_keeps_the_others(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import compile_breakeven
+    from common import machine
+    from normlab.training import accel
+
+    def row(shape, members, be):
+        return {"shape": shape, "members": members, "member_gflop": 0.01, "speedup": 1.5, "compile_s": 20.0,
+                "break_even_member_steps": be}
+    path = tmp_path / "compile_costs.json"
+    path.write_text(json.dumps({"rule": "", "machines": [
+        {"cpu": "Other CPU", "break_even_member_steps": 5, "measured": {"machine": "Other CPU, ...", "rows": []}},
+        {"cpu": accel.cpu_name(), "break_even_member_steps": 7,
+         "measured": {"machine": machine(), "rows": [row("a", 1, 7.0), row("b", 1, 3.0)]}}]}))
+    compile_breakeven.write([row("a", 1, 4.0)], (1.0,), (1.0,), path)
+    machines = {m["cpu"]: m for m in json.loads(path.read_text())["machines"]}
+    assert machines["Other CPU"]["break_even_member_steps"] == 5                    # another CPU's entry: kept
+    mine = machines[accel.cpu_name()]
+    assert {(r["shape"], r["break_even_member_steps"]) for r in mine["measured"]["rows"]} == {("a", 4.0), ("b", 3.0)}
+    assert mine["break_even_member_steps"] == 4                                     # the largest paying row's

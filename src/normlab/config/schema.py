@@ -247,7 +247,7 @@ class TrainConfig:
     threads: Annotated[int, Range(ge=0, le=4096)] = 0
     """torch CPU threads; 0 = leave torch's default"""
     compile: Literal["auto", "none", "norms", "model"] = "auto"
-    """torch.compile: auto = the whole model where compiling paid at the measured shape nearest the run and the run is long enough to repay it (steps x members past that shape's break-even, training/compile_costs.json; eager elsewhere and on GPUs); none = eager; norms = each norm module (fused kernels, seconds to build); model = the whole model"""
+    """torch.compile: auto = the whole model where compiling paid at the measured shape nearest the run and the run is long enough to repay it (steps x members past that shape's break-even measured on this CPU model, training/compile_costs.json; an unmeasured CPU takes the most cautious measured row; eager elsewhere and on GPUs); none = eager; norms = each norm module (fused kernels, seconds to build); model = the whole model"""
     stack_placements: bool = False
     """stacked runs that differ only in a generic placement (pre, post, none, peri, reorder) share one stack, each slot a member lacks masked to the identity (training/stacked_mix.py; bitwise what a stack of its own placement gives); off by default: measured no faster on CPU, where the union's extra norms cost what a second stack costs (benchmarks/RESULTS.md)"""
     compile_cache: str = "~/.cache/normlab/inductor"

@@ -148,16 +148,48 @@ COSTS = Path(__file__).with_name("compile_costs.json")   # measured by benchmark
 # eagerly; benchmarks raise it to time many models in one process) and logged by accelerate.
 
 
-def compile_costs() -> dict:
-    """The measured break-even of train.compile=auto (compile_costs.json; {} when the file is absent or broken:
-    auto then stays eager)."""
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, what lscpu prints; elsewhere platform's): compile_costs.json keeps
+    one measurement per CPU model, because compiling pays differently on each (RESULTS.md)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def compile_costs(cpu: str | None = None) -> dict:
+    """The measured break-even of train.compile=auto on this CPU (compile_costs.json, one entry per CPU model
+    measured; {} when the file is absent or broken: auto then stays eager). On a CPU not measured, the most
+    cautious of the measured ones: each shape's row from the CPU where compiling paid least (or not at all), and
+    the largest break-even, so auto compiles only where compiling paid on every CPU measured."""
     import json
 
     try:
-        costs = json.loads(COSTS.read_text())
-        return costs if isinstance(costs.get("break_even_member_steps"), (int, float)) else {}
-    except (OSError, ValueError, AttributeError):
+        data = json.loads(COSTS.read_text())
+        machines = [m for m in data["machines"] if isinstance(m, dict) and m.get("cpu")]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return {}
+    cpu = cpu_name() if cpu is None else cpu
+    mine = next((m for m in machines if m.get("cpu") == cpu), None)
+    if mine is not None or not machines:
+        return mine or {}
+    never = float("inf")
+    worst: dict = {}
+    for m in machines:
+        for r in m.get("measured", {}).get("rows", []):
+            key = (r.get("shape"), r.get("members"))
+            worst[key] = max(worst.get(key, r), r, key=lambda x: x.get("break_even_member_steps") or never)
+    names = ", ".join(m.get("cpu", "?") for m in machines)
+    need = max(m.get("break_even_member_steps") or never for m in machines)
+    return {"cpu": f"the most cautious of {names} ({cpu} unmeasured)",
+            "break_even_member_steps": None if need == never else need,
+            "measured": {"machine": "several", "rows": list(worst.values())}}
 
 
 def member_gflop(model: nn.Module, members: int, batch_size: int) -> float:
@@ -182,7 +214,7 @@ def compile_choice(cfg: TrainConfig, device: torch.device, members: int = 1, ste
                    gflop: float | None = None) -> tuple[str, str]:
     """(mode, why) for train.compile; `auto` resolves to `model` or `none` from the run alone (never from a timing,
     so a config trains the same way on a busy machine and an idle one), with the measurements of
-    compile_costs.json (benchmarks/compile_breakeven.py, on a CPU):
+    compile_costs.json (benchmarks/compile_breakeven.py) for this CPU model (`compile_costs`):
     - given the step's size (`gflop`, member_gflop) and the file's rows carry sizes: the row nearest in size and
       stack size decides. Where compiling was slower there, eager; else compiled once steps x members (the
       member-steps left to train in this step function) reaches that row's break-even, `compile seconds /
@@ -199,6 +231,7 @@ def compile_choice(cfg: TrainConfig, device: torch.device, members: int = 1, ste
     row = _nearest_row(costs.get("measured", {}).get("rows", []), gflop, members) if gflop else None
     if row is not None:
         where = f" at the nearest measured shape, {row['shape']} x{row['members']}"
+        where += f" on {costs['cpu']}" if costs.get("cpu") else ""
         need = row.get("break_even_member_steps")
         if not need:
             return "none", f"auto: eager (compiling was slower{where}: {row['speedup']:.2f}x)"

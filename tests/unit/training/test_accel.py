@@ -175,11 +175,51 @@ def test_member_gflop_is_six_n_times_the_tokens():
 
 
 def test_the_shipped_break_even_file_reads():
+    import json
+
     from normlab.training import accel
 
-    costs = accel.compile_costs()
-    assert costs["break_even_member_steps"] > 0 and costs["measured"]["machine"] and costs["measured"]["rows"]
-    assert all(r["member_gflop"] > 0 for r in costs["measured"]["rows"])   # auto matches runs to rows by size
+    machines = json.loads(accel.COSTS.read_text())["machines"]
+    assert machines and len({m["cpu"] for m in machines}) == len(machines)      # one entry per CPU model
+    for m in machines:
+        costs = accel.compile_costs(m["cpu"])
+        assert costs["break_even_member_steps"] > 0 and costs["measured"]["machine"].startswith(m["cpu"])
+        assert all(r["member_gflop"] > 0 for r in costs["measured"]["rows"])   # auto matches runs to rows by size
+    assert accel.compile_costs()["measured"]["rows"]                           # this CPU: its own or the cautious
+
+
+def test_each_cpu_model_has_its_own_break_even_and_an_unmeasured_one_the_most_cautious(tmp_path, monkeypatch):
+    import json
+
+    from normlab.training import accel
+
+    def row(shape, be):
+        return {"shape": shape, "members": 5, "member_gflop": 0.01 if shape == "small" else 1.0,
+                "speedup": 1.5 if be else 0.9, "break_even_member_steps": be}
+    costs = tmp_path / "compile_costs.json"
+    costs.write_text(json.dumps({"rule": "", "machines": [
+        {"cpu": "CPU A", "break_even_member_steps": 3000, "measured": {"machine": "CPU A, ...",
+                                                                       "rows": [row("small", 3000), row("wide", 800)]}},
+        {"cpu": "CPU B", "break_even_member_steps": 9000, "measured": {"machine": "CPU B, ...",
+                                                                       "rows": [row("small", 9000), row("wide", None)]}}]}))
+    monkeypatch.setattr(accel, "COSTS", costs)
+    assert accel.compile_costs("CPU A")["break_even_member_steps"] == 3000
+    cautious = accel.compile_costs("CPU C")
+    assert cautious["break_even_member_steps"] == 9000 and "CPU C unmeasured" in cautious["cpu"]
+    assert {r["shape"]: r["break_even_member_steps"] for r in cautious["measured"]["rows"]} == {"small": 9000,
+                                                                                             "wide": None}
+    t = nl.load_config("debug", ["train.steps=1000"]).train
+    cpu = torch.device("cpu")
+    for name, want in (("CPU A", "model"), ("CPU B", "none"), ("CPU C", "none")):
+        monkeypatch.setattr(accel, "cpu_name", lambda name=name: name)
+        mode, why = accel.compile_choice(t, cpu, members=4, gflop=0.01)   # 4000 member-steps at "small"
+        assert mode == want and name in why
+    monkeypatch.setattr(accel, "cpu_name", lambda: "CPU A")
+    assert accel.compile_choice(nl.load_config("debug", ["train.steps=100000"]).train, cpu, 5, gflop=1.0)[0] == "model"
+    monkeypatch.setattr(accel, "cpu_name", lambda: "CPU C")                     # wide never paid on B: eager
+    assert accel.compile_choice(nl.load_config("debug", ["train.steps=100000"]).train, cpu, 5, gflop=1.0)[0] == "none"
+    costs.write_text("{not json")
+    assert accel.compile_costs() == {}
 
 
 def test_auto_trains_eagerly_where_compiling_fails():
