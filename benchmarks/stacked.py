@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import normlab as nl  # noqa: E402
 
-SHAPES = {"prepost": ("prepost", []), "normfree": ("normfree", ["model.norm.placement=none"]),
+SHAPES = {"prepost": ("prepost", []), "prepost-none": ("prepost", ["model.norm.placement=none"]),
+          "normfree": ("normfree", ["model.norm.placement=none"]),
           "zoo": ("zoo", [])}   # zoo: its base (RMSNorm, pre); every zoo variant has this width
 
 
