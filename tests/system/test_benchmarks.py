@@ -67,3 +67,8 @@ def test_compile_breakeven_writes_this_cpus_entry_and_keeps_the_others(tmp_path,
     mine = machines[accel.cpu_name()]
     assert {(r["shape"], r["break_even_member_steps"]) for r in mine["measured"]["rows"]} == {("a", 4.0), ("b", 3.0)}
     assert mine["break_even_member_steps"] == 4                                     # the largest paying row's
+
+
+def test_step_ops_prints_the_share_of_each_kind_of_op():
+    out = _run("step_ops.py", "--shapes", "prepost", "--members", "2", "--steps", "1")
+    assert "| prepost | 2 |" in out and "x |" in out
