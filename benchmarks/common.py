@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import platform
 import statistics
 import sys
 import tempfile
@@ -236,15 +235,7 @@ def flops_per_token(s: Shape, n_params: int) -> float:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+    return (f"{accel.cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
             f"{torch.backends.cpu.get_cpu_capability()}, {datetime.date.today().isoformat()}")
 
 
