@@ -112,6 +112,7 @@ def test_stacks_are_split_to_fill_the_slots_the_cluster_runs_at_once():
     assert ray_launcher.slots({"CPU": 16.0, "GPU": 1.0}, cpu, None) == 16     # CPU runs do not wait for it
     assert ray_launcher.slots({}, whole, None) == 1
 
+
 def test_cli_launcher_errors_are_one_line_exit_2(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["run", "prepost", "--address", "auto", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "needs --launcher ray" in r.output and len(r.output.strip().splitlines()) == 1

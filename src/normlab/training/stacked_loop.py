@@ -110,7 +110,8 @@ class Engine:
         self.optimizer.step(grad, torch.tensor(lrs, device=self.device), torch.ones(len(live), device=self.device))
         self.version += 1
         losses, norms = losses.detach(), norms.detach()
-        return {k: (StepResult(losses[i], norms[i], lrs[i]), b.x.numel()) for i, (k, b) in enumerate(zip(live, batches))}
+        return {k: (StepResult(losses[i], norms[i], lrs[i]), b.x.numel())
+                for i, (k, b) in enumerate(zip(live, batches))}
 
     def grad_row(self, k: int) -> torch.Tensor:
         """Member k's grad_norms row of this step (its own model's keys, before clipping); every member's rows are

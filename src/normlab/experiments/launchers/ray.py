@@ -154,6 +154,7 @@ def _ray_body(payload: list[tuple[dict, str]], threads: int, cwd: str, inbox, st
     if os.path.isdir(cwd):  # relative paths in a config (data.source=text:...) mean what they meant to the driver
         os.chdir(cwd)
     where = f"{ray.util.get_node_ip_address()} ({ray.get_runtime_context().get_node_id()[:8]})"
+
     def send(message) -> None:
         """Progress and end lines are best effort: once Ray cancels the task, the queue actor's put raises
         TaskCancelledError, which must not turn a checkpointed stop into a failed run."""
