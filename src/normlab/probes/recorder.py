@@ -46,6 +46,7 @@ def _glob_regex(pattern: str) -> re.Pattern:
     return re.compile("".join(parts) + "$")
 
 
+@functools.lru_cache(maxsize=1 << 16)   # a probe pass asks the same (pattern, module name) pairs every time
 def glob_match(pattern: str, name: str) -> bool:
     """`blocks.*` matches blocks.3 but not blocks.3.attn; `**.tap_q` matches any tap_q; "" the root."""
     if pattern == "" or name == "":
@@ -97,10 +98,14 @@ class View:
 
     def __init__(self, model: nn.Module, outputs: dict[str, torch.Tensor], inputs: dict | None = None):
         self.model, self.outputs, self.inputs = model, outputs, inputs or {}
+        self._matches: dict[str, list] = {}
 
     def matching(self, pattern: str) -> list[tuple[str, torch.Tensor]]:
-        """Captured outputs whose module name matches, in the order the forward produced them."""
-        return [(n, t) for n, t in self.outputs.items() if glob_match(pattern, n)]
+        """Captured outputs whose module name matches, in the order the forward produced them (a new list each call;
+        the search is done once per pattern: several probes read the same modules)."""
+        if pattern not in self._matches:
+            self._matches[pattern] = [(n, t) for n, t in self.outputs.items() if glob_match(pattern, n)]
+        return list(self._matches[pattern])
 
     @functools.cached_property
     def attention(self) -> list[AttentionMap]:
