@@ -3,6 +3,7 @@ the last 10 % to validate on, contiguous) as character streams, newlines kept.
 
     python examples/nanogpt_shakespeare_data.py input.txt OUT_DIR
     normlab run calibration --preset nanogpt data.source=text:OUT_DIR/train.txt data.val_source=text:OUT_DIR/val.txt
+    normlab run calibration nanogpt:data.source=text:OUT_DIR/train.txt nanogpt:data.val_source=text:OUT_DIR/val.txt
 
 Why a script: normlab reads a plain text file one document per line (a newline becomes the boundary token, blank
 lines are dropped), but nanoGPT predicts every character, newlines and blank lines included. A text file holding

@@ -142,7 +142,9 @@ def main(debug):
                                 "or host:port; default: start a local Ray for this sweep")
 def run(experiment, overrides, seeds, jobs, out_dir, preset, skip_failed, replicate, launcher, address, no_stack,
         figures):
-    """Train every variant x seed of EXPERIMENT (resuming unfinished runs) and write its report."""
+    """Train every variant x seed of EXPERIMENT (resuming unfinished runs) and write its report.
+
+    OVERRIDES are dotted key=value pairs for every variant; VARIANT:key=value sets one variant's only."""
     from .prestart import Prestarted
 
     # the workers start now, before this process imports torch to plan the sweep (prestart.py); --jobs, else every

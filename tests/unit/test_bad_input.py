@@ -9,7 +9,7 @@ report and the failed run's summary.json). The broken run directories are copies
 runs trained once per module (complete, interrupted, diverged with forensics) and of one sweep.
 
 Cases per family (as of issue 24: the schema walk runs in process; 11 more are -m slow):
-  cli arguments         60  run/train/sample/report/replay/push/pull/list/show and the top level, bad arguments
+  cli arguments         62  run/train/sample/report/replay/push/pull/list/show and the top level, bad arguments
   schema overrides    480  every numeric field of RunConfig: below/above its Range, nan, inf, a string, a bool, a
                             list, through load_config in process (7 per field); 7 of them through `train` and
                             every 8th field below its Range through `run`, the CLI paths
@@ -63,6 +63,9 @@ def _cli_cases():
     add(["run", "nosuch"], "nosuch", id="run-unknown-experiment")
     add(["run", "prepots"], "prepost", id="run-typo-suggests")           # did you mean prepost?
     add(["run", "prepost", "train.seed=3"], "train.seed", "--seeds", id="run-train-seed")
+    add(["run", "prepost", "pre:train.seed=3"], "train.seed", "--seeds", id="run-scoped-train-seed")
+    add(["run", "calibration", "makemre:data.source=names"], "makemre", "nanogpt, makemore",
+        id="run-scoped-unknown-variant")
     add(["run", "prepost", "--preset", "nosuch"], "nosuch", id="run-unknown-preset")
     add(["run", "prepost", "--replicate", "nowhere"], "nowhere", id="run-replicate-missing")
     add(["run", "prepost", "--bogus"], "--bogus", id="run-unknown-flag")

@@ -17,7 +17,8 @@ from ..report import check_figure_set
 from ..rundir import RunLock, write_json
 from .progress import SweepProgress
 from .runner import Sweep, cores, plan_tasks, workers_and_threads
-from .spec import expand, load_experiment, parse_seeds, seeds_label, watching_only
+from .spec import (expand, load_experiment, override_key, parse_seeds, replaced_variant_keys, seeds_label,
+                   watching_only)
 
 
 @dataclass
@@ -80,6 +81,14 @@ def run_experiment(name: str, overrides: list[str] = (), seeds: str | int | None
              + (f", {stacked} runs stacked" if stacked else "")
              + (f", {len(planned) - reused - sum(len(t.runs) for t in tasks)} failed kept (--skip-failed))"
                 if skip_failed and any(s == "failed" for s in states.values()) else ")"))
+        for o, setting in replaced_variant_keys(spec, overrides).items():
+            setting = [v for v in setting if v in variants]
+            unset = [v for v in variants if override_key(o) not in spec.variants[v]]   # the base's value
+            if len(setting) == len(variants):
+                echo(f"note: {o} replaces the value every variant sets itself: they no longer differ in it")
+            elif setting:
+                echo(f"note: {o} also replaces the value that variant(s) {', '.join(setting)} set themselves; for "
+                     f"one variant only, write VARIANT:{o}" + (f" (e.g. {unset[0]}:{o})" if unset else ""))
         t0 = time.perf_counter()
         shown = SweepProgress(tasks, display if launcher == "local" else "none", write=echo)  # Ray prints its own
         sweep = _sweep(launcher, tasks, jobs or spec.jobs, jobs, address, echo, reuse=stack, shown=shown,

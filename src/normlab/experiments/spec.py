@@ -348,7 +348,7 @@ WATCHING_ONLY = ("train.trackers", "train.print_every")  # how a run is watched,
 
 def watching_only(override: str) -> bool:
     """True for an override that changes how runs are watched (trackers, log lines), not what they compute."""
-    return override.split("=", 1)[0].strip().lstrip("-") in WATCHING_ONLY
+    return override_key(override) in WATCHING_ONLY
 
 
 def experiment_dir_name(spec: ExperimentSpec, seeds: list[int], preset: str | None, overrides: list[str]) -> str:
@@ -368,8 +368,9 @@ def experiment_dir_name(spec: ExperimentSpec, seeds: list[int], preset: str | No
 def expand(spec: ExperimentSpec, overrides: list[str] = (), seeds: list[int] | None = None,
            out_dir: str | None = None, preset: str | None = None, exp_name: str | None = None) -> list[PlannedRun]:
     """variants x seeds -> validated RunConfigs (every one validated before any training starts)."""
+    shared, scoped = split_scoped(spec, overrides)
     for o in overrides:
-        if o.split("=", 1)[0].strip().lstrip("-") == "train.seed":
+        if override_key(o) == "train.seed":
             raise ConfigError(f"override {o!r}: under `normlab run` the seeds come from --seeds (e.g. --seeds 10-14 "
                               "or --seeds 3,7,11), not from train.seed")
     seeds = list(range(spec.seeds)) if seeds is None else list(seeds)
@@ -382,11 +383,48 @@ def expand(spec: ExperimentSpec, overrides: list[str] = (), seeds: list[int] | N
         variant_overrides = [f"{k}={_yaml_scalar(v)}" for k, v in spec.variants[variant].items()]
         for seed in seeds:
             cfg = build_config([(spec.base, f"{spec.name}/experiment.yaml base")],
-                               variant_overrides + flat + axis_overrides + list(overrides) + [f"train.seed={seed}"])
+                               variant_overrides + flat + axis_overrides + shared + scoped.get(variant, [])
+                               + [f"train.seed={seed}"])
             root = Path(out_dir or cfg.out_dir) / folder
             cfg.name, cfg.out_dir = f"{variant}-seed{seed}", str(root)
             planned.append(PlannedRun(variant, seed, cfg, root / cfg.name))
     return planned
+
+
+def override_key(override: str) -> str:
+    """The dotted key an override sets, without a VARIANT: scope (`nanogpt:data.source=...` -> data.source)."""
+    key = override.split("=", 1)[0].strip().lstrip("-")
+    return key.split(":", 1)[1] if ":" in key else key
+
+
+def split_scoped(spec: ExperimentSpec, overrides) -> tuple[list[str], dict[str, list[str]]]:
+    """(overrides for every variant, {variant: its own}): `VARIANT:key=value` sets key for that variant only (after
+    the shared ones), e.g. calibration's two peers read two corpora: `nanogpt:data.source=text:train.txt`."""
+    shared: list[str] = []
+    scoped: dict[str, list[str]] = {}
+    for o in overrides:
+        key = o.split("=", 1)[0]
+        if ":" not in key:
+            shared.append(o)
+            continue
+        variant, rest = o.split(":", 1)
+        if variant not in spec.variants:
+            raise ConfigError(f"override {o!r}: {variant!r} is not a variant of {spec.name}; VARIANT:key=value "
+                              f"scopes an override to one of: {', '.join(spec.variants)}")
+        scoped.setdefault(variant, []).append(rest)
+    return shared, scoped
+
+
+def replaced_variant_keys(spec: ExperimentSpec, overrides) -> dict[str, list[str]]:
+    """{unscoped override: the variants that set that key themselves}: such an override replaces what those
+    variants differ by (calibration's makemore reads names; `data.source=...` would give it nanoGPT's text)."""
+    out = {}
+    for o in split_scoped(spec, overrides)[0]:
+        key, value = override_key(o), o.split("=", 1)[1].strip() if "=" in o else None
+        setting = [v for v, values in spec.variants.items() if key in values and _yaml_scalar(values[key]) != value]
+        if setting:
+            out[o] = setting
+    return out
 
 
 def _yaml_scalar(value) -> str:

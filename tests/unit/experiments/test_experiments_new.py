@@ -305,3 +305,27 @@ def test_dyt_regime_smoke_end_to_end(tmp_path):
 @pytest.mark.parametrize("name", ["proxies", "depth", "sinks"])
 def test_smoke_end_to_end(tmp_path, name):
     _smoke(tmp_path, name)
+
+
+def test_a_variant_scoped_override_sets_that_variant_only():
+    """`VARIANT:key=value` (calibration's peers read two corpora: nanoGPT's text, makemore's names)."""
+    from normlab.experiments.spec import experiment_dir_name, replaced_variant_keys
+
+    spec = load_experiment("calibration")
+    runs = expand(spec, ["nanogpt:train.lr=0.002", "train.steps=700"], [0, 1])
+    lr = {r.variant: r.cfg.train.lr for r in runs}
+    assert lr["nanogpt"] == 0.002 and lr["makemore"] == load_experiment("calibration").variants["makemore"][
+        "train.lr"] and all(r.cfg.train.steps == 700 for r in runs)   # a shared override still reaches both
+    assert experiment_dir_name(spec, [0, 1], None, ["nanogpt:train.lr=0.002"]) != experiment_dir_name(
+        spec, [0, 1], None, [])                                     # another setup, another folder
+    # the value after the scope may hold colons of its own (text:PATH)
+    assert {r.variant: r.cfg.data.source for r in expand(spec, ["nanogpt:data.source=names"], [0])} == {
+        "nanogpt": "names", "makemore": "names"}
+    with pytest.raises(ConfigError, match="'makemre' is not a variant of calibration"):
+        expand(spec, ["makemre:train.lr=0.1"], [0])
+    # an unscoped override of a key a variant sets itself is reported (normlab run prints a note)
+    assert replaced_variant_keys(spec, ["data.source=text:x.txt", "probes.every=0", "train.steps=9"]) == {
+        "data.source=text:x.txt": ["makemore"], "train.steps=9": ["makemore"]}   # makemore trains 5,000 steps
+    assert replaced_variant_keys(spec, ["data.source=names"]) == {}   # makemore's own value: nothing replaced
+    assert replaced_variant_keys(load_experiment("prepost"), ["model.norm.placement=pre"]) == {
+        "model.norm.placement=pre": ["post", "none"]}

@@ -89,3 +89,21 @@ def test_a_sweep_whose_runs_all_failed_writes_no_report(tmp_path, monkeypatch):
     r = invoke("run", "prepost", "train.steps=5", "--seeds", "2", "--out", tmp_path)
     line = refused(r, "all 6 runs failed", "no report", "the disk is gone", code=1)
     assert line.count("the disk is gone") == 1
+
+
+def test_an_override_of_what_a_variant_sets_itself_is_noted(tmp_path, monkeypatch):
+    """calibration's makemore reads names; `data.source=...` alone would give it nanoGPT's text: the plan says so
+    and how to scope it (the sweep itself is stubbed: only the plan's lines matter here)."""
+    monkeypatch.setattr(run_mod, "_sweep", lambda launcher, tasks, *a, **k: _AllFail(tasks))
+    lines = []
+    run_experiment("calibration", ["data.source=names", "train.steps=700"], seeds=1, out=str(tmp_path),
+                   echo=lines.append)
+    notes = [line for line in lines if line.startswith("note:")]
+    assert notes == ["note: train.steps=700 also replaces the value that variant(s) makemore set themselves; for one "
+                     "variant only, write VARIANT:train.steps=700 (e.g. nanogpt:train.steps=700)"]
+    lines.clear()
+    run_experiment("prepost", ["model.norm.placement=pre", "train.steps=5"], seeds=1, out=str(tmp_path / "b"),
+                   echo=lines.append)
+    assert [line for line in lines if line.startswith("note:")] == [
+        "note: model.norm.placement=pre also replaces the value that variant(s) post, none set themselves; for one "
+        "variant only, write VARIANT:model.norm.placement=pre"]
