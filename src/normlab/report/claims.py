@@ -290,8 +290,9 @@ def untestable_here(spec: ClaimSpec, groups: dict[str, list[RunData]], group_def
         return f"{', '.join(absent)} not in {trained.label or 'the variants trained here'}"
     numbers = [b for _, _, b in spec.parts if _number(b) not in (None, 0.0) and b not in groups and not spec.constant]
     free = tuple(str(k) for k in spec.setup_free)
-    changed = [c for c in trained.changed if not any(c.split("=", 1)[0] == k or (k.endswith(".") and
-                                                                                c.startswith(k)) for k in free)]
+    keys = {c: c.split("=", 1)[0].split(":", 1)[-1] for c in trained.changed}   # nanogpt:data.source -> data.source
+    changed = [c for c in trained.changed if not any(keys[c] == k or (k.endswith(".") and keys[c].startswith(k))
+                                                     for k in free)]
     if numbers and changed:
         shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
         return (f"compares with the source's absolute number {numbers[0]}, and {trained.label} changes the setup it "

@@ -36,6 +36,10 @@ def test_claims_on_untrained_variants_or_another_scale_are_untestable(tmp_path):
         and "data.source" not in peer.untestable.split("belongs to")[1]
     _, _, _, _, _, peer = evaluate_claims(_specs(), groups, {}, Trained("overrides", ["data.source=text:x.txt"]))
     assert peer.verdict == "contradicted"
+    scoped = Trained("overrides", ["a:data.source=text:x.txt", "a:data.val_source=text:y.txt"])   # VARIANT:key
+    assert evaluate_claims(_specs(), groups, {}, scoped)[5].verdict == "contradicted"
+    assert evaluate_claims(_specs(), groups, {}, Trained("overrides", ["a:train.steps=4"]))[5].verdict == \
+        "untestable here"
     assert "untestable here: a_L32, b_L32 not in preset smoke" in verdict_table([deep])
     assert deep.as_dict()["untestable"] == "a_L32, b_L32 not in preset smoke"
     # as shipped (no preset, no overrides) the absolute claim is tested
