@@ -486,24 +486,28 @@ def balance(tasks: list[Task], workers: int) -> list[Task]:
     stack is split again and again, down to stacks of 2-3, and the plan kept is the first with the shortest
     makespan: a split that only helps after a second one (calibration's two 5-stacks on two workers) is found,
     and where splitting only moves work (a tie), the stacks stay whole."""
-    best, best_span = list(tasks), _makespan(tasks, workers)
+    costs = {id(t): _cost(t) for t in tasks}   # each task's estimate once: the search re-plans many times
+    cost = lambda t: costs[id(t)]  # noqa: E731
+    best, best_span = list(tasks), _makespan(tasks, workers, cost)
     trial = list(tasks)
     while workers > 1:
-        big = max((t for t in trial if len(t.runs) >= 4), key=_cost, default=None)
+        big = max((t for t in trial if len(t.runs) >= 4), key=cost, default=None)
         if big is None:
             break
         half = (len(big.runs) + 1) // 2
-        trial = [t for t in trial if t is not big] + [Task(big.runs[:half]), Task(big.runs[half:])]
-        span = _makespan(trial, workers)
+        halves = [Task(big.runs[:half]), Task(big.runs[half:])]
+        costs.update({id(t): _cost(t) for t in halves})
+        trial = [t for t in trial if t is not big] + halves
+        span = _makespan(trial, workers, cost)
         if span < best_span * (1 - 1e-9):
             best, best_span = list(trial), span
     return best
 
 
-def _makespan(tasks: list[Task], workers: int) -> float:
+def _makespan(tasks: list[Task], workers: int, cost: Callable[[Task], float] | None = None) -> float:
     loads = [0.0] * max(1, workers)
-    for task in sorted(tasks, key=_cost, reverse=True):   # each free worker takes the longest task left
-        loads[loads.index(min(loads))] += _cost(task)
+    for c in sorted(map(cost or _cost, tasks), reverse=True):   # each free worker takes the longest task left
+        loads[loads.index(min(loads))] += c
     return max(loads)
 
 
